@@ -1,0 +1,51 @@
+"""The project's error types: bad input (exit 2) versus a failure while working (exit 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DivergedError", "ErrorList", "InputError"]
+
+
+class InputError(ValueError):
+    """Bad input from the user: a plan, a data file, a flag, a run path.
+
+    The CLI prints the message (no traceback) and exits with status 2, before any work starts.
+    """
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+    def __init__(self, epoch: int, loss: float, last_checkpoint: str | None) -> None:
+        self.epoch = epoch
+        self.loss = loss
+        self.last_checkpoint = last_checkpoint
+        where = last_checkpoint or "none written yet"
+        super().__init__(
+            f"training diverged at epoch {epoch} (loss = {loss}); last good checkpoint: {where}. "
+            "Lower the learning rate or the gradient clip for this phase and resume from it."
+        )
+
+
+class ErrorList:
+    """Collects every problem in a piece of input, so the user sees all of them at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.messages: list[str] = []
+
+    def add(self, path: str, problem: str, value: Any = None, fix: str = "") -> None:
+        got = "" if value is None else f" (got {value!r})"
+        tail = f"; {fix}" if fix else ""
+        self.messages.append(f"{path}: {problem}{got}{tail}")
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            lines = "\n".join(f"  - {m}" for m in self.messages)
+            count = len(self.messages)
+            noun = "problem" if count == 1 else "problems"
+            raise InputError(f"{self.source}: {count} {noun}:\n{lines}")

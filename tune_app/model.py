@@ -1,0 +1,106 @@
+"""Encoder-decoder sequence generator with scheduled sampling (teacher forcing) and input noise."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tune_app.errors import InputError
+
+__all__ = ["ModelConfig", "Seq2Seq"]
+
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    components: int = 3
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    cell: str = "gru"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.cell not in CELLS:
+            problems.append(f"cell: {self.cell!r} is not one of {', '.join(CELLS)}")
+        if self.hidden < 1 or self.layers < 1 or self.components < 1:
+            problems.append(
+                f"hidden, layers and components must be >= 1 (got {self.hidden}, {self.layers}, {self.components})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout: must lie in [0, 1) (got {self.dropout})")
+        if problems:
+            raise InputError("model config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(
+                f"model config: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(cls.__dataclass_fields__)}"
+            )
+        return cls(**raw)
+
+
+class Seq2Seq(nn.Module):
+    """Reads `x` [B, T_in, C], generates `steps` next values [B, steps, C].
+
+    The decoder predicts the change from its previous input (a residual step), which makes a
+    persistence forecast the starting point rather than something to learn.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        cell = CELLS[config.cell]
+        between = config.dropout if config.layers > 1 else 0.0
+        self.encoder = cell(
+            config.components, config.hidden, config.layers, batch_first=True, dropout=between
+        )
+        self.decoder = cell(
+            config.components, config.hidden, config.layers, batch_first=True, dropout=between
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden, config.components)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        steps: int,
+        target: torch.Tensor | None = None,
+        teacher_forcing: float = 0.0,
+        noise: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Generate `steps` values. With `target`, each step of each sample feeds the truth with
+        probability `teacher_forcing`, else the model's own previous prediction (scheduled
+        sampling). `noise` (training only) is Gaussian noise added to the inputs."""
+        if noise > 0.0 and self.training:
+            x = x + noise * torch.randn(
+                x.shape, generator=generator, device=x.device, dtype=x.dtype
+            )
+        _, state = self.encoder(x)
+        previous = x[:, -1:, :]
+        use_truth = target is not None and teacher_forcing > 0.0
+        if use_truth:
+            draws = torch.rand((x.shape[0], steps, 1), generator=generator, device=x.device)
+            mask = draws < teacher_forcing
+        outputs = []
+        for t in range(steps):
+            hidden, state = self.decoder(previous, state)
+            prediction = previous + self.head(self.dropout(hidden))
+            outputs.append(prediction)
+            if use_truth:
+                assert target is not None
+                previous = torch.where(mask[:, t : t + 1], target[:, t : t + 1], prediction)
+            else:
+                previous = prediction
+        return torch.cat(outputs, dim=1)
