@@ -100,7 +100,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     trainer.add_argument("--threads", type=_positive_int, default=1, help="torch threads per trial")
 
 
-def _spec(args: argparse.Namespace, device: str = "cpu") -> RunSpec:
+def build_spec(args: argparse.Namespace, device: str = "cpu") -> RunSpec:
     from tune_app.data import DataConfig
     from tune_app.model import ModelConfig
     from tune_app.plan import load_plan
@@ -207,13 +207,14 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tune_app.local import run_train
 
-    spec = _spec(args)
+    spec = build_spec(args)
     out = Path(args.out) if args.out else _default_out("train")
     result = run_train(
         spec,
         out,
         progress_every=args.progress_every,
         resume=Path(args.resume) if args.resume else None,
+        stop_after=args.stop_after,
     )
     last = result.history[-1] if result.history else {}
     print(
@@ -238,6 +239,23 @@ def cmd_continue(args: argparse.Namespace) -> int:
     best = result.history[-1]["best_val_free_loss"]
     print(
         f"done: {Path(args.output_dir) / 'best_model_combined.pth'} (best val_free_loss {best:.5f})"
+    )
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from tune_app.results import export_best, open_run
+
+    run = open_run(args.run)
+    out = (
+        Path(args.out)
+        if args.out
+        else (Path(run.location.path) / "best" if run.location.is_local else Path("best"))
+    )
+    config = export_best(run, out, args.metric, args.mode)
+    print(
+        f"best: trial {config['trial']} at epoch {config['epoch']}: {args.metric} = {config['value']:.6f}\n"
+        f"exported to {out}/: best_model.pth plan.yaml config.json lineage.json metrics.parquet"
     )
     return 0
 
@@ -281,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default results/train-TIMESTAMP)")
     train.add_argument("--resume", help="checkpoint directory to resume from")
     train.add_argument("--progress-every", type=_positive_int, default=1)
+    train.add_argument(
+        "--stop-after", type=_positive_int, help="stop after this epoch (replaying an export)"
+    )
     train.set_defaults(handler=cmd_train)
 
     cont = commands.add_parser("continue", help="the seed's continue_training.py, flag for flag")
@@ -295,6 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
     cont.add_argument("--progress-every", type=_positive_int, default=10)
     cont.set_defaults(handler=cmd_continue)
 
+    best = commands.add_parser(
+        "best", help="export the best checkpoint of a run, with its plan and lineage"
+    )
+    best.add_argument("run", help="run directory or URI")
+    best.add_argument(
+        "--out", help="export directory (default RUN/best, or ./best for remote runs)"
+    )
+    best.add_argument("--metric", default="val_free_loss")
+    best.add_argument("--mode", default="min", choices=["min", "max"])
+    best.set_defaults(handler=cmd_best)
+
+    from tune_app.cli_runs import add_run_commands
+
+    add_run_commands(commands, _add_run_args)
     return parser
 
 

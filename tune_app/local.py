@@ -48,6 +48,7 @@ def run_train(
     progress_every: int = 1,
     quiet: bool = False,
     resume: Path | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train `spec` in this process. Validates data first; writes nothing on bad input."""
     table = spec.open_table()
@@ -63,6 +64,7 @@ def run_train(
             out_dir=out_dir,
             resume=resume,
             report=report,
+            stop_after=stop_after,
             best_file=out_dir / "best_model.pth",
         )
     finally:

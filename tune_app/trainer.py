@@ -211,6 +211,7 @@ def train(
             "metrics": history[-1],
             "data_fingerprint": data.fingerprint,
             "components": list(data.components),
+            "plan": plan.to_dict(),
             "code_fingerprint": code_fingerprint(),
             "versions": package_versions(),
         }

@@ -1,0 +1,85 @@
+"""The Ray Tune commands of `tune-app`: baseline (and, later, search and capacity)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tune_app.errors import InputError
+
+__all__ = ["add_run_commands"]
+
+
+def _add_launch_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Ray Tune")
+    group.add_argument(
+        "--name", help="run name (default KIND-TIMESTAMP); with --resume, the run to continue"
+    )
+    group.add_argument(
+        "--storage", default="results", help="local path or URI (s3://bucket/prefix)"
+    )
+    group.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT")
+    group.add_argument("--cpus-per-trial", type=float, default=1.0)
+    group.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial; trials train on cuda when > 0",
+    )
+    group.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run (--name required)"
+    )
+    group.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="retries of a crashed trial from its last checkpoint",
+    )
+
+
+def _launch(args: argparse.Namespace) -> Any:
+    from tune_app.tune.runner import Launch
+
+    if args.resume and not args.name:
+        raise InputError("--resume: also pass --name of the run to continue")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise InputError(
+            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got {args.cpus_per_trial}, {args.gpus_per_trial})"
+        )
+    from tune_app.storage import locate
+
+    locate(args.storage)  # an unsupported URI fails here, before Ray starts
+    return Launch(
+        name=args.name,
+        storage=args.storage,
+        address=args.address,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        resume=args.resume,
+        max_failures=args.max_failures,
+    )
+
+
+def _finish(grid: Any, location: Any) -> int:
+    errors = [r for r in grid if r.error is not None]
+    for result in errors:
+        print(f"trial failed: {result.error}")
+    print(f"\nrun: {location.uri}\nexport the best checkpoint with: tune-app best {location.uri}")
+    return 1 if errors and len(errors) == len(grid) else 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from tune_app.cli import build_spec
+    from tune_app.tune.runner import run_baseline
+
+    spec = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    launch = _launch(args)
+    grid, location = run_baseline(spec, spec.open_table(), launch)
+    return _finish(grid, location)
+
+
+def add_run_commands(commands: Any, add_run_args: Any) -> None:
+    baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
+    add_run_args(baseline)
+    _add_launch_args(baseline)
+    baseline.set_defaults(handler=cmd_baseline)

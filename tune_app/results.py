@@ -1,0 +1,223 @@
+"""Reading runs back without Ray: trials, their metrics and checkpoints, the best one, its export.
+
+A run directory (local or s3://) holds `tune_app_run.json` and one folder per trial with Tune's
+`params.json`, `result.json` (one line per epoch) and `checkpoint_*/` (our state.pt + meta.json).
+Works on a run that is still going: it reads what has been written so far.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from tune_app.checkpoint import META_FILE, atomic_write_bytes, load_state, package_versions
+from tune_app.errors import InputError
+from tune_app.plan import Plan
+from tune_app.storage import MANIFEST, Location, locate
+
+__all__ = ["Run", "TrialRecord", "export_best", "find_best", "open_run"]
+
+JOURNAL = "pbt_journal.jsonl"
+
+
+@dataclass
+class CheckpointRecord:
+    location: Location
+    meta: dict[str, Any]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.meta["epoch"])
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    location: Location
+    params: dict[str, Any]
+    rows: list[dict[str, Any]]
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per reported epoch: the scalar metrics (Tune's nested `config` left out)."""
+        rows = [
+            {k: v for k, v in row.items() if not isinstance(v, dict | list)} for row in self.rows
+        ]
+        return pd.DataFrame(rows)
+
+    @property
+    def diverged(self) -> bool:
+        return any(row.get("diverged") for row in self.rows)
+
+
+@dataclass
+class Run:
+    location: Location
+    manifest: dict[str, Any]
+    trials: list[TrialRecord]
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest.get("kind", "unknown"))
+
+    def journal(self) -> list[dict[str, Any]]:
+        file = self.location.join(JOURNAL)
+        if not file.exists():
+            return []
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def _read_rows(location: Location) -> list[dict[str, Any]]:
+    file = location.join("result.json")
+    if not file.exists():
+        return []
+    rows = []
+    for line in file.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # a line still being written
+    return rows
+
+
+def _read_trial(location: Location) -> TrialRecord | None:
+    params_file = location.join("params.json")
+    if not params_file.exists():
+        return None
+    rows = _read_rows(location)
+    trial_id = str(rows[0]["trial_id"]) if rows else location.name
+    checkpoints = []
+    for child in location.children():
+        if child.name.startswith("checkpoint_") and child.join(META_FILE).exists():
+            try:
+                meta = json.loads(child.join(META_FILE).read_text())
+            except ValueError:
+                continue  # half-written: never mistaken for a checkpoint
+            checkpoints.append(CheckpointRecord(child, meta))
+    checkpoints.sort(key=lambda c: c.epoch)
+    return TrialRecord(trial_id, location, json.loads(params_file.read_text()), rows, checkpoints)
+
+
+def open_run(uri: str) -> Run:
+    """Read a run. Raises InputError when `uri` is not a tune_app run."""
+    location = locate(uri)
+    if not location.is_dir():
+        raise InputError(
+            f"RUN {uri}: no such run directory; runs live under --storage (default results/)"
+        )
+    manifest_file = location.join(MANIFEST)
+    if not manifest_file.exists():
+        raise InputError(
+            f"RUN {uri}: not a tune_app run (no {MANIFEST}); pass the folder a run command made"
+        )
+    manifest = json.loads(manifest_file.read_text())
+    trials = [
+        t for t in (_read_trial(child) for child in location.children() if child.is_dir()) if t
+    ]
+    return Run(location, manifest, trials)
+
+
+def find_best(
+    run: Run, metric: str = "val_free_loss", mode: str = "min"
+) -> tuple[TrialRecord, CheckpointRecord]:
+    """The trial and checkpoint with the best `metric` at a checkpoint."""
+    if mode not in ("min", "max"):
+        raise InputError(f"--mode {mode!r}: use min or max")
+    best: tuple[float, TrialRecord, CheckpointRecord] | None = None
+    sign = 1.0 if mode == "min" else -1.0
+    for trial in run.trials:
+        for checkpoint in trial.checkpoints:
+            value = checkpoint.meta.get("metrics", {}).get(metric)
+            if value is None:
+                raise InputError(
+                    f"--metric {metric!r}: checkpoints do not record it; e.g. val_free_loss, val_free_mse"
+                )
+            if not math.isfinite(value):
+                continue
+            if best is None or sign * value < sign * best[0]:
+                best = (value, trial, checkpoint)
+    if best is None:
+        state = (
+            "no trial has reported yet"
+            if not run.trials
+            else "no trial has written a checkpoint yet"
+        )
+        raise InputError(f"RUN {run.location.uri}: {state}; checkpoints come at phase boundaries")
+    return best[1], best[2]
+
+
+def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[str, Any]:
+    """The chain of segments that produced a checkpoint: which trial trained which epochs, with
+    which modification (from the plan it carries and, for searches, the PBT journal)."""
+    plan = Plan.from_dict(checkpoint.meta["plan"])
+    events = [e for e in run.journal() if e.get("epoch", 0) < checkpoint.epoch]
+    donors = {int(e["epoch"]) + 1: e for e in events if e.get("trial") == trial.trial_id}
+    segments = []
+    starts = [1, *[m.from_epoch for m in plan.modifications if m.from_epoch > 1]]
+    for index, start in enumerate(starts):
+        end = starts[index + 1] - 1 if index + 1 < len(starts) else checkpoint.epoch
+        mod = plan.active_modification(start)
+        segments.append(
+            {
+                "from_epoch": start,
+                "to_epoch": end,
+                "modification": mod.to_dict() if mod else None,
+                "donor": donors.get(start, {}).get("donor"),
+            }
+        )
+    return {
+        "trial": trial.trial_id,
+        "epoch": checkpoint.epoch,
+        "segments": segments,
+        "events": events,
+    }
+
+
+def export_best(
+    run: Run, out: Path, metric: str = "val_free_loss", mode: str = "min"
+) -> dict[str, Any]:
+    """Write best_model.pth, plan.yaml, config.json, lineage.json, metrics.parquet into `out`."""
+    trial, checkpoint = find_best(run, metric, mode)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = load_state(checkpoint.location.download(Path(tmp) / "checkpoint"))
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state["model"], buffer)
+    atomic_write_bytes(out / "best_model.pth", buffer.getvalue())
+    plan = Plan.from_dict(state["plan"])
+    atomic_write_bytes(out / "plan.yaml", plan.to_yaml().encode())
+    config = {
+        "run": run.location.uri,
+        "kind": run.kind,
+        "trial": trial.trial_id,
+        "checkpoint": checkpoint.location.uri,
+        "epoch": checkpoint.epoch,
+        "metric": metric,
+        "value": checkpoint.meta["metrics"][metric],
+        "metrics": checkpoint.meta["metrics"],
+        "model": state["model_config"],
+        "data": state["data_config"],
+        "train": state["train_config"],
+        "seed": state["train_config"]["seed"],
+        "data_fingerprint": checkpoint.meta["data_fingerprint"],
+        "data_path": run.manifest.get("spec", {}).get("data_path"),
+        "components": checkpoint.meta.get("components"),
+        "code_fingerprint": checkpoint.meta.get("code_fingerprint"),
+        "versions": package_versions(),
+        "replay": f"tune-app train --plan plan.yaml --seed {state['train_config']['seed']} --stop-after {checkpoint.epoch}",
+    }
+    atomic_write_bytes(out / "config.json", json.dumps(config, indent=2, default=float).encode())
+    atomic_write_bytes(
+        out / "lineage.json", json.dumps(lineage(run, trial, checkpoint), indent=2).encode()
+    )
+    atomic_write_bytes(out / "metrics.parquet", trial.metrics.to_parquet(index=False))
+    return config

@@ -1,0 +1,1 @@
+"""Everything that knows Ray: trainable, PBT, search spaces, runners. Nothing below imports it."""

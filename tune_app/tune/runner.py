@@ -1,0 +1,184 @@
+"""Launching runs on Ray Tune: baseline (one trial), with storage, cluster address and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import ray
+from ray import tune
+
+from tune_app import __version__
+from tune_app.data import SeriesTable
+from tune_app.errors import InputError
+from tune_app.spec import RunSpec
+from tune_app.storage import MANIFEST, Location, locate
+from tune_app.tune.trainable import SPEC_KEY, trainable_for
+
+__all__ = ["Launch", "claim", "init_ray", "run_baseline", "write_manifest"]
+
+PROGRESS_COLUMNS = {
+    "epoch": "epoch",
+    "phase": "phase",
+    "lr": "lr",
+    "teacher_forcing": "tf",
+    "alpha": "alpha",
+    "val_free_loss": "val_free",
+    "gap": "gap",
+}
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where and how a run goes: storage, name, cluster, resources, resume."""
+
+    name: str | None = None
+    storage: str = "results"
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    resume: bool = False
+    max_failures: int = 2
+    verbose: int = 1
+
+    def run_name(self, kind: str) -> str:
+        return self.name or f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+
+    def location(self, kind: str) -> Location:
+        return locate(self.storage).join(self.run_name(kind))
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (exit 2) on an address nobody listens on, instead of Ray's long retry loop."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+            "start one with `ray start --head` or leave --address out to run locally"
+        ) from None
+
+
+def init_ray(address: str | None) -> None:
+    if address:
+        _check_reachable(address)
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault(
+        "RAY_AIR_NEW_OUTPUT", "0"
+    )  # our CLIReporter columns, not the generic table
+    if address:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        except ConnectionError as exc:
+            raise InputError(
+                f"--address {address}: {exc}; start a cluster with `ray start --head`"
+            ) from None
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def write_manifest(
+    location: Location, kind: str, spec: RunSpec, table: SeriesTable, extra: dict[str, Any]
+) -> None:
+    manifest = {
+        "kind": kind,
+        "tune_app_version": __version__,
+        "created": time.time(),
+        "spec": spec.to_dict(),
+        "data_fingerprint": table.fingerprint,
+        "components": list(table.components),
+        "rank": {
+            "metric": "val_free_loss",
+            "mode": "min",
+            "alpha": spec.train.rank_alpha,
+            "max_lag": spec.train.rank_max_lag,
+        },
+        **extra,
+    }
+    location.join(MANIFEST).write_bytes(json.dumps(manifest, indent=2).encode())
+
+
+def _reporter(extra: dict[str, str] | None = None) -> tune.CLIReporter:
+    return tune.CLIReporter(
+        metric_columns={**PROGRESS_COLUMNS, **(extra or {})},
+        parameter_columns=[],
+        max_report_frequency=15,
+        sort_by_metric=True,
+    )
+
+
+def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> tune.RunConfig:
+    storage = locate(launch.storage)
+    return tune.RunConfig(
+        name=location.name,
+        storage_path=storage.uri if not storage.is_local else storage.path,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        failure_config=tune.FailureConfig(max_failures=launch.max_failures),
+        progress_reporter=_reporter(),
+        verbose=launch.verbose,
+        **kwargs,
+    )
+
+
+def claim(location: Location, launch: Launch) -> None:
+    """Refuse to start a new run over an existing one (its checkpoints would be mixed)."""
+    if not launch.resume and location.join(MANIFEST).exists():
+        raise InputError(
+            f"--name {location.name}: a run already exists at {location.uri}; "
+            "pass --resume to continue it or choose another --name"
+        )
+
+
+def fit_or_restore(
+    launch: Launch, location: Location, trainable: Any, make_tuner: Any
+) -> tune.ResultGrid:
+    """`make_tuner()` for a new run; `Tuner.restore` (errored trials resumed) with --resume."""
+    if launch.resume:
+        if not tune.Tuner.can_restore(location.uri if not location.is_local else location.path):
+            raise InputError(
+                f"--resume: no run to resume at {location.uri}; check --name and --storage"
+            )
+        tuner = tune.Tuner.restore(
+            location.uri if not location.is_local else location.path,
+            trainable=trainable,
+            resume_errored=True,
+        )
+    else:
+        tuner = make_tuner()
+    return tuner.fit()
+
+
+def run_baseline(
+    spec: RunSpec, table: SeriesTable, launch: Launch
+) -> tuple[tune.ResultGrid, Location]:
+    """The whole plan as one Tune trial, checkpointed at every phase boundary."""
+    location = launch.location("baseline")
+    claim(location, launch)
+    init_ray(launch.address)
+    trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
+    if not launch.resume:
+        write_manifest(location, "baseline", spec, table, {"name": location.name})
+
+    def make_tuner() -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space={SPEC_KEY: spec.to_dict()},
+            tune_config=tune.TuneConfig(num_samples=1, metric="val_free_loss", mode="min"),
+            run_config=run_config(launch, location, "baseline"),
+        )
+
+    return fit_or_restore(launch, location, trainable, make_tuner), location

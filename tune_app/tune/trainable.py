@@ -1,0 +1,112 @@
+"""The function trainable: trial config -> the trainer, one `tune.report` per epoch.
+
+Data reaches workers through the object store (`tune.with_parameters`), so trials run on any node
+of a cluster. Checkpoints are the trainer's phase-boundary directories, handed to Tune, which
+persists them to the run's storage (local or s3://). On a restart (failure, PBT exploit, resume)
+the trial continues from `tune.get_checkpoint()`, and a changed modification in its config is
+applied to the plan from the next epoch on, so each checkpoint's plan is its exact lineage.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from tune_app.checkpoint import read_meta
+from tune_app.data import SeriesTable
+from tune_app.errors import DivergedError, ErrorList
+from tune_app.modification import Modification, parse_modification
+from tune_app.plan import Plan
+from tune_app.spec import RunSpec
+from tune_app.trainer import train
+
+__all__ = ["MOD_KEY", "SPEC_KEY", "run_trial", "trainable_for", "trial_plan"]
+
+SPEC_KEY = "spec"
+MOD_KEY = "modification"
+
+
+def _config_modification(config: dict[str, Any], from_epoch: int) -> Modification | None:
+    raw = config.get(MOD_KEY)
+    if not raw:
+        return None
+    errors = ErrorList("trial config")
+    mod = parse_modification({**raw, "from_epoch": from_epoch}, MOD_KEY, errors)
+    errors.raise_if_any()
+    return mod
+
+
+def trial_plan(base: Plan, config: dict[str, Any], checkpoint_meta: dict[str, Any] | None) -> Plan:
+    """The plan a trial trains on: the checkpoint's plan (its lineage so far, or `base` at the
+    start) with the config's modification in force from the next epoch, if it changed."""
+    done = int(checkpoint_meta["epoch"]) if checkpoint_meta else 0
+    plan = Plan.from_dict(checkpoint_meta["plan"]) if checkpoint_meta else base
+    if done >= plan.total_epochs:
+        return plan
+    wanted = _config_modification(config, done + 1)
+    current = plan.active_modification(done + 1)
+    current_body = replace(current, from_epoch=done + 1) if current else None
+    if wanted is None or wanted.is_identity:
+        return (
+            plan if current is None or current.is_identity else plan.apply(Modification(done + 1))
+        )
+    return plan if wanted == current_body else plan.apply(wanted)
+
+
+def _device(spec: RunSpec) -> str:
+    gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
+    return "cuda" if gpus and torch.cuda.is_available() else "cpu"
+
+
+def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
+    spec = RunSpec.from_dict(config[SPEC_KEY])
+    spec = replace(spec, train=replace(spec.train, device=_device(spec)))
+    dataset = spec.dataset(table)
+    workdir = Path(tempfile.mkdtemp(prefix="tune_app_trial_"))
+    try:
+        resume, meta = None, None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            resume = Path(checkpoint.to_directory(str(workdir / "resume")))
+            meta = read_meta(resume)
+        plan = trial_plan(spec.plan, config, meta)
+
+        def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+            if checkpoint_dir is None:
+                tune.report(metrics)
+                return
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # persisted to storage by now
+
+        try:
+            train(
+                plan,
+                dataset,
+                spec.model,
+                spec.train,
+                out_dir=workdir / "out",
+                resume=resume,
+                report=report,
+            )
+        except DivergedError as exc:
+            # a diverged trial ends here, reported as such; PBT never picks it as a donor
+            tune.report(
+                {"epoch": exc.epoch, "diverged": 1.0, "val_free_loss": math.inf, "done": True}
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def trainable_for(table: SeriesTable, cpus: float, gpus: float) -> Callable[..., Any]:
+    """The trainable with the data in the object store and the per-trial resources."""
+    return tune.with_resources(
+        tune.with_parameters(run_trial, table=table), {"cpu": cpus, "gpu": gpus}
+    )
