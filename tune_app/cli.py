@@ -207,14 +207,22 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tune_app.local import run_train
 
-    spec = build_spec(args)
+    stop_after = args.stop_after
+    if args.replay:
+        from tune_app.results import replay_spec
+
+        spec, epoch = replay_spec(Path(args.replay))
+        stop_after = stop_after or epoch
+        spec.dataset()  # validate before writing anything
+    else:
+        spec = build_spec(args)
     out = Path(args.out) if args.out else _default_out("train")
     result = run_train(
         spec,
         out,
         progress_every=args.progress_every,
         resume=Path(args.resume) if args.resume else None,
-        stop_after=args.stop_after,
+        stop_after=stop_after,
     )
     last = result.history[-1] if result.history else {}
     print(
@@ -299,8 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default results/train-TIMESTAMP)")
     train.add_argument("--resume", help="checkpoint directory to resume from")
     train.add_argument("--progress-every", type=_positive_int, default=1)
+    train.add_argument("--stop-after", type=_positive_int, help="stop after this epoch")
     train.add_argument(
-        "--stop-after", type=_positive_int, help="stop after this epoch (replaying an export)"
+        "--replay",
+        metavar="EXPORT",
+        help="rerun a `tune-app best` export: its plan, model, data, seed",
     )
     train.set_defaults(handler=cmd_train)
 

@@ -78,8 +78,51 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return _finish(grid, location)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from tune_app.cli import build_spec
+    from tune_app.tune.runner import SearchOptions, run_search
+    from tune_app.tune.search_space import load_space
+
+    space = load_space(args.space, "modifications.yaml", "pbt")
+    spec = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    launch = _launch(args)
+    if not 0.0 < args.quantile_fraction <= 0.5:
+        raise InputError(
+            f"--quantile-fraction: must lie in (0, 0.5] (got {args.quantile_fraction})"
+        )
+    options = SearchOptions(
+        population=args.population,
+        perturb_every=args.perturb_every,
+        quantile_fraction=args.quantile_fraction,
+    )
+    grid, location = run_search(spec, spec.open_table(), space, options, launch)
+    return _finish(grid, location)
+
+
 def add_run_commands(commands: Any, add_run_args: Any) -> None:
     baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
     add_run_args(baseline)
     _add_launch_args(baseline)
     baseline.set_defaults(handler=cmd_baseline)
+
+    search = commands.add_parser(
+        "search", help="PBT over the plan's modifications, the plan itself as control"
+    )
+    add_run_args(search)
+    _add_launch_args(search)
+    search.add_argument(
+        "--space", help="search space YAML (default search_spaces/modifications.yaml)"
+    )
+    search.add_argument(
+        "--population", type=int, default=4, help="trials, the control included (>= 2)"
+    )
+    search.add_argument(
+        "--perturb-every", type=int, help="epochs between exploit/explore (default: one phase)"
+    )
+    search.add_argument(
+        "--quantile-fraction",
+        type=float,
+        default=0.25,
+        help="bottom fraction that copies the top fraction at each boundary",
+    )
+    search.set_defaults(handler=cmd_search)

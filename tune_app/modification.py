@@ -7,6 +7,7 @@ So a trial's history `[(epoch, modification, donor), ...]` replays as a plan wit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -178,3 +179,33 @@ def parse_modification(raw: Any, path: str, errors: ErrorList) -> Modification |
         component_weights=weights,
     )
     return mod if len(errors.messages) == count else None
+
+
+def modification_from_params(
+    params: dict[str, Any], from_epoch: int, phase_epochs: int, components: Sequence[str]
+) -> Modification:
+    """A search's flat parameters (see search_spaces/modifications.yaml) as a Modification.
+
+    Periods and ramp lengths are given as fractions of a phase, so one space fits any plan length.
+    """
+    restart = None
+    if params.get("lr_restart"):
+        restart = LrRestart(
+            period=round(float(params.get("lr_restart_period", 0.0)) * phase_epochs),
+            factor=float(params.get("lr_restart_factor", 1.0)),
+        )
+    pacing = None
+    start = float(params.get("curriculum_start", 1.0))
+    ramp = round(float(params.get("curriculum_epochs", 0.0)) * phase_epochs)
+    if start < 1.0 and ramp > 0:
+        pacing = CurriculumPacing(start=start, epochs=ramp)
+    weights = [float(params.get(f"component_weight_{c}", 1.0)) for c in components]
+    component_weights = tuple(weights) if any(w != 1.0 for w in weights) else None
+    return Modification(
+        from_epoch=from_epoch,
+        alpha_shift=float(params.get("alpha_shift", 0.0)),
+        teacher_forcing_shift=float(params.get("teacher_forcing_shift", 0.0)),
+        lr_restart=restart,
+        curriculum=pacing,
+        component_weights=component_weights,
+    )

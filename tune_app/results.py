@@ -21,9 +21,18 @@ import torch
 from tune_app.checkpoint import META_FILE, atomic_write_bytes, load_state, package_versions
 from tune_app.errors import InputError
 from tune_app.plan import Plan
+from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
 
-__all__ = ["Run", "TrialRecord", "export_best", "find_best", "open_run"]
+__all__ = [
+    "Run",
+    "TrialRecord",
+    "export_best",
+    "export_checkpoint",
+    "find_best",
+    "open_run",
+    "replay_spec",
+]
 
 JOURNAL = "pbt_journal.jsonl"
 
@@ -156,29 +165,41 @@ def find_best(
 
 
 def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[str, Any]:
-    """The chain of segments that produced a checkpoint: which trial trained which epochs, with
-    which modification (from the plan it carries and, for searches, the PBT journal)."""
+    """The chain of segments that produced a checkpoint, back to epoch 1: which trial trained
+    which epochs under which modification, and whose checkpoint it copied at each boundary.
+
+    The checkpoint's plan carries every modification of the chain (an exploiting trial inherits
+    its donor's plan); the PBT journal says who the donor was at each exploit."""
     plan = Plan.from_dict(checkpoint.meta["plan"])
-    events = [e for e in run.journal() if e.get("epoch", 0) < checkpoint.epoch]
-    donors = {int(e["epoch"]) + 1: e for e in events if e.get("trial") == trial.trial_id}
-    segments = []
+    journal = run.journal()
     starts = [1, *[m.from_epoch for m in plan.modifications if m.from_epoch > 1]]
-    for index, start in enumerate(starts):
+    segments: list[dict[str, Any]] = []
+    owner = trial.trial_id
+    for index in reversed(range(len(starts))):
+        start = starts[index]
         end = starts[index + 1] - 1 if index + 1 < len(starts) else checkpoint.epoch
         mod = plan.active_modification(start)
+        event = next(
+            (e for e in journal if e["trial"] == owner and int(e["epoch"]) == start - 1), None
+        )
         segments.append(
             {
                 "from_epoch": start,
                 "to_epoch": end,
+                "trial": owner,
                 "modification": mod.to_dict() if mod else None,
-                "donor": donors.get(start, {}).get("donor"),
+                "copied_from": event["donor"] if event else None,
+                "event": event,
             }
         )
+        if event:
+            owner = event["donor"]
+    segments.reverse()
     return {
         "trial": trial.trial_id,
         "epoch": checkpoint.epoch,
+        "root_trial": owner,
         "segments": segments,
-        "events": events,
     }
 
 
@@ -187,6 +208,17 @@ def export_best(
 ) -> dict[str, Any]:
     """Write best_model.pth, plan.yaml, config.json, lineage.json, metrics.parquet into `out`."""
     trial, checkpoint = find_best(run, metric, mode)
+    return export_checkpoint(run, trial, checkpoint, out, metric)
+
+
+def export_checkpoint(
+    run: Run,
+    trial: TrialRecord,
+    checkpoint: CheckpointRecord,
+    out: Path,
+    metric: str = "val_free_loss",
+) -> dict[str, Any]:
+    """Export one checkpoint of a run (see `export_best`)."""
     with tempfile.TemporaryDirectory() as tmp:
         state = load_state(checkpoint.location.download(Path(tmp) / "checkpoint"))
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +245,7 @@ def export_best(
         "components": checkpoint.meta.get("components"),
         "code_fingerprint": checkpoint.meta.get("code_fingerprint"),
         "versions": package_versions(),
-        "replay": f"tune-app train --plan plan.yaml --seed {state['train_config']['seed']} --stop-after {checkpoint.epoch}",
+        "replay": f"tune-app train --replay {out}",
     }
     atomic_write_bytes(out / "config.json", json.dumps(config, indent=2, default=float).encode())
     atomic_write_bytes(
@@ -221,3 +253,24 @@ def export_best(
     )
     atomic_write_bytes(out / "metrics.parquet", trial.metrics.to_parquet(index=False))
     return config
+
+
+def replay_spec(export_dir: Path) -> tuple[RunSpec, int]:
+    """The RunSpec and epoch that replay an export of `tune-app best` in one sequential run."""
+    config_file, plan_file = export_dir / "config.json", export_dir / "plan.yaml"
+    if not config_file.is_file() or not plan_file.is_file():
+        raise InputError(
+            f"--replay {export_dir}: not a `tune-app best` export (config.json and plan.yaml needed)"
+        )
+    config = json.loads(config_file.read_text())
+    plan = Plan.from_yaml(plan_file.read_text(), str(plan_file))
+    spec = RunSpec.from_dict(
+        {
+            "plan": plan.to_dict(),
+            "model": config["model"],
+            "data": config["data"],
+            "train": {**config["train"], "device": "cpu"},
+            "data_path": config.get("data_path"),
+        }
+    )
+    return spec, int(config["epoch"])

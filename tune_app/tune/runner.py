@@ -18,9 +18,19 @@ from tune_app.data import SeriesTable
 from tune_app.errors import InputError
 from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
-from tune_app.tune.trainable import SPEC_KEY, trainable_for
+from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
+from tune_app.tune.search_space import SearchSpace
+from tune_app.tune.trainable import MEMBER_KEY, SPEC_KEY, trainable_for
 
-__all__ = ["Launch", "claim", "init_ray", "run_baseline", "write_manifest"]
+__all__ = [
+    "Launch",
+    "SearchOptions",
+    "claim",
+    "init_ray",
+    "run_baseline",
+    "run_search",
+    "write_manifest",
+]
 
 PROGRESS_COLUMNS = {
     "epoch": "epoch",
@@ -179,6 +189,71 @@ def run_baseline(
             param_space={SPEC_KEY: spec.to_dict()},
             tune_config=tune.TuneConfig(num_samples=1, metric="val_free_loss", mode="min"),
             run_config=run_config(launch, location, "baseline"),
+        )
+
+    return fit_or_restore(launch, location, trainable, make_tuner), location
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    population: int = 4
+    perturb_every: int | None = None  # epochs; default: one phase
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
+
+
+def run_search(
+    spec: RunSpec, table: SeriesTable, space: SearchSpace, options: SearchOptions, launch: Launch
+) -> tuple[tune.ResultGrid, Location]:
+    """PBT over the plan's modifications; member 0 is the control (the plan as written)."""
+    if options.perturb_every is not None and options.perturb_every < 1:
+        raise InputError(f"--perturb-every: must be >= 1 epoch (got {options.perturb_every})")
+    phase_lengths = {p.epochs for p in spec.plan.phases}
+    interval = options.perturb_every or min(phase_lengths)
+    if options.perturb_every is None and len(phase_lengths) > 1:
+        raise InputError(
+            "--perturb-every: the plan's phases differ in length, so there is no single phase "
+            "interval; give one (e.g. the shortest phase)"
+        )
+    if options.population < 2:
+        raise InputError(
+            f"--population: must be >= 2 (the control and one searcher), got {options.population}"
+        )
+    location = launch.location("search")
+    claim(location, launch)
+    init_ray(launch.address)
+    space = space.expand(table.components)
+    members = population(space, options.population, spec.train.seed)
+    trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
+    scheduler = PhaseBoundaryPBT(
+        space,
+        interval,
+        Journal(location),
+        seed=spec.train.seed,
+        quantile_fraction=options.quantile_fraction,
+        resample_probability=options.resample_probability,
+    )
+    if not launch.resume:
+        write_manifest(
+            location,
+            "search",
+            spec,
+            table,
+            {
+                "name": location.name,
+                "population": options.population,
+                "perturb_every": interval,
+                "space": space.source,
+                "members": members,
+            },
+        )
+
+    def make_tuner() -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space={SPEC_KEY: spec.to_dict(), MEMBER_KEY: tune.grid_search(members)},
+            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, reuse_actors=False),
+            run_config=run_config(launch, location, "search"),
         )
 
     return fit_or_restore(launch, location, trainable, make_tuner), location

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,43 +22,39 @@ from ray import tune
 
 from tune_app.checkpoint import read_meta
 from tune_app.data import SeriesTable
-from tune_app.errors import DivergedError, ErrorList
-from tune_app.modification import Modification, parse_modification
+from tune_app.errors import DivergedError
+from tune_app.modification import modification_from_params
 from tune_app.plan import Plan
 from tune_app.spec import RunSpec
 from tune_app.trainer import train
 
-__all__ = ["MOD_KEY", "SPEC_KEY", "run_trial", "trainable_for", "trial_plan"]
+__all__ = ["MEMBER_KEY", "SPEC_KEY", "run_trial", "trainable_for", "trial_plan"]
 
 SPEC_KEY = "spec"
-MOD_KEY = "modification"
+MEMBER_KEY = (
+    "member"  # a search's {"index", "control", "params"}; params: search_spaces/modifications.yaml
+)
 
 
-def _config_modification(config: dict[str, Any], from_epoch: int) -> Modification | None:
-    raw = config.get(MOD_KEY)
-    if not raw:
-        return None
-    errors = ErrorList("trial config")
-    mod = parse_modification({**raw, "from_epoch": from_epoch}, MOD_KEY, errors)
-    errors.raise_if_any()
-    return mod
-
-
-def trial_plan(base: Plan, config: dict[str, Any], checkpoint_meta: dict[str, Any] | None) -> Plan:
+def trial_plan(
+    base: Plan,
+    config: dict[str, Any],
+    checkpoint_meta: dict[str, Any] | None,
+    components: Sequence[str],
+) -> Plan:
     """The plan a trial trains on: the checkpoint's plan (its lineage so far, or `base` at the
     start) with the config's modification in force from the next epoch, if it changed."""
     done = int(checkpoint_meta["epoch"]) if checkpoint_meta else 0
     plan = Plan.from_dict(checkpoint_meta["plan"]) if checkpoint_meta else base
-    if done >= plan.total_epochs:
+    params = config.get(MEMBER_KEY, {}).get("params")
+    if done >= plan.total_epochs or not params:
         return plan
-    wanted = _config_modification(config, done + 1)
+    phase_epochs = plan.phases[plan.phase_index(done + 1)].epochs
+    wanted = modification_from_params(params, done + 1, phase_epochs, components)
     current = plan.active_modification(done + 1)
-    current_body = replace(current, from_epoch=done + 1) if current else None
-    if wanted is None or wanted.is_identity:
-        return (
-            plan if current is None or current.is_identity else plan.apply(Modification(done + 1))
-        )
-    return plan if wanted == current_body else plan.apply(wanted)
+    if current is None:
+        return plan if wanted.is_identity else plan.apply(wanted)
+    return plan if replace(current, from_epoch=done + 1) == wanted else plan.apply(wanted)
 
 
 def _device(spec: RunSpec) -> str:
@@ -77,7 +73,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
         if checkpoint is not None:
             resume = Path(checkpoint.to_directory(str(workdir / "resume")))
             meta = read_meta(resume)
-        plan = trial_plan(spec.plan, config, meta)
+        plan = trial_plan(spec.plan, config, meta, table.components)
 
         def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
             if checkpoint_dir is None:

@@ -1,0 +1,43 @@
+"""Shared by the benchmarks: the demo-size setup and writing results to results/benchmarks/."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+from tune_app.checkpoint import package_versions
+from tune_app.data import DataConfig, build_dataset, open_series
+from tune_app.model import ModelConfig
+
+DEMO_DATA = DataConfig(stride=2)
+DEMO_MODEL = ModelConfig(components=3, hidden=32)
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
+
+
+def demo_dataset():  # type: ignore[no-untyped-def]
+    return build_dataset(open_series(None, DEMO_DATA), DEMO_DATA)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def write(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        **payload,
+        "machine": platform.platform(),
+        "cpus": __import__("os").cpu_count(),
+        "versions": package_versions(),
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    return path
