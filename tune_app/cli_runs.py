@@ -99,6 +99,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     return _finish(grid, location)
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from tune_app.cli import build_spec
+    from tune_app.tune.runner import CapacityOptions, run_capacity
+    from tune_app.tune.search_space import load_space
+
+    space = load_space(args.space, "capacity.yaml", "capacity")
+    spec = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    launch = _launch(args)
+    options = CapacityOptions(
+        trials=args.trials, grace_epochs=args.grace_epochs, max_concurrent=args.max_concurrent
+    )
+    grid, location = run_capacity(spec, spec.open_table(), space, options, launch)
+    print(f"best capacity: {location.uri}/best_model_config.json (use it with --model-config)")
+    return _finish(grid, location)
+
+
 def add_run_commands(commands: Any, add_run_args: Any) -> None:
     baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
     add_run_args(baseline)
@@ -126,3 +142,14 @@ def add_run_commands(commands: Any, add_run_args: Any) -> None:
         help="bottom fraction that copies the top fraction at each boundary",
     )
     search.set_defaults(handler=cmd_search)
+
+    capacity = commands.add_parser("capacity", help="Optuna (TPE) + ASHA over model capacity")
+    add_run_args(capacity)
+    _add_launch_args(capacity)
+    capacity.add_argument("--space", help="search space YAML (default search_spaces/capacity.yaml)")
+    capacity.add_argument("--trials", type=int, default=8)
+    capacity.add_argument(
+        "--grace-epochs", type=int, help="ASHA's first rung in epochs (default: one phase)"
+    )
+    capacity.add_argument("--max-concurrent", type=int, default=2)
+    capacity.set_defaults(handler=cmd_capacity)

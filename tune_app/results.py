@@ -274,3 +274,23 @@ def replay_spec(export_dir: Path) -> tuple[RunSpec, int]:
         }
     )
     return spec, int(config["epoch"])
+
+
+def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]:
+    """One row per trial: id, whether it is the control, its best metric and epoch, its members' params."""
+    rows = []
+    for trial in run.trials:
+        frame = trial.metrics
+        member = trial.params.get("member", {})
+        best = frame[metric].min() if metric in frame and len(frame) else math.nan
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "control": bool(member.get("control")),
+                "epochs": int(frame["epoch"].max()) if "epoch" in frame and len(frame) else 0,
+                f"best_{metric}": float(best),
+                "diverged": trial.diverged,
+                "params": member.get("params", {}),
+            }
+        )
+    return sorted(rows, key=lambda r: (math.isnan(r[f"best_{metric}"]), r[f"best_{metric}"]))

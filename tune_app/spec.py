@@ -66,8 +66,9 @@ class RunSpec:
         return build_dataset(table, self.data)
 
 
-def load_model_config(path: str | Path) -> dict[str, Any]:
-    """A model config file (JSON or YAML), e.g. the one `tune-app capacity` writes."""
+def load_model_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model config file (JSON or YAML), e.g. the one `tune-app capacity` writes: the model
+    fields, and data fields it also fixes (the input window length)."""
     file = Path(path)
     if not file.is_file():
         raise InputError(f"--model-config {path}: no such file")
@@ -83,4 +84,6 @@ def load_model_config(path: str | Path) -> dict[str, Any]:
         raise InputError(
             f"--model-config {path}: expected a mapping like {{hidden: 64, layers: 1}}"
         )
-    return raw.get("model", raw)
+    if "model" in raw:
+        return dict(raw["model"]), dict(raw.get("data") or {})
+    return raw, {}

@@ -140,7 +140,9 @@ class PhaseBoundaryPBT(PopulationBasedTraining):
         result: dict[str, Any] = dict(donor_state.last_result or {})
         self.journal.append(
             {
-                "epoch": int(result.get("epoch", donor_state.last_train_time)),  # the donor's checkpoint
+                "epoch": int(
+                    result.get("epoch", donor_state.last_train_time)
+                ),  # the donor's checkpoint
                 "trial": trial.trial_id,
                 "donor": trial_to_clone.trial_id,
                 "val_free_loss": self._loss(self._trial_state[trial].last_score),

@@ -19,8 +19,8 @@ from tune_app.errors import InputError
 from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
-from tune_app.tune.search_space import SearchSpace
-from tune_app.tune.trainable import MEMBER_KEY, SPEC_KEY, trainable_for
+from tune_app.tune.search_space import SearchSpace, to_optuna
+from tune_app.tune.trainable import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY, trainable_for, with_capacity
 
 __all__ = [
     "Launch",
@@ -32,6 +32,8 @@ __all__ = [
     "write_manifest",
 ]
 
+BEST_MODEL_CONFIG = "best_model_config.json"
+CAPACITY_FIELDS = ("hidden", "layers", "dropout", "cell", "input_len")
 PROGRESS_COLUMNS = {
     "epoch": "epoch",
     "phase": "phase",
@@ -257,3 +259,92 @@ def run_search(
         )
 
     return fit_or_restore(launch, location, trainable, make_tuner), location
+
+
+@dataclass(frozen=True)
+class CapacityOptions:
+    trials: int = 8
+    grace_epochs: int | None = None  # ASHA's first rung; default: one phase
+    reduction_factor: int = 2
+    max_concurrent: int = 2
+
+
+def run_capacity(
+    spec: RunSpec, table: SeriesTable, space: SearchSpace, options: CapacityOptions, launch: Launch
+) -> tuple[tune.ResultGrid, Location]:
+    """Optuna (TPE, seeded) proposes capacities; ASHA stops the weak ones early on val_free_loss.
+    Writes RUN/best_model_config.json, which baseline and search take as --model-config."""
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    if options.trials < 1:
+        raise InputError(f"--trials: must be >= 1 (got {options.trials})")
+    unknown = [p.name for p in space.params if p.name not in CAPACITY_FIELDS]
+    if unknown:
+        raise InputError(
+            f"{space.source}: unknown capacity parameter(s) {unknown}; use {', '.join(CAPACITY_FIELDS)}"
+        )
+    location = launch.location("capacity")
+    claim(location, launch)
+    init_ray(launch.address)
+    import optuna
+
+    searcher = OptunaSearch(
+        space=to_optuna(space, f"{CAPACITY_KEY}/"),
+        metric="val_free_loss",
+        mode="min",
+        sampler=optuna.samplers.TPESampler(seed=spec.train.seed),
+    )
+    grace = options.grace_epochs or spec.plan.phases[0].epochs
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        metric="val_free_loss",
+        mode="min",
+        max_t=spec.plan.total_epochs,
+        grace_period=grace,
+        reduction_factor=options.reduction_factor,
+    )
+    trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
+    if not launch.resume:
+        write_manifest(
+            location,
+            "capacity",
+            spec,
+            table,
+            {
+                "name": location.name,
+                "trials": options.trials,
+                "space": space.source,
+                "grace_epochs": grace,
+            },
+        )
+
+    def make_tuner() -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space={SPEC_KEY: spec.to_dict()},
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent),
+                scheduler=scheduler,
+                num_samples=options.trials,
+            ),
+            run_config=run_config(launch, location, "capacity"),
+        )
+
+    grid = fit_or_restore(launch, location, trainable, make_tuner)
+    best = grid.get_best_result(metric="best_val_free_loss", mode="min", scope="all")
+    config, metrics = best.config or {}, best.metrics or {}
+    chosen = with_capacity(spec, config.get(CAPACITY_KEY))
+    location.join(BEST_MODEL_CONFIG).write_bytes(
+        json.dumps(
+            {
+                "model": chosen.model.to_dict(),
+                "data": {"input_len": chosen.data.input_len},
+                "val_free_loss": metrics.get("best_val_free_loss"),
+                "trial": metrics.get("trial_id"),
+            },
+            indent=2,
+        ).encode()
+    )
+    return grid, location

@@ -235,3 +235,21 @@ def load_space(path: str | Path | None, default: str, kind: str) -> SearchSpace:
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: not valid YAML: {exc}") from None
     return parse_space(raw, source, kind)
+
+
+def to_optuna(space: SearchSpace, prefix: str = "") -> dict[str, Any]:
+    """Optuna distributions for a space (names prefixed, e.g. `capacity/hidden` for Tune)."""
+    from optuna import distributions as dist
+
+    out: dict[str, Any] = {}
+    for p in space.params:
+        name = prefix + p.name
+        if p.type == "float":
+            out[name] = dist.FloatDistribution(p.low, p.high, log=p.log)
+        elif p.type == "int":
+            out[name] = dist.IntDistribution(int(p.low), int(p.high), log=p.log)
+        elif p.type == "bool":
+            out[name] = dist.CategoricalDistribution([True, False])
+        else:
+            out[name] = dist.CategoricalDistribution(list(p.values))
+    return out

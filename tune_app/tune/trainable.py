@@ -23,14 +23,24 @@ from ray import tune
 from tune_app.checkpoint import read_meta
 from tune_app.data import SeriesTable
 from tune_app.errors import DivergedError
+from tune_app.model import ModelConfig
 from tune_app.modification import modification_from_params
 from tune_app.plan import Plan
 from tune_app.spec import RunSpec
 from tune_app.trainer import train
 
-__all__ = ["MEMBER_KEY", "SPEC_KEY", "run_trial", "trainable_for", "trial_plan"]
+__all__ = [
+    "CAPACITY_KEY",
+    "MEMBER_KEY",
+    "SPEC_KEY",
+    "run_trial",
+    "trainable_for",
+    "trial_plan",
+    "with_capacity",
+]
 
 SPEC_KEY = "spec"
+CAPACITY_KEY = "capacity"  # a capacity search's {hidden, layers, dropout, cell, input_len}
 MEMBER_KEY = (
     "member"  # a search's {"index", "control", "params"}; params: search_spaces/modifications.yaml
 )
@@ -57,13 +67,23 @@ def trial_plan(
     return plan if replace(current, from_epoch=done + 1) == wanted else plan.apply(wanted)
 
 
+def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
+    """The spec with a capacity search's choices: model fields, and the input window length."""
+    if not capacity:
+        return spec
+    model_fields = {k: v for k, v in capacity.items() if k in ModelConfig.__dataclass_fields__}
+    data_fields = {k: v for k, v in capacity.items() if k in ("input_len", "output_len")}
+    model = ModelConfig.from_dict({**spec.model.to_dict(), **model_fields})
+    return replace(spec, model=model, data=replace(spec.data, **data_fields))
+
+
 def _device(spec: RunSpec) -> str:
     gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
     return "cuda" if gpus and torch.cuda.is_available() else "cpu"
 
 
 def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
-    spec = RunSpec.from_dict(config[SPEC_KEY])
+    spec = with_capacity(RunSpec.from_dict(config[SPEC_KEY]), config.get(CAPACITY_KEY))
     spec = replace(spec, train=replace(spec.train, device=_device(spec)))
     dataset = spec.dataset(table)
     workdir = Path(tempfile.mkdtemp(prefix="tune_app_trial_"))

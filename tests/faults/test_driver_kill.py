@@ -1,0 +1,141 @@
+"""SIGKILL the driver of a baseline and of a search mid-run; `--resume` completes the run.
+
+The baseline ends with the same final metrics as an undisturbed in-process run (deterministic on
+CPU). The search keeps its PBT journal (what was written before the kill is still there, in order),
+and every trial continues from its last phase-boundary checkpoint, not from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "tune_app.cli"]
+TINY = ["--phase-epochs", "4", "--stride", "4", "--hidden", "16", "--cpus-per-trial", "0.5"]
+
+
+def _checkpoint_epochs(run: Path) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for trial in run.iterdir():
+        if (trial / "params.json").exists():
+            metas = [json.loads(p.read_text()) for p in trial.glob("checkpoint_*/meta.json")]
+            out[trial.name] = sorted(m["epoch"] for m in metas)
+    return out
+
+
+def _rows(run: Path) -> dict[str, list[dict]]:
+    return {
+        trial.name: [
+            json.loads(line)
+            for line in (trial / "result.json").read_text().splitlines()
+            if line.strip()
+        ]
+        for trial in run.iterdir()
+        if (trial / "result.json").exists()
+    }
+
+
+def _kill_when(argv: list[str], ready, timeout: float = 240) -> None:  # type: ignore[no-untyped-def]
+    """Start the driver in its own session; SIGKILL the whole session once `ready()` holds."""
+    proc = subprocess.Popen(
+        argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ready():
+                break
+            time.sleep(0.3)
+        assert proc.poll() is None, "the run ended before the kill; make it longer"
+        assert ready(), "the run never reached the point to kill it at"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(2)  # let the orphaned Ray processes of that session notice and go
+
+
+def _resume(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_killed_baseline_resumes_to_the_undisturbed_result(tmp_path: Path):
+    storage, run = tmp_path / "s", tmp_path / "s" / "b"
+    argv = [*CLI, "baseline", *TINY, "--storage", str(storage), "--name", "b"]
+    _kill_when(
+        argv,
+        lambda: run.exists() and any(e >= 8 for e in sum(_checkpoint_epochs(run).values(), [])),
+    )
+    killed_at = max(sum(_checkpoint_epochs(run).values(), []))
+    assert killed_at < 20
+    _resume([*argv, "--resume"])
+    (epochs,) = _checkpoint_epochs(run).values()
+    assert epochs == [4, 8, 12, 16, 20]
+    subprocess.run(
+        [*CLI, "train", *TINY[:-2], "--out", str(tmp_path / "local"), "--progress-every", "100"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    local = pd.read_parquet(tmp_path / "local" / "metrics.parquet")
+    (rows,) = _rows(run).values()
+    final = [r for r in rows if r["epoch"] == 20][-1]
+    assert final["val_free_loss"] == local["val_free_loss"].iloc[-1]
+
+
+def test_killed_search_resumes_with_its_journal_intact(tmp_path: Path):
+    storage, run = tmp_path / "s", tmp_path / "s" / "p"
+    journal = run / "pbt_journal.jsonl"
+    argv = [
+        *CLI,
+        "search",
+        *TINY,
+        "--population",
+        "3",
+        "--quantile-fraction",
+        "0.5",
+        "--storage",
+        str(storage),
+        "--name",
+        "p",
+    ]
+
+    def ready() -> bool:
+        return (
+            journal.exists()
+            and run.exists()
+            and all(epochs and max(epochs) >= 8 for epochs in _checkpoint_epochs(run).values())
+        )
+
+    _kill_when(argv, ready)
+    before = journal.read_text().splitlines()
+    checkpoints_before = {name: max(epochs) for name, epochs in _checkpoint_epochs(run).items()}
+    rows_before = {name: len(rows) for name, rows in _rows(run).items()}
+    _resume([*argv, "--resume"])
+    after = journal.read_text().splitlines()
+    assert after[: len(before)] == before
+    assert all(max(epochs) == 20 for epochs in _checkpoint_epochs(run).values())
+    events = [json.loads(line) for line in after]
+    for name, rows in _rows(run).items():
+        new = rows[rows_before.get(name, 0) :]
+        if not new:
+            continue
+        trial_id = rows[0]["trial_id"]
+        first = int(new[0]["epoch"])
+        exploited = any(e["trial"] == trial_id and int(e["epoch"]) + 1 == first for e in events)
+        # continued from its last boundary checkpoint (or from a donor's), never from scratch
+        assert first == checkpoints_before[name] + 1 or exploited, (
+            name,
+            first,
+            checkpoints_before[name],
+        )
