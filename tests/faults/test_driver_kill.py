@@ -72,11 +72,14 @@ def _resume(argv: list[str]) -> None:
 def test_killed_baseline_resumes_to_the_undisturbed_result(tmp_path: Path):
     storage, run = tmp_path / "s", tmp_path / "s" / "b"
     argv = [*CLI, "baseline", *TINY, "--storage", str(storage), "--name", "b"]
-    _kill_when(
-        argv,
-        lambda: run.exists() and any(e >= 8 for e in sum(_checkpoint_epochs(run).values(), [])),
-    )
-    killed_at = max(sum(_checkpoint_epochs(run).values(), []))
+
+    def reached(epoch: int) -> bool:
+        return run.exists() and any(
+            e >= epoch for epochs in _checkpoint_epochs(run).values() for e in epochs
+        )
+
+    _kill_when(argv, lambda: reached(8))
+    killed_at = max(e for epochs in _checkpoint_epochs(run).values() for e in epochs)
     assert killed_at < 20
     _resume([*argv, "--resume"])
     (epochs,) = _checkpoint_epochs(run).values()
