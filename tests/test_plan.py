@@ -83,6 +83,7 @@ def test_yaml_round_trip_is_exact():
             lr_restart=LrRestart(0, 2.0),
             curriculum=CurriculumPacing(0.5, 20),
             component_weights=(1.0, 2.0, 0.5),
+            regularisation=1.5,
         )
     )
     assert Plan.from_yaml(modified.to_yaml()) == modified

@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import uuid
 from functools import cache
@@ -134,9 +135,14 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise CheckpointError(
+                f"checkpoint {file}: refused, it holds objects that could run code when loaded "
+                f"({found.group(1)}); only tune_app checkpoints are accepted"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {file}: refused, it holds objects that could run code when loaded "
-            f"({str(exc).splitlines()[0][:160]}); only tune_app checkpoints are accepted"
+            f"checkpoint {file}: corrupt or truncated (not a readable torch file); use an earlier checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(

@@ -14,7 +14,7 @@ from tune_app.plan import Plan
 from tune_app.reporting import ProgressPrinter, TensorBoardWriter, fan_out
 from tune_app.schedules import Cosine
 from tune_app.spec import RunSpec
-from tune_app.trainer import Report, TrainResult, train
+from tune_app.trainer import Report, TrainResult, check_resume, train
 
 __all__ = ["continue_plan", "run_continue", "run_train", "write_run_config"]
 
@@ -53,6 +53,8 @@ def run_train(
     """Train `spec` in this process. Validates data first; writes nothing on bad input."""
     table = spec.open_table()
     dataset = spec.dataset(table)
+    if resume is not None:
+        check_resume(resume, spec.model)  # a bad checkpoint fails here, before anything is written
     write_run_config(out_dir, spec, table.fingerprint)
     report, board = _reporters(out_dir, spec.plan.total_epochs, progress_every, quiet)
     try:

@@ -71,6 +71,7 @@ class Modification:
     lr_restart: LrRestart | None = None
     curriculum: CurriculumPacing | None = None
     component_weights: tuple[float, ...] | None = None
+    regularisation: float = 1.0  # multiplies the plan's weight decay and noise
 
     @property
     def is_identity(self) -> bool:
@@ -80,6 +81,7 @@ class Modification:
             and self.lr_restart is None
             and self.curriculum is None
             and self.component_weights is None
+            and self.regularisation == 1.0
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +96,8 @@ class Modification:
             out["curriculum"] = {"start": self.curriculum.start, "epochs": self.curriculum.epochs}
         if self.component_weights is not None:
             out["component_weights"] = list(self.component_weights)
+        if self.regularisation != 1.0:
+            out["regularisation"] = self.regularisation
         return out
 
 
@@ -104,6 +108,7 @@ _KEYS = (
     "lr_restart",
     "curriculum",
     "component_weights",
+    "regularisation",
 )
 
 
@@ -177,6 +182,9 @@ def parse_modification(raw: Any, path: str, errors: ErrorList) -> Modification |
         lr_restart=restart,
         curriculum=pacing,
         component_weights=weights,
+        regularisation=_number(
+            body.get("regularisation", 1.0), f"{path}.regularisation", errors, 0.1, 10.0
+        ),
     )
     return mod if len(errors.messages) == count else None
 
@@ -201,6 +209,7 @@ def modification_from_params(
         pacing = CurriculumPacing(start=start, epochs=ramp)
     weights = [float(params.get(f"component_weight_{c}", 1.0)) for c in components]
     component_weights = tuple(weights) if any(w != 1.0 for w in weights) else None
+    # plateau_restart / gap_regularise are rules (rules.py): they act on metrics at boundaries
     return Modification(
         from_epoch=from_epoch,
         alpha_shift=float(params.get("alpha_shift", 0.0)),

@@ -138,7 +138,9 @@ class Plan:
         teacher_forcing = phase.teacher_forcing.at(t)
         weights = phase.component_weights
         curriculum = phase.curriculum.at(t) if phase.curriculum is not None else 1.0
+        weight_decay, noise = phase.weight_decay.at(t), phase.noise.at(t)
         if mod is not None:
+            weight_decay, noise = weight_decay * mod.regularisation, noise * mod.regularisation
             alpha = min(max(alpha + mod.alpha_shift, 0.0), 1.0)
             teacher_forcing = min(max(teacher_forcing + mod.teacher_forcing_shift, 0.0), 1.0)
             weights = mod.component_weights if mod.component_weights is not None else weights
@@ -149,8 +151,8 @@ class Plan:
             phase=index + 1,
             lr=self.lr_at(epoch, step, steps_per_epoch),
             teacher_forcing=teacher_forcing,
-            weight_decay=phase.weight_decay.at(t),
-            noise=phase.noise.at(t),
+            weight_decay=weight_decay,
+            noise=noise,
             grad_clip=phase.grad_clip.at(t),
             alpha=alpha,
             max_lag=phase.max_lag,

@@ -26,7 +26,7 @@ def progress_line(metrics: dict[str, float], total: int) -> str:
 class ProgressPrinter:
     """A line every `every` epochs and at every checkpoint, with the time per epoch."""
 
-    def __init__(self, total: int, every: int = 1, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, total: int, every: int = 1, stream: TextIO | None = None) -> None:
         self.total, self.every, self.stream = total, max(1, every), stream
         self.started = time.perf_counter()
 
@@ -37,7 +37,7 @@ class ProgressPrinter:
         note = f"  checkpoint {checkpoint}" if checkpoint is not None else ""
         print(
             f"{progress_line(metrics, self.total)} {metrics['seconds']:.2f}s{note}",
-            file=self.stream,
+            file=self.stream or sys.stdout,
             flush=True,
         )
 

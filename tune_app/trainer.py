@@ -40,6 +40,8 @@ from tune_app.plan import Plan
 __all__ = ["Report", "TrainConfig", "TrainResult", "evaluate_free", "train"]
 
 Report = Callable[[dict[str, float], Path | None], None]
+# at a phase boundary: (epoch, history, plan) -> the plan from the next epoch on, or None
+BoundaryRule = Callable[[int, list[dict[str, float]], Plan], Plan | None]
 METRICS_FILE = "metrics.parquet"
 
 
@@ -120,13 +122,8 @@ def _admitted(order: torch.Tensor, fraction: float, batch_size: int) -> torch.Te
     return order[:keep]
 
 
-def _restore(
-    resume: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    model_cfg: ModelConfig,
-    device: str,
-) -> dict[str, Any]:
+def check_resume(resume: Path, model_cfg: ModelConfig, device: str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint to resume from; refuses one that another model config made."""
     state = load_state(resume, map_location=device)
     saved = state.get("model_config")
     if saved != model_cfg.to_dict():
@@ -134,6 +131,17 @@ def _restore(
             f"checkpoint {resume}: made by a different model ({saved}); this run asks for "
             f"{model_cfg.to_dict()}. Pass the same --hidden/--layers/--cell, or start afresh"
         )
+    return state
+
+
+def _restore(
+    resume: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    model_cfg: ModelConfig,
+    device: str,
+) -> dict[str, Any]:
+    state = check_resume(resume, model_cfg, device)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"])
@@ -156,12 +164,16 @@ def train(
     report: Report | None = None,
     stop_after: int | None = None,
     best_file: Path | None = None,
+    on_boundary: BoundaryRule | None = None,
+    meta_extra: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Run `plan` from epoch 1 (or from `resume`) to its end, or to `stop_after` epochs.
 
     Checkpoints go to `out_dir/checkpoints/epoch_NNNNN` at every phase boundary (and every
     `checkpoint_every` epochs); `best_file`, if given, holds the full state of the epoch with the
-    best `val_free_loss` so far (the seed's `best_model_combined.pth`).
+    best `val_free_loss` so far (the seed's `best_model_combined.pth`). `on_boundary` may change
+    the plan from the next epoch on at each phase boundary, before that boundary's checkpoint
+    records it (see rules.py); `meta_extra` is added to every checkpoint's meta.json.
     """
     if model_cfg.components != len(data.components):
         raise InputError(
@@ -214,6 +226,7 @@ def train(
             "plan": plan.to_dict(),
             "code_fingerprint": code_fingerprint(),
             "versions": package_versions(),
+            **(meta_extra or {}),
         }
         return state, meta
 
@@ -283,8 +296,14 @@ def train(
         metrics["seconds"] = time.perf_counter() - began
         history.append(metrics)
 
-        checkpoint = None
         is_boundary = epoch in checkpoint_epochs
+        changed = (
+            on_boundary(epoch, history, plan) if is_boundary and on_boundary is not None else None
+        )
+        if changed is not None:
+            plan = changed
+        metrics["plan_changed"] = float(changed is not None)
+        checkpoint = None
         if is_boundary or (config.checkpoint_every and epoch % config.checkpoint_every == 0):
             state, meta = snapshot(epoch)
             checkpoint = save_checkpoint(

@@ -7,6 +7,7 @@ and every trial continues from its last phase-boundary checkpoint, not from scra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-m", "tune_app.cli"]
-TINY = ["--phase-epochs", "4", "--stride", "4", "--hidden", "16", "--cpus-per-trial", "0.5"]
+PHASE = 20
+TINY = ["--phase-epochs", str(PHASE), "--stride", "4", "--hidden", "16", "--cpus-per-trial", "0.5"]
+LAST = 5 * PHASE
 
 
 def _checkpoint_epochs(run: Path) -> dict[str, list[int]]:
@@ -59,9 +62,27 @@ def _kill_when(argv: list[str], ready, timeout: float = 240) -> None:  # type: i
         assert proc.poll() is None, "the run ended before the kill; make it longer"
         assert ready(), "the run never reached the point to kill it at"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    time.sleep(2)  # let the orphaned Ray processes of that session notice and go
+    _wait_for_ray_to_go()
+
+
+def _wait_for_ray_to_go(timeout: float = 60) -> None:
+    """Ray's own processes (raylet, workers) notice the dead driver and exit; a worker may still
+    finish its epoch and persist a checkpoint meanwhile. Wait for them, then clear stragglers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (
+            subprocess.run(
+                ["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True
+            ).returncode
+            != 0
+        ):
+            return
+        time.sleep(1)
+    subprocess.run(["pkill", "-9", "-f", "raylet|gcs_server|ray::"], capture_output=True)
+    time.sleep(2)
 
 
 def _resume(argv: list[str]) -> None:
@@ -78,12 +99,12 @@ def test_killed_baseline_resumes_to_the_undisturbed_result(tmp_path: Path):
             e >= epoch for epochs in _checkpoint_epochs(run).values() for e in epochs
         )
 
-    _kill_when(argv, lambda: reached(8))
+    _kill_when(argv, lambda: reached(2 * PHASE))
     killed_at = max(e for epochs in _checkpoint_epochs(run).values() for e in epochs)
-    assert killed_at < 20
+    assert killed_at < LAST
     _resume([*argv, "--resume"])
     (epochs,) = _checkpoint_epochs(run).values()
-    assert epochs == [4, 8, 12, 16, 20]
+    assert epochs == [PHASE * k for k in range(1, 6)]
     subprocess.run(
         [*CLI, "train", *TINY[:-2], "--out", str(tmp_path / "local"), "--progress-every", "100"],
         check=True,
@@ -92,7 +113,7 @@ def test_killed_baseline_resumes_to_the_undisturbed_result(tmp_path: Path):
     )
     local = pd.read_parquet(tmp_path / "local" / "metrics.parquet")
     (rows,) = _rows(run).values()
-    final = [r for r in rows if r["epoch"] == 20][-1]
+    final = [r for r in rows if r["epoch"] == LAST][-1]
     assert final["val_free_loss"] == local["val_free_loss"].iloc[-1]
 
 
@@ -104,7 +125,7 @@ def test_killed_search_resumes_with_its_journal_intact(tmp_path: Path):
         "search",
         *TINY,
         "--population",
-        "3",
+        "4",
         "--quantile-fraction",
         "0.5",
         "--storage",
@@ -117,7 +138,9 @@ def test_killed_search_resumes_with_its_journal_intact(tmp_path: Path):
         return (
             journal.exists()
             and run.exists()
-            and all(epochs and max(epochs) >= 8 for epochs in _checkpoint_epochs(run).values())
+            and all(
+                epochs and max(epochs) >= 2 * PHASE for epochs in _checkpoint_epochs(run).values()
+            )
         )
 
     _kill_when(argv, ready)
@@ -127,7 +150,7 @@ def test_killed_search_resumes_with_its_journal_intact(tmp_path: Path):
     _resume([*argv, "--resume"])
     after = journal.read_text().splitlines()
     assert after[: len(before)] == before
-    assert all(max(epochs) == 20 for epochs in _checkpoint_epochs(run).values())
+    assert all(max(epochs) == LAST for epochs in _checkpoint_epochs(run).values())
     events = [json.loads(line) for line in after]
     for name, rows in _rows(run).items():
         new = rows[rows_before.get(name, 0) :]

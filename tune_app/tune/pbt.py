@@ -79,7 +79,7 @@ class PhaseBoundaryPBT(PopulationBasedTraining):
         resample_probability: float = 0.25,
     ) -> None:
         super().__init__(
-            time_attr="training_iteration",
+            time_attr="epoch",  # not training_iteration: a trial resumed from a newer own checkpoint skips iterations
             metric="val_free_loss",
             mode="min",
             perturbation_interval=interval,

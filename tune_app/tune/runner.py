@@ -298,7 +298,7 @@ def run_capacity(
     )
     grace = options.grace_epochs or spec.plan.phases[0].epochs
     scheduler = ASHAScheduler(
-        time_attr="training_iteration",
+        time_attr="epoch",
         metric="val_free_loss",
         mode="min",
         max_t=spec.plan.total_epochs,

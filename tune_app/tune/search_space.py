@@ -72,7 +72,10 @@ class Param:
             return False
         if self.name.endswith("_shift"):
             return 0.0
-        if self.name.startswith("component_weight") or self.name == "curriculum_start":
+        if self.name.startswith("component_weight") or self.name in (
+            "curriculum_start",
+            "gap_regularise",
+        ):
             return 1.0
         return self.clamp(self.low)
 

@@ -9,6 +9,7 @@ applied to the plan from the next epoch on, so each checkpoint's plan is its exa
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -20,13 +21,15 @@ from typing import Any
 import torch
 from ray import tune
 
-from tune_app.checkpoint import read_meta
+from tune_app.checkpoint import META_FILE, read_meta
 from tune_app.data import SeriesTable
 from tune_app.errors import DivergedError
 from tune_app.model import ModelConfig
 from tune_app.modification import modification_from_params
 from tune_app.plan import Plan
+from tune_app.rules import MonitorRules
 from tune_app.spec import RunSpec
+from tune_app.storage import Location
 from tune_app.trainer import train
 
 __all__ = [
@@ -53,11 +56,15 @@ def trial_plan(
     components: Sequence[str],
 ) -> Plan:
     """The plan a trial trains on: the checkpoint's plan (its lineage so far, or `base` at the
-    start) with the config's modification in force from the next epoch, if it changed."""
+    start) with the config's modification in force from the next epoch, if the config's
+    parameters differ from those the checkpoint was trained with (a PBT exploit/explore).
+    A plain restart (failure, pause, resume) keeps the checkpoint's plan, rule changes included."""
     done = int(checkpoint_meta["epoch"]) if checkpoint_meta else 0
     plan = Plan.from_dict(checkpoint_meta["plan"]) if checkpoint_meta else base
     params = config.get(MEMBER_KEY, {}).get("params")
     if done >= plan.total_epochs or not params:
+        return plan
+    if checkpoint_meta and checkpoint_meta.get("params") == params:
         return plan
     phase_epochs = plan.phases[plan.phase_index(done + 1)].epochs
     wanted = modification_from_params(params, done + 1, phase_epochs, components)
@@ -77,6 +84,35 @@ def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
     return replace(spec, model=model, data=replace(spec.data, **data_fields))
 
 
+def _own_newer_checkpoint(epoch: int, params: dict[str, Any] | None, workdir: Path) -> Path | None:
+    """A checkpoint of this trial, in its own storage folder, newer than `epoch` and trained with
+    the same parameters. A killed driver can lose the record of the last checkpoints a trial
+    persisted; Tuner.restore would then retrain those phases. Never one from before an exploit
+    (its parameters differ)."""
+    try:
+        storage = tune.get_context().get_storage()
+        folder = Location(storage.storage_filesystem, storage.trial_fs_path, storage.trial_fs_path)
+        children = folder.children()
+    except Exception:
+        return None
+    best: tuple[int, Location] | None = None
+    for child in children:
+        meta_file = child.join(META_FILE)
+        if not child.name.startswith("checkpoint_") or not meta_file.exists():
+            continue
+        try:
+            meta = json.loads(meta_file.read_text())
+        except ValueError:
+            continue  # half-written
+        if (
+            int(meta["epoch"]) > epoch
+            and meta.get("params") == params
+            and (best is None or meta["epoch"] > best[0])
+        ):
+            best = (int(meta["epoch"]), child)
+    return best[1].download(workdir / "own") if best else None
+
+
 def _device(spec: RunSpec) -> str:
     gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
     return "cuda" if gpus and torch.cuda.is_available() else "cpu"
@@ -89,10 +125,16 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tune_app_trial_"))
     try:
         resume, meta = None, None
+        params = config.get(MEMBER_KEY, {}).get("params") or None
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             resume = Path(checkpoint.to_directory(str(workdir / "resume")))
             meta = read_meta(resume)
+        # after an exploit the checkpoint is the donor's (other params): nothing of ours is newer
+        own = meta is None or meta.get("params") == params
+        newer = _own_newer_checkpoint(int(meta["epoch"]) if meta else 0, params, workdir) if own else None
+        if newer is not None:
+            resume, meta = newer, read_meta(newer)
         plan = trial_plan(spec.plan, config, meta, table.components)
 
         def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
@@ -102,6 +144,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # persisted to storage by now
 
+        rules = MonitorRules.from_params(params or {}, spec.train.plateau_epochs)
         try:
             train(
                 plan,
@@ -111,6 +154,8 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
                 out_dir=workdir / "out",
                 resume=resume,
                 report=report,
+                on_boundary=rules if rules.active else None,
+                meta_extra={"params": params} if params else None,
             )
         except DivergedError as exc:
             # a diverged trial ends here, reported as such; PBT never picks it as a donor

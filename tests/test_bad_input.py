@@ -1,0 +1,149 @@
+"""Bad input, a table of what users hit: exit 2, one message naming the problem and the fix,
+no traceback, nothing written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tune_app.cli import main
+from tune_app.plan import load_plan
+from tune_app.synthetic import make_synthetic
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    seed = load_plan().to_dict()
+    seed["phases"][1]["alpha"] = 1.7
+    (tmp_path / "bad_alpha.yaml").write_text(yaml.safe_dump(seed))
+    (tmp_path / "broken.yaml").write_text("phases:\n  - epochs: 10\n    lr: [unclosed\n")
+    (tmp_path / "unknown_key.yaml").write_text(
+        yaml.safe_dump({**load_plan().to_dict(), "optimiser": "sgd"})
+    )
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump(
+            {"kind": "pbt", "params": {"alpha_shift": {"type": "float", "low": 1, "high": 0}}}
+        )
+    )
+    frame = make_synthetic(series=2, length=200)
+    frame.loc[50, "c1"] = np.nan
+    frame.to_parquet(tmp_path / "nan.parquet")
+    make_synthetic(series=2, length=200).drop(columns=["series_id"]).to_parquet(
+        tmp_path / "no_id.parquet"
+    )
+    make_synthetic(series=2, length=200).to_parquet(tmp_path / "good.parquet")
+    (tmp_path / "notes.txt").write_text("not data")
+    (tmp_path / "empty.csv").write_text("series_id,step,c0\n")
+    (tmp_path / "not_a_run").mkdir()
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "state.pt").write_bytes(b"\x80\x02garbage")
+    return tmp_path
+
+
+CASES = [
+    (["plan", "validate", "bad_alpha.yaml"], "phases.2.alpha", "[0, 1]"),
+    (["plan", "validate", "broken.yaml"], "not valid YAML", "broken.yaml"),
+    (["plan", "validate", "unknown_key.yaml"], "optimiser: unknown key", "a plan takes"),
+    (["plan", "show", "--set", "phases.7.alpha=0.5"], "phases.7", "numbered from 1"),
+    (["plan", "show", "--epochs", "0,501"], "--epochs", "1..500"),
+    (["train", "--plan", "missing.yaml"], "--plan missing.yaml", "omit --plan"),
+    (["train", "--data", "nan.parquet", "--phase-epochs", "1"], "NaN/inf", "--fill ffill"),
+    (["train", "--data", "no_id.parquet"], "missing column", "series_id"),
+    (["train", "--data", "notes.txt"], "not a parquet or CSV", ".parquet or .csv"),
+    (["train", "--data", "empty.csv"], "no rows", "empty.csv"),
+    (
+        ["train", "--data", "good.parquet", "--components", "c0,speed"],
+        "unknown component",
+        "c0, c1, c2",
+    ),
+    (["train", "--data", "good.parquet", "--input-len", "500"], "too short", "--input-len"),
+    (
+        ["train", "--resume", "corrupt", "--phase-epochs", "1"],
+        "corrupt or truncated",
+        "earlier checkpoint",
+    ),
+    (["search", "--population", "0", "--phase-epochs", "1"], "--population", ">= 2"),
+    (
+        ["search", "--space", "space.yaml", "--phase-epochs", "1"],
+        "params.alpha_shift",
+        "low < high",
+    ),
+    (
+        ["baseline", "--address", "127.0.0.1:9", "--phase-epochs", "1"],
+        "no Ray cluster answers",
+        "ray start --head",
+    ),
+    (["baseline", "--storage", "ftp2://x/y", "--phase-epochs", "1"], "not a storage URI", "s3://"),
+    (["best", "not_a_run"], "not a tune_app run", "tune_app_run.json"),
+    (["best", "nowhere"], "no such run directory", "--storage"),
+    (["evaluate", "not_a_run"], "neither a `tune-app best` export", "checkpoint"),
+    (
+        [
+            "continue",
+            "--model_path",
+            "corrupt",
+            "--epochs",
+            "5",
+            "--start_lr",
+            "1e-4",
+            "--min_lr",
+            "1e-5",
+            "--output_dir",
+            "out",
+        ],
+        "corrupt",
+        "checkpoint",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "problem", "fix"), CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+def test_bad_input_exits_2_with_one_clear_message(argv, problem, fix, workdir: Path, capsys):
+    before = _files(workdir)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert problem in err and fix in err, err
+    assert "Traceback" not in err
+    assert err.count("tune-app: error:") == 1
+    assert _files(workdir) == before, "bad input must not write anything"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "--population", "many"],
+        ["train", "--phase-epochs", "-1"],
+        ["train", "--cell", "transformer"],
+        ["plan", "show", "--steps-per-epoch", "0"],
+    ],
+)
+def test_bad_flag_values_exit_2(argv, workdir: Path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_no_traceback_from_the_real_console_script(workdir: Path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tune_app.cli", "plan", "validate", "bad_alpha.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert done.returncode == 2
+    assert "phases.2.alpha" in done.stderr and "Traceback" not in done.stderr
