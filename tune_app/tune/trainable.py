@@ -9,6 +9,7 @@ applied to the plan from the next epoch on, so each checkpoint's plan is its exa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pyarrow.fs import FileType
 from ray import tune
 
-from tune_app.checkpoint import META_FILE, read_meta
+from tune_app.checkpoint import META_FILE, CheckpointError, load_state, read_meta
 from tune_app.data import SeriesTable
 from tune_app.errors import DivergedError
 from tune_app.model import ModelConfig
@@ -84,18 +86,16 @@ def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
     return replace(spec, model=model, data=replace(spec.data, **data_fields))
 
 
-def _own_newer_checkpoint(epoch: int, params: dict[str, Any] | None, workdir: Path) -> Path | None:
-    """A checkpoint of this trial, in its own storage folder, newer than `epoch` and trained with
-    the same parameters. A killed driver can lose the record of the last checkpoints a trial
-    persisted; Tuner.restore would then retrain those phases. Never one from before an exploit
-    (its parameters differ)."""
+def _own_checkpoints(params: dict[str, Any] | None) -> list[tuple[int, Location]]:
+    """This trial's checkpoints in its own storage folder that were trained with `params`,
+    oldest first. (After an exploit, the older ones carry other parameters and are skipped.)"""
     try:
         storage = tune.get_context().get_storage()
         folder = Location(storage.storage_filesystem, storage.trial_fs_path, storage.trial_fs_path)
         children = folder.children()
     except Exception:
-        return None
-    best: tuple[int, Location] | None = None
+        return []
+    found = []
     for child in children:
         meta_file = child.join(META_FILE)
         if not child.name.startswith("checkpoint_") or not meta_file.exists():
@@ -103,14 +103,66 @@ def _own_newer_checkpoint(epoch: int, params: dict[str, Any] | None, workdir: Pa
         try:
             meta = json.loads(meta_file.read_text())
         except ValueError:
-            continue  # half-written
-        if (
-            int(meta["epoch"]) > epoch
-            and meta.get("params") == params
-            and (best is None or meta["epoch"] > best[0])
-        ):
-            best = (int(meta["epoch"]), child)
-    return best[1].download(workdir / "own") if best else None
+            continue  # half-written: never mistaken for a checkpoint
+        if meta.get("params") == params:
+            found.append((int(meta["epoch"]), child))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _usable(location: Location | Path, workdir: Path, name: str) -> Path | None:
+    """`location` downloaded and loaded once: the path if it is a sound checkpoint, else None."""
+    local = location if isinstance(location, Path) else location.download(workdir / name)
+    try:
+        load_state(local)
+    except CheckpointError as exc:
+        print(f"tune_app: skipping checkpoint {location}: {exc}", flush=True)
+        return None
+    return local
+
+
+def choose_checkpoint(
+    given: Path | None, params: dict[str, Any] | None, workdir: Path
+) -> Path | None:
+    """Where a (re)started trial continues from.
+
+    - A newer checkpoint of its own than the one Tune hands over: a killed driver can lose the
+      record of the last checkpoints a trial persisted; restoring the older one would retrain.
+    - If the handed-over checkpoint is truncated or unsafe, the newest sound one before it.
+    After an exploit the handed-over checkpoint is the donor's (other params): used as it is."""
+    meta = None
+    if given is not None:
+        with contextlib.suppress(CheckpointError):
+            meta = read_meta(given)
+    if meta is not None and meta.get("params") != params:
+        return given if _usable(given, workdir, "given") else None  # type: ignore[arg-type]
+    epoch = int(meta["epoch"]) if meta else 0
+    own = _own_checkpoints(params)
+    for own_epoch, location in reversed(own):
+        if own_epoch > epoch and (path := _usable(location, workdir, f"own_{own_epoch}")):
+            return path
+    if given is not None and _usable(given, workdir, "given"):
+        return given
+    for own_epoch, location in reversed(own):
+        if own_epoch < epoch and (path := _usable(location, workdir, f"own_{own_epoch}")):
+            return path
+    return None
+
+
+def _never_overwrite_a_checkpoint() -> None:
+    """Tune numbers checkpoint folders by its own count, which a killed driver can set back;
+    a trial resumed from a newer checkpoint of its own would then write over it. Move the
+    index past folders that exist. (Tune keeps the index in its private StorageContext.)"""
+    try:
+        storage = tune.get_context().get_storage()
+
+        def next_folder() -> str:  # Tune adds 1 to the index, then writes there
+            name = storage._make_checkpoint_dir_name(storage.current_checkpoint_index + 1)
+            return f"{storage.trial_fs_path}/{name}"
+
+        while storage.storage_filesystem.get_file_info(next_folder()).type != FileType.NotFound:
+            storage.current_checkpoint_index += 1
+    except AttributeError:
+        pass
 
 
 def _device(spec: RunSpec) -> str:
@@ -124,23 +176,22 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
     dataset = spec.dataset(table)
     workdir = Path(tempfile.mkdtemp(prefix="tune_app_trial_"))
     try:
-        resume, meta = None, None
         params = config.get(MEMBER_KEY, {}).get("params") or None
         checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            resume = Path(checkpoint.to_directory(str(workdir / "resume")))
-            meta = read_meta(resume)
-        # after an exploit the checkpoint is the donor's (other params): nothing of ours is newer
-        own = meta is None or meta.get("params") == params
-        newer = _own_newer_checkpoint(int(meta["epoch"]) if meta else 0, params, workdir) if own else None
-        if newer is not None:
-            resume, meta = newer, read_meta(newer)
+        given = (
+            Path(checkpoint.to_directory(str(workdir / "resume")))
+            if checkpoint is not None
+            else None
+        )
+        resume = choose_checkpoint(given, params, workdir)
+        meta = read_meta(resume) if resume is not None else None
         plan = trial_plan(spec.plan, config, meta, table.components)
 
         def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
             if checkpoint_dir is None:
                 tune.report(metrics)
                 return
+            _never_overwrite_a_checkpoint()
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # persisted to storage by now
 
