@@ -20,10 +20,10 @@ def ray_local() -> Iterator[None]:
     ray.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real multi-node Ray cluster on this machine: a head and one worker node (own port),
-    stopped afterwards. Token auth is off: both nodes and the driver run here."""
+    """A real multi-node Ray cluster on this machine: a head and two worker nodes (own port),
+    one CPU each, stopped afterwards. Token auth is off: every node and the driver run here."""
     import socket
     import subprocess
     import sys
@@ -48,13 +48,14 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         timeout=120,
     )
     try:
-        subprocess.run(
-            [ray_cli, "start", "--address", address, *common],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        for _ in range(2):  # two worker nodes
+            subprocess.run(
+                [ray_cli, "start", "--address", address, *common],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
         os.environ["RAY_AUTH_MODE"] = "disabled"
         yield address
     finally:
