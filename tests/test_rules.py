@@ -77,3 +77,22 @@ def test_rule_changes_are_in_the_checkpoints_plan_and_replay_exactly(tiny_datase
     assert final_plan.modifications, "the rules' changes are recorded in the plan"
     replay = train(final_plan, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path / "b")
     assert replay.history[-1]["val_free_loss"] == ruled.history[-1]["val_free_loss"]
+
+
+def test_a_rule_keeps_the_running_modification_going():
+    """Restating the trial's modification at the boundary must not restart its curriculum ramp
+    nor carry a one-off warm restart into the next phase."""
+    from tune_app.modification import CurriculumPacing, LrRestart, Modification
+
+    plan = PLAN.apply(
+        Modification(1, curriculum=CurriculumPacing(0.4, 5), lr_restart=LrRestart(0, 2.0))
+    )
+    changed = MonitorRules(gap_regularise=1.5)(3, [{"gap_change": 1.0}], plan)
+    for epoch in range(4, 10):
+        assert changed.values_at(epoch).curriculum == pytest.approx(
+            plan.values_at(epoch).curriculum
+        )
+        assert changed.lr_at(epoch) == pytest.approx(
+            PLAN.lr_at(epoch)
+        )  # the restart ended with phase 1
+    assert changed.values_at(4).weight_decay == pytest.approx(1.5 * plan.values_at(4).weight_decay)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tune_app.modification import LrRestart, Modification
+from tune_app.modification import CurriculumPacing, LrRestart, Modification
 from tune_app.plan import Plan
 
 __all__ = ["MonitorRules"]
@@ -52,4 +52,24 @@ class MonitorRules:
             changes["regularisation"] = current.regularisation * self.gap_regularise
         if not changes:
             return None
-        return plan.apply(replace(current, from_epoch=epoch + 1, **changes))
+        return plan.apply(replace(_carried(current, epoch + 1, plan), **changes))
+
+
+def _carried(mod: Modification, from_epoch: int, plan: Plan) -> Modification:
+    """`mod` restated from `from_epoch` so that it keeps doing what it did: a curriculum ramp
+    continues where it was (not from its start again), a one-off warm restart ends with its phase."""
+    pacing, restart = mod.curriculum, mod.lr_restart
+    if pacing is not None:
+        done = from_epoch - mod.from_epoch
+        pacing = (
+            None
+            if done >= pacing.epochs
+            else CurriculumPacing(pacing.fraction_at(done), pacing.epochs - done)
+        )
+    if (
+        restart is not None
+        and restart.period == 0
+        and plan.phase_index(from_epoch) != plan.phase_index(mod.from_epoch)
+    ):
+        restart = None
+    return replace(mod, from_epoch=from_epoch, curriculum=pacing, lr_restart=restart)
