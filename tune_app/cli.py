@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tune_app.errors import DivergedError, InputError
+from tune_app.errors import DivergedError, InputError, RunFailed
 
 if TYPE_CHECKING:
     from tune_app.spec import RunSpec
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"tune-app: error: {exc}", file=sys.stderr)
         return 2
-    except DivergedError as exc:
+    except (DivergedError, RunFailed) as exc:
         print(f"tune-app: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from tune_app.errors import InputError
@@ -60,12 +61,31 @@ def _launch(args: argparse.Namespace) -> Any:
     )
 
 
+def _last_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else repr(error))[:400]
+
+
 def _finish(grid: Any, location: Any) -> int:
-    errors = [r for r in grid if r.error is not None]
-    for result in errors:
-        print(f"trial failed: {result.error}")
+    """Say how the trials ended, one line each for failures (Ray's tracebacks stay in the
+    trial folders' error.txt), and where the run is."""
+    failures = []
+    for result in grid:
+        try:
+            error = result.error
+        except Exception as exc:
+            error = exc
+        if error is not None:
+            failures.append(error)
+    for error in failures:
+        hint = (
+            " (the storage is full: free space, then --resume)"
+            if "No space left" in str(error)
+            else ""
+        )
+        print(f"trial failed: {_last_line(error)}{hint}", file=sys.stderr)
     print(f"\nrun: {location.uri}\nexport the best checkpoint with: tune-app best {location.uri}")
-    return 1 if errors and len(errors) == len(grid) else 0
+    return 1 if failures and len(failures) == len(grid) else 0
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

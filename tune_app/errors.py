@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DivergedError", "ErrorList", "InputError"]
+__all__ = ["DivergedError", "ErrorList", "InputError", "RunFailed"]
 
 
 class InputError(ValueError):
@@ -12,6 +12,10 @@ class InputError(ValueError):
 
     The CLI prints the message (no traceback) and exits with status 2, before any work starts.
     """
+
+
+class RunFailed(RuntimeError):
+    """A run that started but could not go on (storage full or unwritable, cluster lost): exit 1."""
 
 
 class DivergedError(RuntimeError):

@@ -113,7 +113,11 @@ def _read_trial(location: Location) -> TrialRecord | None:
                 continue  # half-written: never mistaken for a checkpoint
             checkpoints.append(CheckpointRecord(child, meta))
     checkpoints.sort(key=lambda c: c.epoch)
-    return TrialRecord(trial_id, location, json.loads(params_file.read_text()), rows, checkpoints)
+    try:
+        params = json.loads(params_file.read_text())
+    except ValueError:
+        params = {}  # cut short (a full disk, a killed driver): the trial's results still count
+    return TrialRecord(trial_id, location, params, rows, checkpoints)
 
 
 def open_run(uri: str) -> Run:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from ray import tune
 
 from tune_app import __version__
 from tune_app.data import SeriesTable
-from tune_app.errors import InputError
+from tune_app.errors import InputError, RunFailed
 from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
@@ -171,7 +172,28 @@ def fit_or_restore(
         )
     else:
         tuner = make_tuner()
-    return tuner.fit()
+    try:
+        return tuner.fit()
+    except (InputError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise RunFailed(f"the run at {location.uri} stopped: {_diagnose(location, exc)}") from exc
+
+
+def _diagnose(location: Location, exc: BaseException) -> str:
+    """One line on why a run stopped, with what to do."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    detail = (lines[-1] if lines else type(exc).__name__)[:300]
+    if location.is_local:
+        try:
+            free = shutil.disk_usage(location.path).free
+        except OSError:
+            free = None
+        if free is not None and free < 16 * 2**20:
+            return f"its storage is full ({free // 1024} KiB free); free space, then run again with --resume"
+        if not os.access(location.path, os.W_OK):
+            return "its storage is not writable; fix the permissions, then run again with --resume"
+    return f"{type(exc).__name__}: {detail}; the checkpoints written so far are kept, --resume continues"
 
 
 def run_baseline(

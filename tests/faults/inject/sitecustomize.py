@@ -1,0 +1,33 @@
+"""Fault injection for tests/faults/test_divergence.py, loaded by every Python process started
+with this folder on PYTHONPATH (the driver and Ray's workers): the trial whose member index is
+TUNE_APP_TEST_DIVERGE_MEMBER reports a non-finite loss from epoch TUNE_APP_TEST_DIVERGE_EPOCH on,
+exactly as the trainer does when training really diverges."""
+
+import os
+
+if os.environ.get("TUNE_APP_TEST_DIVERGE_MEMBER"):
+    try:
+        import tune_app.tune.trainable as trainable
+    except ImportError:  # a helper process without the package
+        trainable = None
+    if trainable is not None:
+        from tune_app.errors import DivergedError
+
+        member = int(os.environ["TUNE_APP_TEST_DIVERGE_MEMBER"])
+        at_epoch = int(os.environ.get("TUNE_APP_TEST_DIVERGE_EPOCH", "3"))
+        real_run_trial, real_train = trainable.run_trial, trainable.train
+
+        def diverging_train(*args, report=None, **kwargs):
+            def watch(metrics, checkpoint):
+                if metrics["epoch"] >= at_epoch:
+                    raise DivergedError(int(metrics["epoch"]), float("nan"), None)
+                report(metrics, checkpoint)
+
+            return real_train(*args, report=watch, **kwargs)
+
+        def run_trial(config, table):
+            diverges = config.get("member", {}).get("index") == member
+            trainable.train = diverging_train if diverges else real_train
+            return real_run_trial(config, table)
+
+        trainable.run_trial = run_trial
