@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny import TINY_DATA
 
-from tune_app.data import DataConfig, build_dataset, series_from_arrow
-from tune_app.model import ModelConfig
+from tune_app.data import build_dataset, series_from_arrow
 from tune_app.synthetic import make_synthetic
-from tune_app.trainer import TrainConfig
-
-TINY_DATA = DataConfig(input_len=16, output_len=8, stride=4)
-TINY_MODEL = ModelConfig(components=3, hidden=16)
-TINY_TRAIN = TrainConfig(seed=0, batch_size=32)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_DATA, TINY_MODEL, TINY_TRAIN
+from tiny import TINY_DATA, TINY_MODEL, TINY_TRAIN
 
 from tune_app.cli import main
 from tune_app.evaluate import dataset_for, evaluate, generate, load_model, naive_forecasts

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_MODEL, TINY_TRAIN
+from tiny import TINY_MODEL, TINY_TRAIN
 
 from tune_app.cli import main
 from tune_app.plan import load_plan

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MODEL, TINY_TRAIN
+from tiny import TINY_MODEL, TINY_TRAIN
 
 from tune_app.plan import Plan, load_plan
 from tune_app.rules import MonitorRules

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_MODEL, TINY_TRAIN
+from tiny import TINY_MODEL, TINY_TRAIN
 
 from tune_app.checkpoint import CheckpointError, load_state
 from tune_app.errors import DivergedError, InputError

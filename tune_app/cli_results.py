@@ -29,15 +29,18 @@ def _print_search_summary(run: Any, config: dict[str, Any], metric: str) -> None
         )
 
 
+def _out_dir(given: str | None, run: Any, name: str) -> Path:
+    """--out, else RUN/NAME for a local run, else ./NAME (a remote run's folder is not ours to write)."""
+    if given:
+        return Path(given)
+    return Path(run.location.path) / name if run.location.is_local else Path(name)
+
+
 def cmd_best(args: argparse.Namespace) -> int:
     from tune_app.results import export_best, open_run
 
     run = open_run(args.run)
-    out = (
-        Path(args.out)
-        if args.out
-        else (Path(run.location.path) / "best" if run.location.is_local else Path("best"))
-    )
+    out = _out_dir(args.out, run, "best")
     config = export_best(run, out, args.metric, args.mode)
     if run.kind == "search":
         _print_search_summary(run, config, args.metric)
@@ -79,11 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tune_app.results import open_run
 
     run = open_run(args.run)
-    out = (
-        Path(args.out)
-        if args.out
-        else (Path(run.location.path) / "report" if run.location.is_local else Path("report"))
-    )
+    out = _out_dir(args.out, run, "report")
     page, twin = write_report(run, out)
     print(f"report: {page} (self-contained) and {twin}")
     return 0
