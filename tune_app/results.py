@@ -255,7 +255,11 @@ def export_checkpoint(
     atomic_write_bytes(
         out / "lineage.json", json.dumps(lineage(run, trial, checkpoint), indent=2).encode()
     )
-    atomic_write_bytes(out / "metrics.parquet", trial.metrics.to_parquet(index=False))
+    # every epoch behind these weights, from the checkpoint itself (donors' epochs included):
+    # complete even where Tune's result.json was cut short
+    atomic_write_bytes(
+        out / "metrics.parquet", pd.DataFrame(state["history"]).to_parquet(index=False)
+    )
     return config
 
 
