@@ -31,7 +31,6 @@ __all__ = [
     "atomic_write_bytes",
     "code_fingerprint",
     "get_rng_state",
-    "is_checkpoint",
     "load_state",
     "package_versions",
     "read_meta",
@@ -118,10 +117,6 @@ def save_checkpoint(directory: Path, state: dict[str, Any], meta: dict[str, Any]
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return directory
-
-
-def is_checkpoint(directory: Path) -> bool:
-    return (Path(directory) / STATE_FILE).is_file()
 
 
 def load_state(directory: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
