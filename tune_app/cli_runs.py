@@ -114,9 +114,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         population=args.population,
         perturb_every=args.perturb_every,
         quantile_fraction=args.quantile_fraction,
+        scheduler=args.scheduler,
     )
     grid, location = run_search(spec, spec.open_table(), space, options, launch)
-    return _finish(grid, location)
+    code = _finish(grid, location)
+    from tune_app.results import open_run
+    from tune_app.search_summary import search_summary
+
+    print("\n".join(search_summary(open_run(location.uri))))
+    return code
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -160,6 +166,13 @@ def add_run_commands(commands: Any, add_run_args: Any) -> None:
         type=float,
         default=0.25,
         help="bottom fraction that copies the top fraction at each boundary",
+    )
+    search.add_argument(
+        "--scheduler",
+        choices=("pbt", "pb2"),
+        default="pbt",
+        help="the explore step at each round: pbt (random perturbation) or pb2 (GP bandit, "
+        "Parker-Holder et al. 2020); both copy the best members' checkpoints (default pbt)",
     )
     search.set_defaults(handler=cmd_search)
 

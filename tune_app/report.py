@@ -169,7 +169,7 @@ def _family_tree(run: Run, trials: list[TrialRecord], out: Path) -> Path:
             s=4,
             color="tab:green" if _label(trial).endswith("(control)") else "tab:blue",
         )
-    for event in run.journal():
+    for event in run.exploits():
         if event["trial"] in order and event["donor"] in order:
             epoch = event["epoch"]
             ax.annotate(
@@ -304,7 +304,7 @@ def build_sections(run: Run, out: Path) -> list[Section]:
                     k: e[k]
                     for k in ("epoch", "trial", "donor", "val_free_loss", "donor_val_free_loss")
                 }
-                for e in run.journal()
+                for e in run.exploits()
             ]
         )
         sections.append(

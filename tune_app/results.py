@@ -22,7 +22,7 @@ from tune_app.checkpoint import META_FILE, atomic_write_bytes, load_state, packa
 from tune_app.errors import InputError
 from tune_app.plan import Plan
 from tune_app.spec import RunSpec
-from tune_app.storage import MANIFEST, Location, locate
+from tune_app.storage import JOURNAL, MANIFEST, Location, locate
 
 __all__ = [
     "Run",
@@ -33,8 +33,6 @@ __all__ = [
     "open_run",
     "replay_spec",
 ]
-
-JOURNAL = "pbt_journal.jsonl"
 
 
 @dataclass
@@ -83,6 +81,14 @@ class Run:
         if not file.exists():
             return []
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+    def exploits(self) -> list[dict[str, Any]]:
+        """The journal's exploit events (older journals hold only those, untagged)."""
+        return [e for e in self.journal() if e.get("event", "exploit") == "exploit"]
+
+    def rounds(self) -> list[dict[str, Any]]:
+        """The journal's PBT rounds: epoch, ranking, exploits, members left alone and why."""
+        return [e for e in self.journal() if e.get("event") == "round"]
 
 
 def _read_rows(location: Location) -> list[dict[str, Any]]:
@@ -175,7 +181,7 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
     The checkpoint's plan carries every modification of the chain (an exploiting trial inherits
     its donor's plan); the PBT journal says who the donor was at each exploit."""
     plan = Plan.from_dict(checkpoint.meta["plan"])
-    journal = run.journal()
+    journal = run.exploits()
     starts = [1, *[m.from_epoch for m in plan.modifications if m.from_epoch > 1]]
     segments: list[dict[str, Any]] = []
     owner = trial.trial_id

@@ -13,6 +13,7 @@ from tune_app.errors import InputError
 __all__ = ["MANIFEST", "Location", "locate"]
 
 MANIFEST = "tune_app_run.json"  # written at the top of every run directory
+JOURNAL = "pbt_journal.jsonl"  # a search's rounds and exploits, at the top of its run directory
 
 
 class Location:

@@ -6,13 +6,16 @@ import json
 import math
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
 
 from tune_app.cli import main
 from tune_app.plan import load_plan
 from tune_app.storage import locate
-from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
+from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, plan_round, population
 from tune_app.tune.search_space import load_space
 from tune_app.tune.trainable import MEMBER_KEY, trial_plan
 
@@ -22,44 +25,146 @@ COMPONENTS = ["c0", "c1", "c2"]
 
 
 class FakeTrial:
+    """What the scheduler reads of a Ray trial."""
+
     def __init__(self, trial_id: str, member: dict) -> None:
-        self.trial_id, self.config = trial_id, {MEMBER_KEY: member}
+        self.trial_id, self.config = trial_id, {MEMBER_KEY: member, "spec": {"x": 1}}
+        self.status = Trial.PENDING
+        self.path = f"/runs/s/member-{trial_id}"
+        self.checkpoint: SimpleNamespace | None = None
+        self.last_result: dict = {}
 
     def is_finished(self) -> bool:
-        return False
+        return self.status in (Trial.TERMINATED, Trial.ERROR)
+
+    def set_config(self, config: dict) -> None:
+        self.config = config
 
 
-def _scheduler(tmp_path: Path, losses: list[float]) -> tuple[PhaseBoundaryPBT, list[FakeTrial]]:
-    scheduler = PhaseBoundaryPBT(SPACE, 2, Journal(locate(tmp_path)), quantile_fraction=0.5)
-    trials = [FakeTrial(f"t{i}", m) for i, m in enumerate(population(SPACE, len(losses), 0))]
-    for trial, loss in zip(trials, losses, strict=True):
-        scheduler._trial_state[trial] = type("S", (), {"last_score": -loss})()
-    return scheduler, trials
+class FakeController:
+    def __init__(self, trials: list[FakeTrial]) -> None:
+        self.trials = trials
+
+    def get_trials(self) -> list[FakeTrial]:
+        return self.trials
 
 
-def test_control_is_never_in_the_lower_quantile(tmp_path: Path):
-    scheduler, trials = _scheduler(tmp_path, [9.0, 1.0, 2.0, 3.0])  # the control is the worst
-    lower, upper = scheduler._quantiles()
-    assert trials[0] not in lower and lower == [trials[3]]
-    assert set(upper) == {trials[1], trials[2]}
+def _population(tmp_path: Path, size: int = 4, quantile: float = 0.25):
+    scheduler = PhaseBoundaryPBT(
+        SPACE, 2, 10, Journal(locate(tmp_path)), quantile_fraction=quantile
+    )
+    trials = [FakeTrial(f"t{i}", m) for i, m in enumerate(population(SPACE, size, 0))]
+    return scheduler, trials, FakeController(trials)
 
 
-def test_diverged_trials_are_never_donors(tmp_path: Path):
-    scheduler, trials = _scheduler(tmp_path, [1.0, 2.0, 3.0, 4.0])
-    scheduler._trial_state[trials[0]].last_score = -math.inf
-    _lower, upper = scheduler._quantiles()
-    assert trials[0] not in upper
+def _reach(scheduler, controller, trial: FakeTrial, epoch: int, loss: float) -> str:
+    """The trial reports `epoch` (with its checkpoint there) and Ray acts on the decision."""
+    trial.status = Trial.RUNNING
+    decision = scheduler.on_trial_result(controller, trial, {"epoch": epoch, "val_free_loss": loss})
+    trial.last_result = {"epoch": epoch, "val_free_loss": loss}
+    if decision == TrialScheduler.PAUSE:
+        trial.status = Trial.PAUSED
+        trial.checkpoint = SimpleNamespace(path=f"{trial.path}/checkpoint_{epoch:06d}")
+    return decision
 
 
-def test_new_config_is_a_clamped_mutation_of_the_donor_and_never_a_control(tmp_path: Path):
-    scheduler, trials = _scheduler(tmp_path, [1.0, 2.0, 3.0, 4.0])
-    for _ in range(50):
-        config, _ = scheduler._get_new_config(trials[3], trials[0])  # donor: the control
-        member = config[MEMBER_KEY]
-        assert member["control"] is False and member["index"] == 3
-        for param in SPACE.params:
-            if param.type == "float":
-                assert param.low <= member["params"][param.name] <= param.high
+@pytest.mark.parametrize(
+    ("losses", "controls", "quantile", "exploits"),
+    [
+        # N = 4 (3 + control), q = 0.25: one exploit, the worst non-control copies the best
+        ({"c": 2.0, "a": 1.0, "b": 3.0, "d": 4.0}, {"c"}, 0.25, [("d", "a")]),
+        # the control is the worst: it is never changed; the worst other member copies
+        ({"c": 9.0, "a": 1.0, "b": 2.0, "d": 3.0}, {"c"}, 0.25, [("d", "a")]),
+        # the control is the best: it is the donor
+        ({"c": 0.5, "a": 1.0, "b": 2.0, "d": 3.0}, {"c"}, 0.25, [("d", "c")]),
+        # a diverged member is neither donor nor loser
+        ({"c": 2.0, "a": math.inf, "b": 3.0, "d": 4.0}, {"c"}, 0.25, [("d", "c")]),
+        # N = 2: the only non-control member is the donor -> nobody exploits
+        ({"c": 2.0, "a": 1.0}, {"c"}, 0.25, []),
+        # q = 0.5 on 4: two donors (the control among them), two losers
+        ({"c": 1.0, "a": 4.0, "b": 3.0, "d": 2.0}, {"c"}, 0.5, [("a", None), ("b", None)]),
+        # q = 0.5, the control worst: it is never a loser, so only one member exploits
+        ({"c": 4.0, "a": 1.0, "b": 2.0, "d": 3.0}, {"c"}, 0.5, [("d", None)]),
+    ],
+)
+def test_round_rule(losses, controls, quantile, exploits):
+    decided = plan_round(losses, controls, quantile, random.Random(0))
+    assert [t for t, _ in decided.exploits] == [t for t, _ in exploits]
+    for (_, donor), (_, expected) in zip(decided.exploits, exploits, strict=True):
+        if expected is not None:
+            assert donor == expected
+        assert math.isfinite(losses[donor]) and donor not in {t for t, _ in decided.exploits}
+    assert not controls & {t for t, _ in decided.exploits}
+    assert set(decided.left_alone) | {t for t, _ in decided.exploits} == set(losses)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_with_four_members_one_exploits_at_every_round(seed: int):
+    rng = random.Random(seed)
+    losses = {t: rng.random() for t in "cabd"}
+    assert len(plan_round(losses, {"c"}, 0.25, rng).exploits) == 1
+
+
+def test_a_round_waits_for_every_member_at_the_same_epoch(tmp_path: Path):
+    scheduler, trials, controller = _population(tmp_path)
+    for trial in trials[:2]:  # two slots: members 0 and 1 run first
+        assert scheduler.on_trial_result(controller, trial, {"epoch": 1, "val_free_loss": 1.0}) == (
+            TrialScheduler.CONTINUE
+        )
+        assert _reach(scheduler, controller, trial, 2, 1.0 + int(trial.trial_id[1])) == "PAUSE"
+    # the waiting ones are not run again before the others caught up
+    assert scheduler.choose_trial_to_run(controller) is trials[2]
+    assert scheduler.journal.events() == []
+    _reach(scheduler, controller, trials[2], 2, 0.5)
+    assert scheduler.choose_trial_to_run(controller) is trials[3]
+    assert scheduler.journal.events() == []
+    _reach(scheduler, controller, trials[3], 2, 9.0)
+    chosen = scheduler.choose_trial_to_run(controller)  # everyone waits: the round runs
+    events = scheduler.journal.events()
+    assert [e["event"] for e in events] == ["round", "exploit"]
+    assert [r["trial"] for r in events[0]["ranking"]] == ["t2", "t0", "t1", "t3"]
+    exploit = events[1]
+    assert (exploit["trial"], exploit["donor"], exploit["epoch"]) == ("t3", "t2", 2)
+    member = trials[3].config[MEMBER_KEY]
+    assert member["version"] == 1 and member["control"] is False and member["index"] == 3
+    assert member["restore"] == {
+        "checkpoint": "member-t2/checkpoint_000002",
+        "epoch": 2,
+        "donor": "t2",
+    }
+    assert trials[0].config[MEMBER_KEY] == population(SPACE, 4, 0)[0]  # the control: untouched
+    for param in SPACE.params:
+        if param.type == "float":
+            assert param.low <= member["params"][param.name] <= param.high
+    assert chosen is not None and chosen.status == Trial.PAUSED
+    # a second report at the same epoch (a retry after the round) does not wait again
+    assert scheduler.on_trial_result(controller, trials[3], {"epoch": 2, "val_free_loss": 1}) == (
+        TrialScheduler.CONTINUE
+    )
+
+
+def test_a_member_that_ends_does_not_hold_up_the_round(tmp_path: Path):
+    scheduler, trials, controller = _population(tmp_path)
+    for trial, loss in zip(trials[:3], [1.0, 2.0, 3.0], strict=True):
+        _reach(scheduler, controller, trial, 2, loss)
+    trials[3].status = Trial.TERMINATED  # diverged and stopped
+    scheduler.on_trial_complete(controller, trials[3], {"diverged": 1.0})
+    scheduler.choose_trial_to_run(controller)
+    (round_event,) = [e for e in scheduler.journal.events() if e["event"] == "round"]
+    assert {r["trial"] for r in round_event["ranking"]} == {"t0", "t1", "t2"}
+    assert [e["donor"] for e in scheduler.journal.events() if e["event"] == "exploit"] == ["t0"]
+
+
+def test_rounds_already_journalled_are_not_repeated_after_a_restore(tmp_path: Path):
+    scheduler, trials, controller = _population(tmp_path)
+    for trial in trials:
+        _reach(scheduler, controller, trial, 2, 1.0)
+    scheduler.choose_trial_to_run(controller)
+    restored, trials2, controller2 = _population(tmp_path)  # a new driver, the same journal
+    assert restored.on_trial_result(controller2, trials2[1], {"epoch": 2, "val_free_loss": 1}) == (
+        TrialScheduler.CONTINUE
+    )
+    assert _reach(restored, controller2, trials2[1], 4, 1.0) == TrialScheduler.PAUSE
 
 
 def test_journal_appends_and_survives_a_new_instance(tmp_path: Path):
@@ -92,61 +197,38 @@ def test_trial_plan_applies_changed_params_from_the_next_epoch():
 TINY = ["--phase-epochs", "2", "--stride", "4", "--hidden", "16", "--cpus-per-trial", "0.5"]
 
 
-@pytest.fixture(scope="module")
-def search_run(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["0.5", "1"], ids=["all-at-once", "taking-turns"])
+def search_run(request, ray_local, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 members, 5 phases of 2 epochs: all 4 at once (0.5 CPU each), or 2 slots in turns."""
     storage = tmp_path_factory.mktemp("search")
-    code = main(
-        [
-            "search",
-            *TINY,
-            "--population",
-            "4",
-            "--quantile-fraction",
-            "0.5",
-            "--storage",
-            str(storage),
-            "--name",
-            "s",
-        ]
-    )
-    assert code == 0
+    args = [*TINY[:-1], request.param, "--population", "4", "--storage", str(storage)]
+    assert main(["search", *args, "--name", "s"]) == 0
     return storage / "s"
 
 
-def _trials(run: Path) -> dict[str, list[dict]]:
-    out = {}
-    for trial in run.iterdir():
-        if (trial / "result.json").exists():
-            rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
-            out[rows[0]["trial_id"]] = rows
-    return out
-
-
 @pytest.mark.slow
-def test_search_perturbs_at_boundaries_and_leaves_the_control_alone(search_run: Path):
-    journal = [
-        json.loads(line) for line in (search_run / "pbt_journal.jsonl").read_text().splitlines()
-    ]
-    assert journal, "a population of 4 with quantile 0.5 exploits at least once in 5 boundaries"
-    assert all(event["epoch"] % 2 == 0 for event in journal)
-    trials = _trials(search_run)
-    (control_id,) = [
-        tid for tid, rows in trials.items() if rows[0]["config"][MEMBER_KEY]["control"]
-    ]
-    assert all(event["trial"] != control_id for event in journal)
-    control_rows = trials[control_id]
-    assert len({json.dumps(r["config"][MEMBER_KEY], sort_keys=True) for r in control_rows}) == 1
-    assert control_rows[-1]["epoch"] == 10
-    (control_dir,) = [
-        d
-        for d in search_run.iterdir()
-        if (d / "result.json").exists() and d.name.startswith(f"run_trial_{control_id}")
-    ]
-    metas = [json.loads(p.read_text()) for p in control_dir.glob("checkpoint_*/meta.json")]
-    assert sorted(m["epoch"] for m in metas) == [2, 4, 6, 8, 10]
-    assert all(not m["plan"].get("modifications") for m in metas)  # the plan as written, throughout
-    for tid, rows in trials.items():
-        assert rows[-1]["epoch"] == 10, tid
+def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_run: Path):
+    from tune_app.results import open_run
+
+    run = open_run(str(search_run))
+    rounds = run.rounds()
+    assert [r["epoch"] for r in rounds] == [2, 4, 6, 8]
+    assert {e["epoch"] for e in run.exploits()} == {2, 4, 6, 8}
+    by_id = {t.trial_id: t for t in run.trials}
+    (control,) = [t for t in run.trials if t.params[MEMBER_KEY]["control"]]
+    assert all(e["trial"] != control.trial_id for e in run.exploits())
+    for event in rounds:  # each round ranks the members' scores at that one epoch
+        assert len(event["ranking"]) == 4
+        for entry in event["ranking"]:
+            (own,) = [c for c in by_id[entry["trial"]].checkpoints if c.epoch == event["epoch"]]
+            assert own.meta["metrics"]["val_free_loss"] == entry["val_free_loss"]
+    assert sorted(c.epoch for c in control.checkpoints) == [2, 4, 6, 8, 10]
+    assert all(not c.meta["plan"].get("modifications") for c in control.checkpoints)
+    assert {json.dumps(c.meta.get("params"), sort_keys=True) for c in control.checkpoints} == {
+        json.dumps(control.params[MEMBER_KEY]["params"] or None, sort_keys=True)
+    }
+    for trial in run.trials:
+        assert max(c.epoch for c in trial.checkpoints) == 10, trial.trial_id
 
 
 @pytest.mark.slow
@@ -156,7 +238,7 @@ def test_exported_plans_replay_exactly(search_run: Path, tmp_path: Path):
     from tune_app.results import export_checkpoint, open_run
 
     run = open_run(str(search_run))
-    journal_trials = {e["trial"] for e in run.journal()}
+    journal_trials = {e["trial"] for e in run.exploits()}
     chosen = [t for t in run.trials if t.trial_id in journal_trials]
     assert chosen
     exports = []

@@ -1,14 +1,26 @@
-"""Phase-boundary Population Based Training, with a protected control and a journal.
+"""Population Based Training in synchronous rounds at phase boundaries.
 
-What it adds to Ray's `PopulationBasedTraining`:
-- perturbations only at multiples of the interval (phase boundaries by default), decided from the
-  epoch itself, so a restored run (whose scheduler state Ray does not keep) perturbs at the same
-  epochs as an uninterrupted one;
-- every mutation clamped to the search space's bounds (Ray's factors are not);
-- the control trial (the seed plan, unmodified) is never exploited or explored;
-- a trial with a non-finite score (diverged) is never a donor;
-- each exploit/explore journalled atomically to the run's storage (`pbt_journal.jsonl`), which
-  `tune-app best` turns into the winner's lineage.
+Jaderberg et al. (2017), "Population Based Training of Neural Networks", in its synchronous form:
+every member trains to the next boundary (a multiple of the perturbation interval, one phase by
+default), reports its free-running validation loss there with a checkpoint, and waits (Ray pauses
+it, freeing its slot for members that take turns). When every live member waits at that same
+epoch, a **round** runs:
+
+- the members are ranked on `val_free_loss` *at that epoch* (never a score from another epoch);
+- the donors are the best `k = max(1, ceil(q * N))` members with a finite score (`k <= N / 2`);
+  the control (the plan as written) may be a donor, since its weights are good;
+- the losers are the worst `k` non-control members that are not donors; each copies a random
+  donor's boundary checkpoint (exploit) and perturbs the donor's parameters inside the space's
+  bounds (explore); with N = 4 and q = 0.25 one member exploits at every round unless the worst
+  non-control member is itself a donor;
+- the round is journalled (`pbt_journal.jsonl`): the ranking, each exploit (epoch, trial, donor,
+  old -> new parameters, both scores, the copied checkpoint) and each member left alone, with why.
+
+The exploit needs none of Ray's checkpoint internals: the loser's config gets
+`member.restore` (the donor's checkpoint folder, relative to the run) and a new `member.version`;
+the trainable restores that checkpoint when it starts again. Rounds already journalled are not
+repeated after `--resume`, and a member that resumes at a boundary whose round has not run yet
+reports there again to join it (see `trainable.py`).
 """
 
 from __future__ import annotations
@@ -17,18 +29,19 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from tune_app.storage import Location
+from tune_app.storage import JOURNAL, Location
+from tune_app.tune.explore import EXPLORERS, Observation, explore
 from tune_app.tune.search_space import SearchSpace
 from tune_app.tune.trainable import MEMBER_KEY
 
-__all__ = ["JOURNAL", "MEMBER_KEY", "Journal", "PhaseBoundaryPBT", "population"]
-
-JOURNAL = "pbt_journal.jsonl"
+__all__ = ["JOURNAL", "MEMBER_KEY", "Journal", "PhaseBoundaryPBT", "plan_round", "population"]
 
 
 class Journal:
@@ -45,111 +58,296 @@ class Journal:
             self._events = [json.loads(line) for line in text.splitlines() if line.strip()]
         return self._events
 
-    def append(self, event: dict[str, Any]) -> None:
-        events = [*self.events(), event]
+    def append(self, *events: dict[str, Any]) -> None:
+        merged = [*self.events(), *events]
         self.location.join(JOURNAL).write_bytes(
-            "".join(json.dumps(e) + "\n" for e in events).encode()
+            "".join(json.dumps(e) + "\n" for e in merged).encode()
         )
-        self._events = events
+        self._events = merged
+
+    def rounds_done(self) -> set[int]:
+        return {int(e["epoch"]) for e in self.events() if e.get("event") == "round"}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"location": self.location, "_events": None}
 
 
 def population(space: SearchSpace, size: int, seed: int) -> list[dict[str, Any]]:
-    """The starting members: the control first, then `size - 1` draws from the initial ranges."""
-    rng = random.Random(seed)
-    members = [{"index": 0, "control": True, "params": space.neutral()}]
-    members += [{"index": i, "control": False, "params": space.sample(rng)} for i in range(1, size)]
+    """The starting members: the control first, then `size - 1` members spread over the
+    initial ranges by a seeded Latin hypercube (`SearchSpace.quasi_random`)."""
+    members = [{"index": 0, "control": True, "params": space.neutral(), "version": 0}]
+    members += [
+        {"index": i, "control": False, "params": params, "version": 0}
+        for i, params in enumerate(space.quasi_random(size - 1, seed), start=1)
+    ]
     return members
 
 
-def _unused_explore(config: dict[str, Any]) -> dict[str, Any]:
-    return config  # Ray requires an explore hook; `_get_new_config` below does the real work
+@dataclass(frozen=True)
+class RoundPlan:
+    """Who copies whom in one round, and why every other member is left alone."""
+
+    ranking: list[tuple[str, float]]  # (trial id, val_free_loss), best first
+    exploits: list[tuple[str, str]]  # (loser, donor)
+    left_alone: dict[str, str] = field(default_factory=dict)  # trial id -> reason
 
 
-class PhaseBoundaryPBT(PopulationBasedTraining):
+def plan_round(
+    scores: dict[str, float],
+    controls: set[str],
+    quantile_fraction: float,
+    rng: random.Random,
+) -> RoundPlan:
+    """Rank one epoch's scores and choose the exploits.
+
+    Args:
+        scores: trial id -> `val_free_loss` at the round's epoch (lower is better).
+        controls: trial ids that are never changed (they may still be donors).
+        quantile_fraction: q; `k = max(1, ceil(q * N))` donors and losers, `k <= N // 2`.
+        rng: picks a donor for each loser.
+
+    Returns:
+        The ranking, the (loser, donor) pairs and the reason each other member is left alone.
+        Members with a non-finite score (diverged) are neither donors nor losers.
+    """
+    finite = {t: s for t, s in scores.items() if math.isfinite(s)}
+    ranking = sorted(finite.items(), key=lambda item: (item[1], item[0]))
+    left_alone = {t: "diverged (no finite score)" for t in scores if t not in finite}
+    if len(ranking) < 2:
+        for trial, _ in ranking:
+            left_alone[trial] = "alone in the round: nobody to compare with"
+        return RoundPlan(ranking, [], left_alone)
+    k = min(max(1, math.ceil(quantile_fraction * len(ranking))), len(ranking) // 2)
+    donors = [t for t, _ in ranking[:k]]
+    losers = [t for t, _ in reversed(ranking) if t not in controls and t not in donors][:k]
+    exploits = [(loser, rng.choice(donors)) for loser in losers]
+    for trial, _ in ranking:
+        if trial in losers:
+            continue
+        if trial in donors:
+            left_alone[trial] = f"donor (top {k})"
+        elif trial in controls:
+            left_alone[trial] = "control (never changed)"
+        else:
+            left_alone[trial] = f"not in the bottom {k}"
+    return RoundPlan(ranking, exploits, left_alone)
+
+
+class PhaseBoundaryPBT(FIFOScheduler):
+    """Synchronous PBT rounds at every `interval` epochs, with a protected control.
+
+    Args:
+        space: the search space (bounds for every explored value).
+        interval: epochs between rounds; the trainable checkpoints at each multiple.
+        total_epochs: the plan's length; no round at the end.
+        journal: where rounds are recorded (the run's storage).
+        seed: seeds donor choice and exploration.
+        quantile_fraction: q of `plan_round`.
+        resample_probability: chance that an explored value is redrawn instead of perturbed.
+        explore_method: "pbt" (random perturbation) or "pb2" (GP bandit), see `explore.py`.
+    """
+
     def __init__(
         self,
         space: SearchSpace,
         interval: int,
+        total_epochs: int,
         journal: Journal,
         seed: int = 0,
         quantile_fraction: float = 0.25,
         resample_probability: float = 0.25,
+        explore_method: str = "pbt",
     ) -> None:
-        super().__init__(
-            time_attr="epoch",  # not training_iteration: a trial resumed from a newer own checkpoint skips iterations
-            metric="val_free_loss",
-            mode="min",
-            perturbation_interval=interval,
-            custom_explore_fn=_unused_explore,
-            quantile_fraction=quantile_fraction,
-            resample_probability=resample_probability,
-            log_config=False,
-        )
+        super().__init__()
+        if explore_method not in EXPLORERS:
+            raise ValueError(f"explore_method {explore_method!r}: use one of {EXPLORERS}")
+        self.explore_method = explore_method
         self.space = space
+        self.interval = interval
+        self.total_epochs = total_epochs
         self.journal = journal
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.quantile_fraction = quantile_fraction
+        self.resample_probability = resample_probability
+        self._waiting: dict[
+            str, tuple[int, float, dict[str, Any]]
+        ] = {}  # id -> epoch, score, result
+        self._rounds = 0
+        self._exploits = 0
 
-    @staticmethod
-    def is_control(trial: Trial) -> bool:
-        return bool(trial.config.get(MEMBER_KEY, {}).get("control"))
+    # -- what Ray asks ------------------------------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return "val_free_loss"
+
+    def is_boundary(self, epoch: int) -> bool:
+        return 0 < epoch < self.total_epochs and epoch % self.interval == 0
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
-        if result.get("diverged"):
-            return TrialScheduler.CONTINUE  # it ends by itself; never ranked
-        now = result.get(self._time_attr)
-        if now is None or now % self._perturbation_interval:
+        epoch = result.get("epoch")
+        if result.get("diverged") or epoch is None or not self.is_boundary(int(epoch)):
             return TrialScheduler.CONTINUE
-        # Boundaries by epoch, not by time since the last perturbation: Ray does not restore
-        # that state, and a restored trial must perturb where an unbroken one would.
-        self._trial_state[trial].last_perturbation_time = now - self._perturbation_interval
-        return str(super().on_trial_result(tune_controller, trial, result))
+        if int(epoch) in self.journal.rounds_done():
+            return TrialScheduler.CONTINUE  # a restart after its round (failure retry, resume)
+        score = float(result.get("val_free_loss", math.inf))
+        self._waiting[trial.trial_id] = (int(epoch), score, dict(result))
+        return TrialScheduler.PAUSE  # wait for the others; frees the slot for members taking turns
 
-    def _quantiles(self) -> tuple[list[Trial], list[Trial]]:
-        lower, upper = super()._quantiles()
-        upper = [t for t in upper if math.isfinite(self._trial_state[t].last_score or math.nan)]
-        lower = [t for t in lower if not self.is_control(t)] if upper else []
-        return lower, upper
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
+        self._waiting.pop(trial.trial_id, None)
 
-    def _get_new_config(
-        self, trial: Trial, trial_to_clone: Trial
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        donor = trial_to_clone.config[MEMBER_KEY]
-        params = self.space.mutate(donor["params"], self.rng, self._resample_probability)
-        new_config = {
-            **trial_to_clone.config,
-            MEMBER_KEY: {
-                "index": trial.config[MEMBER_KEY]["index"],
-                "control": False,
-                "params": params,
-            },
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self._waiting.pop(trial.trial_id, None)  # a retry reports the boundary again
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._waiting.pop(trial.trial_id, None)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        trials = list(tune_controller.get_trials())
+        self._maybe_run_round(trials)
+        runnable = [
+            t
+            for t in trials
+            if t.status in (Trial.PENDING, Trial.PAUSED) and t.trial_id not in self._waiting
+        ]
+        # fair turns: the member that is furthest behind goes first
+        runnable.sort(key=lambda t: (int((t.last_result or {}).get("epoch", 0)), t.trial_id))
+        return runnable[0] if runnable else None
+
+    def debug_string(self) -> str:
+        waiting = sorted({epoch for epoch, _, _ in self._waiting.values()})
+        at = f", {len(self._waiting)} waiting at epoch {waiting[0]}" if waiting else ""
+        name = self.explore_method.upper()
+        return f"{name} rounds every {self.interval} epochs: {self._rounds} rounds, {self._exploits} exploits{at}"
+
+    # -- the round ----------------------------------------------------------------------------
+    def _maybe_run_round(self, trials: list[Trial]) -> None:
+        live = [t for t in trials if not t.is_finished()]
+        if not live or any(t.trial_id not in self._waiting for t in live):
+            return
+        if any(t.status != Trial.PAUSED for t in live):
+            return  # a pause (its checkpoint hand-over) is still under way
+        epochs = {self._waiting[t.trial_id][0] for t in live}
+        epoch = min(epochs)
+        if len(epochs) > 1:  # cannot happen in rounds; if it does, release the later ones
+            for t in live:
+                if self._waiting[t.trial_id][0] != epoch:
+                    del self._waiting[t.trial_id]
+            return
+        self._run_round(epoch, live)
+        for t in live:
+            del self._waiting[t.trial_id]
+
+    def _run_round(self, epoch: int, members: list[Trial]) -> None:
+        by_id = {t.trial_id: t for t in members}
+        scores = {t.trial_id: self._waiting[t.trial_id][1] for t in members}
+        controls = {t.trial_id for t in members if _member(t).get("control")}
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        decided = plan_round(scores, controls, self.quantile_fraction, rng)
+        history = self._history()
+        history += [
+            Observation(t, epoch, s, _member(by_id[t])["params"]) for t, s in decided.ranking
+        ]
+        losers = {loser for loser, _ in decided.exploits}
+        others = [_member(t)["params"] for t in members if t.trial_id not in losers]
+        events: list[dict[str, Any]] = []
+        for loser_id, donor_id in decided.exploits:
+            loser, donor = by_id[loser_id], by_id[donor_id]
+            params, how = explore(
+                self.explore_method,
+                self.space,
+                _member(donor)["params"],
+                rng,
+                self.resample_probability,
+                history=history,
+                epoch=epoch,
+                donor_score=scores[donor_id],
+                others=others,
+            )
+            events.append(self._exploit(epoch, loser, donor, scores, params, how))
+            others.append(params)
+        round_event = {
+            "event": "round",
+            "epoch": epoch,
+            "ranking": [
+                {
+                    "trial": t,
+                    "member": _member(by_id[t]).get("index"),
+                    "val_free_loss": s,
+                    "params": _member(by_id[t])["params"],
+                }
+                for t, s in decided.ranking
+            ],
+            "exploits": [{"trial": loser, "donor": donor} for loser, donor in decided.exploits],
+            "left_alone": [
+                {"trial": t, "member": _member(by_id[t]).get("index"), "reason": why}
+                for t, why in decided.left_alone.items()
+            ],
+            "time": time.time(),
         }
-        operations = {k: f"{donor['params'].get(k)} -> {v}" for k, v in params.items()}
-        return new_config, operations
+        self.journal.append(round_event, *events)
+        self._rounds += 1
+        self._exploits += len(events)
 
-    def _loss(self, score: float | None) -> float | None:
-        return None if score is None else float(score) * float(self._metric_op or 1.0)
+    def _history(self) -> list[Observation]:
+        """Every member's score at every journalled round, and after each exploit the donor's
+        score with the new parameters (the weights the member went on from): PB2's data."""
+        history: list[Observation] = []
+        for event in self.journal.events():
+            if event.get("event") == "round":
+                history += [
+                    Observation(r["trial"], event["epoch"], r["val_free_loss"], r.get("params", {}))
+                    for r in event["ranking"]
+                ]
+            elif event.get("event") == "exploit":
+                history.append(
+                    Observation(
+                        event["trial"], event["epoch"], event["donor_val_free_loss"], event["new"]
+                    )
+                )
+        return history
 
-    def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
-        assert not self.is_control(trial), "the control is never exploited"
-        before = trial.config[MEMBER_KEY]["params"]
-        donor_state = self._trial_state[trial_to_clone]
-        super()._exploit(tune_controller, trial, trial_to_clone)
-        result: dict[str, Any] = dict(donor_state.last_result or {})
-        self.journal.append(
-            {
-                "epoch": int(
-                    result.get("epoch", donor_state.last_train_time)
-                ),  # the donor's checkpoint
-                "trial": trial.trial_id,
-                "donor": trial_to_clone.trial_id,
-                "val_free_loss": self._loss(self._trial_state[trial].last_score),
-                "donor_val_free_loss": self._loss(donor_state.last_score),
-                "old": before,
-                "donor_params": trial_to_clone.config[MEMBER_KEY]["params"],
-                "new": trial.config[MEMBER_KEY]["params"],
-                "time": time.time(),
-            }
-        )
+    def _exploit(
+        self,
+        epoch: int,
+        trial: Trial,
+        donor: Trial,
+        scores: dict[str, float],
+        params: dict[str, Any],
+        how: str,
+    ) -> dict[str, Any]:
+        assert not _member(trial).get("control"), "the control is never exploited"
+        checkpoint = donor.checkpoint
+        if checkpoint is None or donor.path is None:  # a paused member has its boundary one
+            raise RuntimeError(f"PBT round at epoch {epoch}: donor {donor.trial_id} has none")
+        old, donor_member = _member(trial), _member(donor)
+        relative = str(PurePosixPath(checkpoint.path).relative_to(PurePosixPath(donor.path).parent))
+        member = {
+            "index": old["index"],
+            "control": False,
+            "params": params,
+            "version": int(old.get("version", 0)) + 1,
+            "restore": {"checkpoint": relative, "epoch": epoch, "donor": donor.trial_id},
+        }
+        trial.set_config({**donor.config, MEMBER_KEY: member})
+        return {
+            "event": "exploit",
+            "epoch": epoch,
+            "trial": trial.trial_id,
+            "member": old["index"],
+            "donor": donor.trial_id,
+            "donor_member": donor_member.get("index"),
+            "val_free_loss": scores[trial.trial_id],
+            "donor_val_free_loss": scores[donor.trial_id],
+            "old": old["params"],
+            "donor_params": donor_member["params"],
+            "new": params,
+            "explore": how,
+            "checkpoint": relative,
+            "time": time.time(),
+        }
+
+
+def _member(trial: Trial) -> dict[str, Any]:
+    member = trial.config.get(MEMBER_KEY) or {}
+    return dict(member)

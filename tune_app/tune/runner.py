@@ -7,7 +7,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,14 @@ from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
 from tune_app.tune.search_space import SearchSpace, to_optuna
-from tune_app.tune.trainable import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY, trainable_for, with_capacity
+from tune_app.tune.trainable import (
+    CAPACITY_KEY,
+    MEMBER_KEY,
+    ROUNDS_KEY,
+    SPEC_KEY,
+    trainable_for,
+    with_capacity,
+)
 
 __all__ = [
     "Launch",
@@ -224,6 +231,7 @@ class SearchOptions:
     perturb_every: int | None = None  # epochs; default: one phase
     quantile_fraction: float = 0.25
     resample_probability: float = 0.25
+    scheduler: str = "pbt"  # the explore step: "pbt" (perturb) or "pb2" (GP bandit)
 
 
 def run_search(
@@ -243,6 +251,16 @@ def run_search(
         raise InputError(
             f"--population: must be >= 2 (the control and one searcher), got {options.population}"
         )
+    every = spec.train.checkpoint_every
+    if every and interval % every:
+        raise InputError(
+            f"--perturb-every {interval}: PBT rounds copy checkpoints, but --checkpoint-every "
+            f"{every} writes none at epoch {interval}; use a multiple of {every}, or leave "
+            "--checkpoint-every out (a search then checkpoints at every round)"
+        )
+    if not every and any(p.epochs % interval for p in spec.plan.phases):
+        # rounds between phase boundaries need checkpoints there too
+        spec = replace(spec, train=replace(spec.train, checkpoint_every=interval))
     location = launch.location("search")
     claim(location, launch)
     init_ray(launch.address)
@@ -252,10 +270,12 @@ def run_search(
     scheduler = PhaseBoundaryPBT(
         space,
         interval,
+        spec.plan.total_epochs,
         Journal(location),
         seed=spec.train.seed,
         quantile_fraction=options.quantile_fraction,
         resample_probability=options.resample_probability,
+        explore_method=options.scheduler,
     )
     if not launch.resume:
         write_manifest(
@@ -267,6 +287,7 @@ def run_search(
                 "name": location.name,
                 "population": options.population,
                 "perturb_every": interval,
+                "scheduler": options.scheduler,
                 "space": space.source,
                 "members": members,
             },
@@ -275,8 +296,14 @@ def run_search(
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
             trainable,
-            param_space={SPEC_KEY: spec.to_dict(), MEMBER_KEY: tune.grid_search(members)},
-            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, reuse_actors=False),
+            param_space={
+                SPEC_KEY: spec.to_dict(),
+                MEMBER_KEY: tune.grid_search(members),
+                ROUNDS_KEY: {"every": interval},
+            },
+            # reuse_actors: a member that waits for its round hands its worker process (torch
+            # imported, windows built) to the next member instead of a new process starting
+            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, reuse_actors=True),
             run_config=run_config(launch, location, "search"),
         )
 

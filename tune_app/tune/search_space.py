@@ -55,15 +55,22 @@ class Param:
         return value
 
     def sample(self, rng: random.Random) -> Any:
-        if self.type == "bool":
-            return rng.random() < 0.5
         if self.type == "choice":
             return rng.choice(self.values)
+        return self.from_unit(rng.random())
+
+    def from_unit(self, u: float) -> Any:
+        """The value at quantile `u` in [0, 1) of the initial range (log-uniform where `log`);
+        a bool is True for u >= 0.5, a choice takes the `floor(u * k)`-th of its k values."""
+        if self.type == "bool":
+            return u >= 0.5
+        if self.type == "choice":
+            return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
         low, high = self.initial or (self.low, self.high)
         if self.log:
-            value = math.exp(rng.uniform(math.log(low), math.log(high)))
+            value = math.exp(math.log(low) + (math.log(high) - math.log(low)) * u)
         else:
-            value = rng.uniform(low, high)
+            value = low + (high - low) * u
         return self.clamp(value)
 
     def neutral(self) -> Any:
@@ -113,6 +120,20 @@ class SearchSpace:
 
     def neutral(self) -> dict[str, Any]:
         return {p.name: p.neutral() for p in self.params}
+
+    def quasi_random(self, n: int, seed: int) -> list[dict[str, Any]]:
+        """`n` members spread over the initial ranges: a Latin hypercube (McKay, Beckman and
+        Conover, 1979; scipy.stats.qmc), so each parameter's range, cut into `n` equal strata,
+        has exactly one member in each stratum. Deterministic for a seed."""
+        from scipy.stats import qmc
+
+        if n < 1:
+            return []
+        units = qmc.LatinHypercube(d=len(self.params), seed=seed).random(n)
+        return [
+            {p.name: p.from_unit(float(u)) for p, u in zip(self.params, row, strict=True)}
+            for row in units
+        ]
 
     def mutate(
         self, values: dict[str, Any], rng: random.Random, resample_probability: float = 0.25

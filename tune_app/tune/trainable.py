@@ -24,19 +24,20 @@ from pyarrow.fs import FileType
 from ray import tune
 
 from tune_app.checkpoint import META_FILE, CheckpointError, load_state, read_meta
-from tune_app.data import SeriesTable
+from tune_app.data import Dataset, SeriesTable
 from tune_app.errors import DivergedError
 from tune_app.model import ModelConfig
 from tune_app.modification import modification_from_params
 from tune_app.plan import Plan
 from tune_app.rules import MonitorRules
 from tune_app.spec import RunSpec
-from tune_app.storage import Location
+from tune_app.storage import JOURNAL, Location
 from tune_app.trainer import train
 
 __all__ = [
     "CAPACITY_KEY",
     "MEMBER_KEY",
+    "ROUNDS_KEY",
     "SPEC_KEY",
     "run_trial",
     "trainable_for",
@@ -46,9 +47,8 @@ __all__ = [
 
 SPEC_KEY = "spec"
 CAPACITY_KEY = "capacity"  # a capacity search's {hidden, layers, dropout, cell, input_len}
-MEMBER_KEY = (
-    "member"  # a search's {"index", "control", "params"}; params: search_spaces/modifications.yaml
-)
+MEMBER_KEY = "member"  # a search's {"index", "control", "params", "version", "restore"}
+ROUNDS_KEY = "rounds"  # a search's {"every": epochs between PBT rounds}
 
 
 def trial_plan(
@@ -86,14 +86,56 @@ def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
     return replace(spec, model=model, data=replace(spec.data, **data_fields))
 
 
-def _own_checkpoints(params: dict[str, Any] | None) -> list[tuple[int, Location]]:
-    """This trial's checkpoints in its own storage folder that were trained with `params`,
-    oldest first. (After an exploit, the older ones carry other parameters and are skipped.)"""
+def _trial_folder() -> Location | None:
+    """This trial's folder in the run's storage (local or remote), or None outside Tune."""
     try:
         storage = tune.get_context().get_storage()
-        folder = Location(storage.storage_filesystem, storage.trial_fs_path, storage.trial_fs_path)
-        children = folder.children()
+        return Location(storage.storage_filesystem, storage.trial_fs_path, storage.trial_fs_path)
     except Exception:
+        return None
+
+
+def _run_folder(trial_folder: Location) -> Location:
+    return Location(
+        trial_folder.fs, trial_folder.path.rsplit("/", 1)[0], trial_folder.uri.rsplit("/", 1)[0]
+    )
+
+
+def _round_pending(epoch: int, every: int, total: int) -> bool:
+    """Whether a search member resuming at `epoch` must first join that boundary's PBT round:
+    the epoch is a round boundary and the run's journal has no round there yet (the driver
+    stopped while members waited)."""
+    folder = _trial_folder()
+    if not every or not 0 < epoch < total or epoch % every or folder is None:
+        return False
+    journal = _run_folder(folder).join(JOURNAL)
+    try:
+        text = journal.read_text() if journal.exists() else ""
+    except OSError:
+        return False
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if event.get("event") == "round" and int(event.get("epoch", -1)) == epoch:
+                return False
+    return True
+
+
+def _same_member(meta: dict[str, Any], member: dict[str, Any]) -> bool:
+    """Whether a checkpoint was trained by this member as it is now: same parameters and the
+    same number of exploits (a member exploited twice may draw equal parameters again)."""
+    return meta.get("params") == (member.get("params") or None) and int(
+        meta.get("version", 0)
+    ) == int(member.get("version", 0))
+
+
+def _own_checkpoints(member: dict[str, Any]) -> list[tuple[int, Location]]:
+    """This trial's checkpoints in its own storage folder trained as the member is now,
+    oldest first. (After an exploit, the older ones belong to its former self.)"""
+    folder = _trial_folder()
+    try:
+        children = folder.children() if folder is not None else []
+    except OSError:
         return []
     found = []
     for child in children:
@@ -104,7 +146,7 @@ def _own_checkpoints(params: dict[str, Any] | None) -> list[tuple[int, Location]
             meta = json.loads(meta_file.read_text())
         except ValueError:
             continue  # half-written: never mistaken for a checkpoint
-        if meta.get("params") == params:
+        if _same_member(meta, member):
             found.append((int(meta["epoch"]), child))
     return sorted(found, key=lambda item: item[0])
 
@@ -120,31 +162,43 @@ def _usable(location: Location | Path, workdir: Path, name: str) -> Path | None:
     return local
 
 
-def choose_checkpoint(
-    given: Path | None, params: dict[str, Any] | None, workdir: Path
-) -> Path | None:
-    """Where a (re)started trial continues from.
+def _donor_checkpoint(member: dict[str, Any], workdir: Path) -> Path:
+    """The checkpoint a PBT exploit copied (`member.restore`, relative to the run folder)."""
+    restore = member["restore"]
+    folder = _trial_folder()
+    if folder is None:
+        raise CheckpointError("a PBT exploit can only be restored inside a Tune trial")
+    source = _run_folder(folder).join(*str(restore["checkpoint"]).split("/"))
+    path = _usable(source, workdir, "donor")
+    if path is None:
+        raise CheckpointError(
+            f"the donor checkpoint {source.uri} of a PBT exploit at epoch {restore['epoch']} "
+            "is missing or damaged"
+        )
+    return path
 
-    - A newer checkpoint of its own than the one Tune hands over: a killed driver can lose the
-      record of the last checkpoints a trial persisted; restoring the older one would retrain.
-    - If the handed-over checkpoint is truncated or unsafe, the newest sound one before it.
-    After an exploit the handed-over checkpoint is the donor's (other params): used as it is."""
-    meta = None
+
+def choose_checkpoint(given: Path | None, member: dict[str, Any], workdir: Path) -> Path | None:
+    """Where a (re)started trial continues from: the newest sound checkpoint it trained as the
+    member it is now (its own storage folder, or the one Tune hands over), else the donor's
+    checkpoint of its last exploit, else nothing (a fresh start).
+
+    Newest, not the handed-over one: a killed driver can lose the record of the last
+    checkpoints a trial persisted, and restoring an older one would retrain epochs. A damaged
+    checkpoint is skipped for the next older one."""
+    candidates: list[tuple[int, Location | Path, str]] = [
+        (epoch, location, f"own_{epoch}") for epoch, location in _own_checkpoints(member)
+    ]
     if given is not None:
         with contextlib.suppress(CheckpointError):
             meta = read_meta(given)
-    if meta is not None and meta.get("params") != params:
-        return given if _usable(given, workdir, "given") else None  # type: ignore[arg-type]
-    epoch = int(meta["epoch"]) if meta else 0
-    own = _own_checkpoints(params)
-    for own_epoch, location in reversed(own):
-        if own_epoch > epoch and (path := _usable(location, workdir, f"own_{own_epoch}")):
+            if _same_member(meta, member):
+                candidates.append((int(meta["epoch"]), given, "given"))
+    for _epoch, location, name in sorted(candidates, key=lambda c: -c[0]):
+        if path := _usable(location, workdir, name):
             return path
-    if given is not None and _usable(given, workdir, "given"):
-        return given
-    for own_epoch, location in reversed(own):
-        if own_epoch < epoch and (path := _usable(location, workdir, f"own_{own_epoch}")):
-            return path
+    if member.get("restore"):
+        return _donor_checkpoint(member, workdir)
     return None
 
 
@@ -170,22 +224,43 @@ def _device(spec: RunSpec) -> str:
     return "cuda" if gpus and torch.cuda.is_available() else "cpu"
 
 
+_DATASETS: dict[str, Dataset] = {}  # per worker process: members taking turns share windows
+
+
+def _cached_dataset(spec: RunSpec, table: SeriesTable) -> Dataset:
+    """The windows for `spec`, built once per worker process and data (fingerprint + config)."""
+    key = json.dumps([table.fingerprint, spec.data.to_dict(), spec.model.components])
+    if key not in _DATASETS:
+        _DATASETS.clear()  # one data set at a time: a capacity trial may change input_len
+        _DATASETS[key] = spec.dataset(table)
+    return _DATASETS[key]
+
+
 def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
     spec = with_capacity(RunSpec.from_dict(config[SPEC_KEY]), config.get(CAPACITY_KEY))
     spec = replace(spec, train=replace(spec.train, device=_device(spec)))
-    dataset = spec.dataset(table)
+    dataset = _cached_dataset(spec, table)
     workdir = Path(tempfile.mkdtemp(prefix="tune_app_trial_"))
     try:
-        params = config.get(MEMBER_KEY, {}).get("params") or None
+        member = dict(config.get(MEMBER_KEY) or {})
+        params = member.get("params") or None
         checkpoint = tune.get_checkpoint()
         given = (
             Path(checkpoint.to_directory(str(workdir / "resume")))
             if checkpoint is not None
             else None
         )
-        resume = choose_checkpoint(given, params, workdir)
+        resume = choose_checkpoint(given, member, workdir)
         meta = read_meta(resume) if resume is not None else None
         plan = trial_plan(spec.plan, config, meta, table.components)
+        every = int((config.get(ROUNDS_KEY) or {}).get("every", 0))
+        if meta is not None and _round_pending(int(meta["epoch"]), every, plan.total_epochs):
+            # the scheduler pauses it there; the copy becomes Tune's latest (donor) checkpoint
+            _never_overwrite_a_checkpoint()
+            tune.report(
+                {**meta["metrics"], "rejoined_round": 1.0},
+                checkpoint=tune.Checkpoint.from_directory(str(resume)),
+            )
 
         def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
             if checkpoint_dir is None:
@@ -206,7 +281,9 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
                 resume=resume,
                 report=report,
                 on_boundary=rules if rules.active else None,
-                meta_extra={"params": params} if params else None,
+                meta_extra={"params": params, "version": int(member.get("version", 0))}
+                if params
+                else None,
             )
         except DivergedError as exc:
             # a diverged trial ends here, reported as such; PBT never picks it as a donor

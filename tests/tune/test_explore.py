@@ -1,0 +1,101 @@
+"""The explore step (PBT perturbation, PB2's GP bandit) and the spread-out first population."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tune_app.tune.explore import Observation, explore
+from tune_app.tune.pbt import population
+from tune_app.tune.search_space import load_space
+
+SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
+
+
+def _inside(params: dict) -> None:
+    assert set(params) == {p.name for p in SPACE.params}
+    for param in SPACE.params:
+        value = params[param.name]
+        if param.type == "bool":
+            assert isinstance(value, bool), param.name
+        elif param.type == "choice":
+            assert value in param.values, param.name
+        else:
+            assert param.low <= value <= param.high, (param.name, value)
+
+
+def _history(rng: random.Random, members: int, rounds: int) -> list[Observation]:
+    start = [SPACE.sample(rng) for _ in range(members)]
+    return [
+        Observation(f"t{m}", 2 * (r + 1), 2.0 - 0.1 * r + rng.random() * 0.3, start[m])
+        for r in range(rounds)
+        for m in range(members)
+    ]
+
+
+@pytest.mark.slow  # each GP fit takes seconds
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 10_000), rounds=st.integers(2, 4))
+def test_pb2_stays_inside_the_bounds_over_many_rounds(seed: int, rounds: int):
+    rng = random.Random(seed)
+    history = _history(rng, 4, rounds)
+    donor = SPACE.sample(rng)
+    for _ in range(2):
+        params, how = explore(
+            "pb2",
+            SPACE,
+            donor,
+            rng,
+            0.25,
+            history=history,
+            epoch=2 * rounds,
+            donor_score=1.0,
+            others=[SPACE.sample(rng)],
+        )
+        assert how == "pb2"
+        _inside(params)
+        history.append(Observation("t9", 2 * rounds, 1.0, params))
+        donor = params
+
+
+def test_pb2_without_data_perturbs_and_says_so():
+    params, how = explore("pb2", SPACE, SPACE.neutral(), random.Random(0), 0.25)
+    assert how == "pbt (pb2: no data yet)"
+    _inside(params)
+
+
+@pytest.mark.slow
+def test_pb2_is_deterministic_per_seed():
+    history = _history(random.Random(3), 4, 3)
+    runs = [
+        explore("pb2", SPACE, SPACE.neutral(), random.Random(7), 0.25, history=history, epoch=6)
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 8, 9])
+def test_first_population_is_a_latin_hypercube(size: int):
+    members = population(SPACE, size, seed=11)
+    assert members[0]["control"] and members[0]["params"] == SPACE.neutral()
+    searchers = [m["params"] for m in members[1:]]
+    n = len(searchers)
+    for param in SPACE.params:
+        if param.type not in ("float", "int") or param.type == "int":
+            continue
+        low, high = param.initial or (param.low, param.high)
+        if param.log:
+            units = [
+                (math.log(p[param.name]) - math.log(low)) / (math.log(high) - math.log(low))
+                for p in searchers
+            ]
+        else:
+            units = [(p[param.name] - low) / (high - low) for p in searchers]
+        strata = sorted(min(int(u * n), n - 1) for u in units)
+        assert strata == list(range(n)), (param.name, units)  # one member in each stratum
+    assert population(SPACE, size, seed=11) == members  # deterministic per seed
+    assert population(SPACE, size, seed=12) != members or size == 1

@@ -1,0 +1,146 @@
+"""The explore step of a PBT round: a random perturbation (PBT) or a GP bandit (PB2).
+
+PBT (Jaderberg et al., 2017) perturbs the donor's parameters at random (`SearchSpace.mutate`).
+PB2 (Parker-Holder et al., 2020, "Provably Efficient Online Hyperparameter Optimization with
+Population-Based Bandits") fits a Gaussian process with a time-varying kernel to every member's
+improvement per epoch between rounds, as a function of (epoch, score before, parameters), and
+picks the parameters that maximise its upper confidence bound at the donor's (epoch, score),
+away from the parameters the other members train with now. The GP and the acquisition are Ray's
+(`ray.tune.schedulers.pb2`, scikit-learn based).
+
+How PB2 treats what is not a number: a **bool** is searched as a number in [0, 1] and is True
+from 0.5 on; a **choice** of k values as an index in [0, k - 1], rounded; every **per-component
+weight** is its own bounded number. Every value is clamped to the space's bounds. Until two
+rounds have shown how members improve, PB2 has no data and perturbs as PBT does (the journal
+says which explore made each exploit).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tune_app.tune.search_space import Param, SearchSpace
+
+__all__ = ["EXPLORERS", "Observation", "explore"]
+
+EXPLORERS = ("pbt", "pb2")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One member's score at one round, with the parameters it trained under to get there."""
+
+    trial: str
+    epoch: int
+    score: float  # val_free_loss at `epoch` (lower is better)
+    params: dict[str, Any]
+
+
+def _bounds(param: Param) -> tuple[float, float]:
+    if param.type == "bool":
+        return 0.0, 1.0
+    if param.type == "choice":
+        return 0.0, float(len(param.values) - 1)
+    return float(param.low), float(param.high)
+
+
+def _encode(param: Param, value: Any) -> float:
+    if param.type == "bool":
+        return 1.0 if value else 0.0
+    if param.type == "choice":
+        return float(param.values.index(value)) if value in param.values else 0.0
+    return float(value)
+
+
+def _decode(param: Param, number: float) -> Any:
+    if param.type == "bool":
+        return bool(number >= 0.5)
+    if param.type == "choice":
+        return param.values[int(np.clip(round(number), 0, len(param.values) - 1))]
+    return param.clamp(number)
+
+
+def _improvements(history: Sequence[Observation], space: SearchSpace) -> tuple[Any, Any]:
+    """PB2's data: rows (epoch, reward before, parameters) -> reward gained per epoch, for each
+    member between consecutive rounds in which it kept its parameters (reward = -loss)."""
+    rows, gains = [], []
+    by_trial: dict[str, list[Observation]] = {}
+    for observation in sorted(history, key=lambda o: o.epoch):  # stable: own, then donor's
+        by_trial.setdefault(observation.trial, []).append(observation)
+    for observations in by_trial.values():
+        for before, after in itertools.pairwise(observations):
+            if after.epoch <= before.epoch:
+                continue  # an exploit: the member's own score, then its donor's, at one epoch
+            gain = (before.score - after.score) / (after.epoch - before.epoch)
+            if not np.isfinite(gain):
+                continue
+            encoded = [_encode(p, after.params.get(p.name, p.neutral())) for p in space.params]
+            rows.append([after.epoch, -before.score, *encoded])
+            gains.append(gain)
+    return np.array(rows, dtype=float), np.array(gains, dtype=float)
+
+
+def explore(
+    method: str,
+    space: SearchSpace,
+    donor_params: dict[str, Any],
+    rng: random.Random,
+    resample_probability: float,
+    *,
+    history: Sequence[Observation] = (),
+    epoch: int = 0,
+    donor_score: float = 0.0,
+    others: Sequence[dict[str, Any]] = (),
+) -> tuple[dict[str, Any], str]:
+    """New parameters for a member that copied `donor_params`.
+
+    Args:
+        method: "pbt" (random perturbation) or "pb2" (GP bandit).
+        space: the search space; every returned value lies inside its bounds.
+        donor_params: the donor's parameters.
+        rng: seeds the perturbation (and PB2's acquisition restarts).
+        resample_probability: PBT's chance to redraw a value instead of perturbing it.
+        history: PB2's observations: each member's score at each round so far. Observation
+            params are those in force during the epochs up to that round.
+        epoch: the round's epoch (PB2's time).
+        donor_score: the donor's loss at `epoch` (the weights the member starts from).
+        others: parameters the members that are not replaced train with (PB2 avoids them).
+
+    Returns:
+        (parameters, "pbt" or "pb2" or "pbt (pb2: no data yet)")
+    """
+    if method == "pb2":
+        X, y = _improvements(history, space)
+        if len(y) >= 2 and np.ptp(y) > 0:
+            from tune_app.tune._ray_internals import pb2_select_config
+
+            bounds = {p.name: _bounds(p) for p in space.params}
+            current = (
+                np.array(
+                    [[_encode(p, o.get(p.name, p.neutral())) for p in space.params] for o in others]
+                )
+                if others
+                else None
+            )
+            state = np.random.get_state()
+            np.random.seed(rng.randrange(2**32))  # Ray's acquisition restarts draw from numpy
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the GP's bound warnings: not the user's
+                    chosen = pb2_select_config(
+                        X, y, current, np.array([epoch, -donor_score]), bounds, num_f=2
+                    )
+            finally:
+                np.random.set_state(state)
+            return {
+                p.name: _decode(p, float(v)) for p, v in zip(space.params, chosen, strict=True)
+            }, "pb2"
+        return space.mutate(donor_params, rng, resample_probability), "pbt (pb2: no data yet)"
+    return space.mutate(donor_params, rng, resample_probability), "pbt"
