@@ -67,7 +67,9 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", help="long-format parquet/CSV (default: built-in synthetic data)")
     data.add_argument("--components", help="comma-separated component columns (default: all)")
     data.add_argument(
-        "--fill", choices=["ffill"], help="fill NaN/inf by carrying the last value forward"
+        "--fill",
+        choices=["ffill"],
+        help="fill NaN/inf and missing steps by carrying the last value forward",
     )
     data.add_argument("--input-len", type=_positive_int, help="input window (default 48)")
     data.add_argument("--output-len", type=_positive_int, default=24)
@@ -198,7 +200,8 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     from tune_app.data import DataConfig, describe, read_series
 
     components = tuple(args.components.split(",")) if args.components else None
-    print(describe(read_series(args.file, DataConfig(components=components, fill=args.fill))))
+    config = DataConfig(components=components, fill=args.fill)
+    print(describe(read_series(args.file, config, allow_gaps=True)))
     return 0
 
 

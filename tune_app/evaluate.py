@@ -21,6 +21,7 @@ from tune_app.data import DataConfig, Dataset, Windows, build_dataset, open_seri
 from tune_app.errors import InputError
 from tune_app.loss import autocorrelation
 from tune_app.model import ModelConfig, Seq2Seq
+from tune_app.resumable import export_folder
 
 __all__ = ["LoadedModel", "evaluate", "generate", "load_model", "naive_forecasts"]
 
@@ -37,7 +38,7 @@ class LoadedModel:
 
 def load_model(path: str | Path) -> LoadedModel:
     """A `tune-app best` export (best_model.pth + config.json) or a checkpoint directory/file."""
-    path = Path(path)
+    path = export_folder(path) or Path(path)  # an export's best_model.pth means the export
     if (path / "best_model.pth").is_file() and (path / "config.json").is_file():
         config = json.loads((path / "config.json").read_text())
         try:

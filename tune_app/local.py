@@ -7,11 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tune_app.checkpoint import atomic_write_bytes, load_state, package_versions
+from tune_app.checkpoint import atomic_write_bytes, package_versions
 from tune_app.errors import InputError
 from tune_app.model import ModelConfig
 from tune_app.plan import Plan
 from tune_app.reporting import ProgressPrinter, TensorBoardWriter, fan_out
+from tune_app.resumable import fresh_optimizer, open_checkpoint
 from tune_app.schedules import Cosine
 from tune_app.spec import RunSpec
 from tune_app.trainer import Report, TrainResult, check_resume, train
@@ -54,7 +55,10 @@ def run_train(
     table = spec.open_table()
     dataset = spec.dataset(table)
     if resume is not None:
-        check_resume(resume, spec.model)  # a bad checkpoint fails here, before anything is written
+        # a bad checkpoint fails here, before anything is written
+        fresh = fresh_optimizer(check_resume(resume, spec.model), resume)
+        if fresh:
+            print(fresh)
     write_run_config(out_dir, spec, table.fingerprint)
     report, board = _reporters(out_dir, spec.plan.total_epochs, progress_every, quiet)
     try:
@@ -82,6 +86,14 @@ def continue_plan(plan: Plan, done: int, epochs: int, start_lr: float, min_lr: f
         raise InputError(f"--epochs: must be >= 1 (got {epochs})")
     if not (start_lr > 0 and min_lr > 0):
         raise InputError(f"--start_lr/--min_lr: must be > 0 (got {start_lr}, {min_lr})")
+    if min_lr > start_lr:
+        # refused, not run: the cosine goes from --start_lr down to --min_lr, so a larger
+        # --min_lr would make the lr rise over the continuation, which is never what it is for
+        raise InputError(
+            f"--min_lr {min_lr:g} is above --start_lr {start_lr:g}: the lr falls from --start_lr "
+            f"to --min_lr along a cosine, so it would rise; pass --min_lr <= --start_lr "
+            f"(swap them?), or equal values for a constant lr"
+        )
     kept, total = [], 0
     for phase in plan.phases:
         if total >= done:
@@ -110,7 +122,7 @@ def run_continue(
     progress_every: int = 10,
 ) -> TrainResult:
     """Resume `model_path` for `epochs` more epochs and write `best_model_combined.pth` in `output_dir`."""
-    state = load_state(model_path)
+    state = open_checkpoint(model_path)  # refused here, before anything is written
     done = int(state["epoch"])
     spec = RunSpec.from_dict(
         {
@@ -124,6 +136,15 @@ def run_continue(
     spec = spec.with_plan(continue_plan(spec.plan, done, epochs, start_lr, min_lr))
     table = spec.open_table()
     dataset = spec.dataset(table)
+    lr = (
+        f"lr falling from {start_lr:g} to {min_lr:g} (cosine)"
+        if start_lr > min_lr
+        else f"lr constant at {start_lr:g}"
+    )
+    fresh = "; fresh optimizer (an export holds weights only)" if "optimizer" not in state else ""
+    print(
+        f"continuing {model_path} after epoch {done}: epochs {done + 1}-{done + epochs}, {lr}{fresh}"
+    )
     output_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(output_dir, spec, table.fingerprint, {"continued_from": str(model_path)})
     report, board = _reporters(output_dir, spec.plan.total_epochs, progress_every, quiet=False)

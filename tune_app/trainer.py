@@ -25,7 +25,6 @@ from tune_app.checkpoint import (
     atomic_write_bytes,
     code_fingerprint,
     get_rng_state,
-    load_state,
     package_versions,
     save_checkpoint,
     set_rng_state,
@@ -36,6 +35,7 @@ from tune_app.loss import combined_loss
 from tune_app.model import ModelConfig, Seq2Seq
 from tune_app.monitors import GapMonitor, PlateauMonitor
 from tune_app.plan import Plan
+from tune_app.resumable import open_checkpoint
 
 __all__ = ["Report", "TrainConfig", "TrainResult", "evaluate_free", "train"]
 
@@ -123,8 +123,9 @@ def _admitted(order: torch.Tensor, fraction: float, batch_size: int) -> torch.Te
 
 
 def check_resume(resume: Path, model_cfg: ModelConfig, device: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint to resume from; refuses one that another model config made."""
-    state = load_state(resume, map_location=device)
+    """Load a checkpoint to resume from (any kind `open_checkpoint` takes); refuses one that
+    another model config made, or whose weights do not fit its own config."""
+    state = open_checkpoint(resume, map_location=device)
     saved = state.get("model_config")
     if saved != model_cfg.to_dict():
         raise InputError(
@@ -143,8 +144,10 @@ def _restore(
 ) -> dict[str, Any]:
     state = check_resume(resume, model_cfg, device)
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    set_rng_state(state["rng"])
+    if "optimizer" in state:  # an export has none: AdamW starts afresh
+        optimizer.load_state_dict(state["optimizer"])
+    if "rng" in state:
+        set_rng_state(state["rng"])
     return state
 
 
