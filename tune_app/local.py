@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tune_app.checkpoint import atomic_write_bytes, package_versions
-from tune_app.errors import InputError
+from tune_app.checkpoint import atomic_write_bytes, package_versions, read_meta
+from tune_app.errors import InputError, Interrupted
 from tune_app.model import ModelConfig
 from tune_app.plan import Plan
 from tune_app.reporting import ProgressPrinter, TensorBoardWriter, fan_out
@@ -32,6 +32,19 @@ def write_run_config(
     }
     atomic_write_bytes(out_dir / "config.json", json.dumps(config, indent=2).encode())
     atomic_write_bytes(out_dir / "plan.yaml", spec.plan.to_yaml().encode())
+
+
+def _last_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
+    """The newest checkpoint a run in `out_dir` wrote, and its epoch."""
+    found = sorted((out_dir / "checkpoints").glob("epoch_*"))
+    return (found[-1], int(read_meta(found[-1])["epoch"])) if found else None
+
+
+def _nothing_saved(out_dir: Path) -> Interrupted:
+    return Interrupted(
+        note=f"no checkpoint in {out_dir} yet (the first comes at the end of the first phase, "
+        "or pass --checkpoint-every N); run the command again"
+    )
 
 
 def _reporters(
@@ -73,6 +86,11 @@ def run_train(
             stop_after=stop_after,
             best_file=out_dir / "best_model.pth",
         )
+    except KeyboardInterrupt:
+        last = _last_checkpoint(out_dir)
+        if last is None:
+            raise _nothing_saved(out_dir) from None
+        raise Interrupted({"--resume": str(last[0]), "--out": str(out_dir)}) from None
     finally:
         board.close()
 
@@ -159,5 +177,18 @@ def run_continue(
             report=report,
             best_file=output_dir / "best_model_combined.pth",
         )
+    except KeyboardInterrupt:
+        last = _last_checkpoint(output_dir)
+        if last is None:
+            raise _nothing_saved(output_dir) from None
+        path, epoch = last  # go on from there: the rest of the epochs, the cosine from its lr
+        if epoch >= spec.plan.total_epochs:
+            raise Interrupted(note=f"every epoch had run; the result is in {output_dir}") from None
+        flags: dict[str, str | None] = {
+            "--model_path": str(path),
+            "--epochs": str(spec.plan.total_epochs - epoch),
+            "--start_lr": f"{spec.plan.lr_at(epoch + 1):.6g}",
+        }
+        raise Interrupted(flags) from None
     finally:
         board.close()

@@ -33,7 +33,7 @@ from tune_app.data import Dataset, Windows
 from tune_app.errors import DivergedError, InputError
 from tune_app.loss import combined_loss
 from tune_app.model import ModelConfig, Seq2Seq
-from tune_app.monitors import GapMonitor, PlateauMonitor
+from tune_app.monitors import DivergenceMonitor, GapMonitor, PlateauMonitor
 from tune_app.plan import Plan
 from tune_app.resumable import open_checkpoint
 
@@ -196,6 +196,15 @@ def train(
         history = [dict(row) for row in state["history"]]
         start_epoch, last_checkpoint = int(state["epoch"]) + 1, Path(resume)
     plateau, gap = PlateauMonitor(config.plateau_epochs), GapMonitor()
+    divergence = DivergenceMonitor()
+    divergence.start_from(history)
+
+    def stop_if_diverged(epoch: int, name: str, value: float) -> None:
+        reason = divergence.check(name, value)
+        if reason is not None:
+            where = str(last_checkpoint) if last_checkpoint else None
+            raise DivergedError(epoch, value, where, reason)
+
     for row in history:
         plateau.update(row)
         gap.update(row)
@@ -261,10 +270,7 @@ def train(
                 [parts.total.detach(), parts.mse.detach(), parts.temporal.detach()]
             ).double().cpu() * len(index)
         train_loss, mse, temporal = (sums / len(admitted)).tolist()
-        if not math.isfinite(train_loss):
-            raise DivergedError(
-                epoch, train_loss, str(last_checkpoint) if last_checkpoint else None
-            )
+        stop_if_diverged(epoch, "train_loss", train_loss)
 
         free = evaluate_free(
             model, data.val, config.rank_alpha, config.rank_max_lag, config.eval_batch_size
@@ -290,10 +296,7 @@ def train(
             "curriculum": settings.curriculum,
             "train_windows": len(admitted),
         }
-        if not math.isfinite(metrics["val_free_loss"]):
-            raise DivergedError(
-                epoch, metrics["val_free_loss"], str(last_checkpoint) if last_checkpoint else None
-            )
+        stop_if_diverged(epoch, "val_free_loss", metrics["val_free_loss"])
         metrics.update(gap.update(metrics))
         metrics.update(plateau.update(metrics))
         metrics["seconds"] = time.perf_counter() - began
