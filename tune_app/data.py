@@ -236,7 +236,8 @@ def series_from_arrow(
             f"{path}: missing column(s) {', '.join(missing)}; the format is long: "
             f"{ID}, {STEP}, then one float column per component (found: {', '.join(names)})"
         )
-    available = [c for c in names if c not in (ID, STEP)]
+    # pandas stores a filtered frame's index as `__index_level_0__`: not a component
+    available = [c for c in names if c not in (ID, STEP) and not c.startswith("__index_level_")]
     chosen = list(config.components) if config.components else available
     unknown = [c for c in chosen if c not in available]
     if unknown or not chosen:
@@ -251,7 +252,7 @@ def series_from_arrow(
                 f"{path}: column {column!r} is {kind}, not numeric; "
                 f"convert it to float or leave it out with --components"
             )
-    frame = table.select([ID, STEP, *chosen]).to_pandas()
+    frame = table.select([ID, STEP, *chosen]).replace_schema_metadata(None).to_pandas()
     if not pd.api.types.is_integer_dtype(frame[STEP]):
         raise InputError(
             f"{path}: column {STEP!r} must hold whole numbers (got {frame[STEP].dtype})"
