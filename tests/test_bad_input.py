@@ -3,12 +3,16 @@ no traceback, nothing written."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
+from tiny import TRAIN_FLAGS, export_train_checkpoint
 
 from tune_app.cli import main
 from tune_app.plan import load_plan
@@ -19,9 +23,41 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained run, its `best`-style export, a checkpoint whose weights do not fit its
+    model config, and a run whose best checkpoint lost its state.pt."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    make_synthetic(series=2, length=200).to_parquet(root / "good.parquet")
+    run = root / "run"
+    assert (
+        main(["train", "--data", str(root / "good.parquet"), *TRAIN_FLAGS, "--out", str(run)]) == 0
+    )
+    export_train_checkpoint(run, run / "checkpoints" / "epoch_00003", root / "export")
+    state = torch.load(run / "checkpoints" / "epoch_00003" / "state.pt", weights_only=True)
+    state["model_config"]["hidden"] = 64  # says hidden 64, holds hidden-16 weights
+    torch.save(state, root / "mismatch.pt")
+    broken = root / "broken_run" / "trial_0" / "checkpoint_000000"
+    broken.mkdir(parents=True)
+    shutil.copy(run / "checkpoints" / "epoch_00003" / "meta.json", broken / "meta.json")
+    (root / "broken_run" / "trial_0" / "params.json").write_text("{}")
+    (root / "broken_run" / "tune_app_run.json").write_text(json.dumps({"kind": "baseline"}))
+    return root
+
+
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) -> Path:
     monkeypatch.chdir(tmp_path)
+    for name in ("export", "broken_run"):
+        shutil.copytree(checkpoints / name, tmp_path / name)
+    shutil.copy(checkpoints / "mismatch.pt", tmp_path / "mismatch.pt")
+    seed = load_plan().to_dict()
+    seed["phases"][0]["teacher_forcing"] = {"linear": {"start": 1.2, "end": -0.1}}
+    (tmp_path / "tf_both.yaml").write_text(yaml.safe_dump(seed))
+    gapped = make_synthetic(series=2, length=200)
+    gapped = gapped[~((gapped.series_id == "s00") & gapped.step.between(100, 139))]
+    gapped.to_parquet(tmp_path / "gap.parquet")
+    gapped.to_csv(tmp_path / "gap.csv", index=False)
     seed = load_plan().to_dict()
     seed["phases"][1]["alpha"] = 1.7
     (tmp_path / "bad_alpha.yaml").write_text(yaml.safe_dump(seed))
@@ -49,8 +85,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+CONTINUE = ["continue", "--epochs", "5", "--start_lr", "1e-4", "--min_lr", "1e-5"]
+GAP = "series 's00' misses 40 step(s) from step 100"
+MISFIT = "weights do not fit the checkpoint's model config"
+
 CASES = [
     (["plan", "validate", "bad_alpha.yaml"], "phases.2.alpha", "[0, 1]"),
+    (  # every bad value of a schedule, not the first only
+        ["plan", "validate", "tf_both.yaml"],
+        "phases.1.teacher_forcing.linear.start: out of range (got 1.2)",
+        "phases.1.teacher_forcing.linear.end: out of range (got -0.1)",
+    ),
     (["plan", "validate", "broken.yaml"], "not valid YAML", "broken.yaml"),
     (["plan", "validate", "unknown_key.yaml"], "optimiser: unknown key", "a plan takes"),
     (["plan", "show", "--set", "phases.7.alpha=0.5"], "phases.7", "numbered from 1"),
@@ -103,6 +148,65 @@ CASES = [
         "corrupt",
         "checkpoint",
     ),
+    (  # the lr would rise: refused as a mistake, not run
+        [
+            "continue",
+            "--model_path",
+            "export",
+            "--epochs",
+            "5",
+            "--start_lr",
+            "1e-5",
+            "--min_lr",
+            "1e-3",
+            "--output_dir",
+            "out",
+        ],
+        "--min_lr 0.001 is above --start_lr 1e-05",
+        "pass --min_lr <= --start_lr",
+    ),
+    # gaps in `step`: every training and evaluation command, before Ray starts
+    (["train", "--data", "gap.parquet", "--phase-epochs", "1"], GAP, "--fill ffill"),
+    (["train", "--data", "gap.csv", "--phase-epochs", "1"], GAP, "--fill ffill"),
+    (["baseline", "--data", "gap.parquet", "--phase-epochs", "1"], GAP, "--fill ffill"),
+    (["search", "--data", "gap.parquet", "--phase-epochs", "1"], GAP, "--fill ffill"),
+    (["capacity", "--data", "gap.parquet", "--phase-epochs", "1"], GAP, "--fill ffill"),
+    (["evaluate", "export", "--data", "gap.parquet"], GAP, "data inspect"),
+    (
+        ["generate", "export", "--data", "gap.parquet", "--series", "s00", "--out", "g.parquet"],
+        GAP,
+        "data inspect",
+    ),
+    (
+        [*CONTINUE, "--model_path", "export", "--output_dir", "out", "--data", "gap.parquet"],
+        GAP,
+        "--fill ffill",
+    ),
+    # weights that do not fit their own model config, in every command that takes a checkpoint
+    ([*CONTINUE, "--model_path", "mismatch.pt", "--output_dir", "out"], MISFIT, "hidden': 64"),
+    (
+        ["train", "--resume", "mismatch.pt", "--hidden", "64", "--phase-epochs", "1"],
+        MISFIT,
+        "another checkpoint",
+    ),
+    (["evaluate", "mismatch.pt"], MISFIT, "hidden': 64"),
+    # resources no node has: refused before Ray starts, nothing written
+    (
+        ["baseline", "--cpus-per-trial", "10000", "--phase-epochs", "1"],
+        "--cpus-per-trial 10000 but this machine has",
+        "--address",
+    ),
+    (
+        ["search", "--gpus-per-trial", "64", "--phase-epochs", "1"],
+        "--gpus-per-trial 64 but this machine has",
+        "--address",
+    ),
+    (
+        ["capacity", "--cpus-per-trial", "10000", "--phase-epochs", "1"],
+        "this machine has",
+        "--cpus-per-trial",
+    ),
+    (["best", "broken_run"], "has no state.pt", "run `tune-app best` again"),
 ]
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "read_meta",
     "save_checkpoint",
     "set_rng_state",
+    "torch_load",
 ]
 
 STATE_FILE = "state.pt"
@@ -127,8 +128,18 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"checkpoint {directory}: no {STATE_FILE} there; point at a checkpoint directory"
         )
+    state = torch_load(file, map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise CheckpointError(
+            f"checkpoint {file}: not a tune_app checkpoint (format {FORMAT} expected)"
+        )
+    return state
+
+
+def torch_load(file: Path, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(file, weights_only=True)`; CheckpointError (unsafe, corrupt) on failure."""
     try:
-        state = torch.load(file, map_location=map_location, weights_only=True)
+        return torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found:
@@ -144,11 +155,6 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
             f"checkpoint {file}: corrupt or truncated ({str(exc).splitlines()[0][:160]}); "
             "use an earlier checkpoint"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-        raise CheckpointError(
-            f"checkpoint {file}: not a tune_app checkpoint (format {FORMAT} expected)"
-        )
-    return state
 
 
 def read_meta(directory: Path | str) -> dict[str, Any]:

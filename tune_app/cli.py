@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tune_app.errors import DivergedError, InputError, RunFailed
+from tune_app.errors import DivergedError, InputError, Interrupted, RunFailed
 
 if TYPE_CHECKING:
     from tune_app.spec import RunSpec
@@ -67,7 +68,9 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", help="long-format parquet/CSV (default: built-in synthetic data)")
     data.add_argument("--components", help="comma-separated component columns (default: all)")
     data.add_argument(
-        "--fill", choices=["ffill"], help="fill NaN/inf by carrying the last value forward"
+        "--fill",
+        choices=["ffill"],
+        help="fill NaN/inf and missing steps by carrying the last value forward",
     )
     data.add_argument("--input-len", type=_positive_int, help="input window (default 48)")
     data.add_argument("--output-len", type=_positive_int, default=24)
@@ -198,7 +201,8 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     from tune_app.data import DataConfig, describe, read_series
 
     components = tuple(args.components.split(",")) if args.components else None
-    print(describe(read_series(args.file, DataConfig(components=components, fill=args.fill))))
+    config = DataConfig(components=components, fill=args.fill)
+    print(describe(read_series(args.file, config, allow_gaps=True)))
     return 0
 
 
@@ -323,8 +327,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
+    """`argv` with `flags` set: each one's old occurrence (and value) dropped, then appended."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in flags:
+            skip = flags[name] is not None and "=" not in token
+            continue
+        out.append(token)
+    for name, value in flags.items():
+        out += [name] if value is None else [name, value]
+    return out
+
+
+def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
+    """What to run after Ctrl-C: tune_app's own command that resumes the run."""
+    if isinstance(exc, Interrupted) and exc.flags:
+        return "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
+    if isinstance(exc, Interrupted) and exc.note:
+        return exc.note
+    return "nothing was saved yet; run the command again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
@@ -335,8 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DivergedError, RunFailed) as exc:
         print(f"tune-app: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("tune-app: interrupted; resume with --resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"tune-app: interrupted; {resume_hint(argv, exc)}", file=sys.stderr)
         return 130
 
 

@@ -31,6 +31,13 @@ def _add_launch_args(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue an interrupted run (--name required)"
     )
     group.add_argument(
+        "--wait-for-resources",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="on a cluster, how long to wait for a node with a trial's resources (default 60)",
+    )
+    group.add_argument(
         "--max-failures",
         type=int,
         default=2,
@@ -48,8 +55,11 @@ def _launch(args: argparse.Namespace) -> Any:
             f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got {args.cpus_per_trial}, {args.gpus_per_trial})"
         )
     from tune_app.storage import locate
+    from tune_app.tune.resources import check_resources
 
     locate(args.storage)  # an unsupported URI fails here, before Ray starts
+    # resources no node has would keep every trial PENDING forever: refused here
+    check_resources(args.address, args.cpus_per_trial, args.gpus_per_trial, args.wait_for_resources)
     return Launch(
         name=args.name,
         storage=args.storage,
@@ -66,10 +76,17 @@ def _last_line(error: BaseException) -> str:
     return (lines[-1] if lines else repr(error))[:400]
 
 
+def _diverged_at(result: Any) -> int | None:
+    """The epoch a trial diverged at (the trainable reports `diverged`), else None."""
+    metrics = getattr(result, "metrics", None) or {}
+    return int(metrics.get("epoch", 0)) if metrics.get("diverged") else None
+
+
 def _finish(grid: Any, location: Any) -> int:
     """Say how the trials ended, one line each for failures (Ray's tracebacks stay in the
-    trial folders' error.txt), and where the run is."""
-    failures = []
+    trial folders' error.txt) and divergences, and where the run is. Exit 1 when no trial
+    finished: every one failed or diverged."""
+    failures, diverged = [], []
     for result in grid:
         try:
             error = result.error
@@ -77,6 +94,9 @@ def _finish(grid: Any, location: Any) -> int:
             error = exc
         if error is not None:
             failures.append(error)
+        elif (epoch := _diverged_at(result)) is not None:
+            trial = (getattr(result, "metrics", None) or {}).get("trial_id", "?")
+            diverged.append(f"trial {trial} diverged at epoch {epoch}")
     for error in failures:
         hint = (
             " (the storage is full: free space, then --resume)"
@@ -84,8 +104,19 @@ def _finish(grid: Any, location: Any) -> int:
             else ""
         )
         print(f"trial failed: {_last_line(error)}{hint}", file=sys.stderr)
-    print(f"\nrun: {location.uri}\nexport the best checkpoint with: tune-app best {location.uri}")
-    return 1 if failures and len(failures) == len(grid) else 0
+    for line in diverged:
+        print(line, file=sys.stderr)
+    print(f"\nrun: {location.uri}")
+    if len(grid) and len(failures) + len(diverged) == len(grid):
+        print(
+            f"no trial finished: {len(diverged)} diverged, {len(failures)} failed, of "
+            f"{len(grid)}. A diverged trial's loss became non-finite or rose over 1e6 x its "
+            "first epoch's: lower the plan's learning rate (or gradient clip) and run again",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"export the best checkpoint with: tune-app best {location.uri}")
+    return 0
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -118,10 +149,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     grid, location = run_search(spec, spec.open_table(), space, options, launch)
     code = _finish(grid, location)
-    from tune_app.results import open_run
-    from tune_app.search_summary import search_summary
+    if code == 0:
+        from tune_app.results import open_run
+        from tune_app.search_summary import search_summary
 
-    print("\n".join(search_summary(open_run(location.uri))))
+        print("\n".join(search_summary(open_run(location.uri))))
     return code
 
 

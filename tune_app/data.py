@@ -22,7 +22,16 @@ import torch
 
 from tune_app.errors import InputError
 
-__all__ = ["DataConfig", "Dataset", "SeriesTable", "Windows", "load_dataset", "read_series"]
+__all__ = [
+    "DataConfig",
+    "Dataset",
+    "Gap",
+    "SeriesTable",
+    "Windows",
+    "find_gaps",
+    "load_dataset",
+    "read_series",
+]
 
 ID, STEP = "series_id", "step"
 
@@ -56,6 +65,7 @@ class SeriesTable:
     components: tuple[str, ...]
     values: tuple[np.ndarray, ...]  # per series, [T, C] float32, ordered by step
     fingerprint: str
+    gaps: tuple[Gap, ...] = ()  # only ever non-empty when read with allow_gaps (inspect)
 
 
 @dataclass
@@ -125,28 +135,97 @@ def _read_arrow(path: Path) -> pa.Table:
         if suffix == ".parquet":
             return pq.read_table(path)
         if suffix == ".csv":
-            return pacsv.read_csv(path)
+            # ids stay text: "01", "1" and "007" are three series, not the integers 1, 1, 7
+            strings = pacsv.ConvertOptions(column_types={ID: pa.string()})
+            return pacsv.read_csv(path, convert_options=strings)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"--data {path}: cannot be read as {suffix[1:]}: {exc}") from None
     raise InputError(f"--data {path}: not a parquet or CSV file (expected .parquet or .csv)")
 
 
+@dataclass(frozen=True)
+class Gap:
+    """Steps missing inside a series: `length` steps from `first_missing` on."""
+
+    series_id: str
+    first_missing: int
+    length: int
+
+
+def find_gaps(frame: pd.DataFrame) -> list[Gap]:
+    """Every run of missing steps inside each series of a frame sorted by (series_id, step)."""
+    steps = frame[STEP].to_numpy(dtype=np.int64)
+    ids = frame[ID].to_numpy()
+    jump = np.diff(steps)
+    inside = (ids[1:] == ids[:-1]) & (jump > 1)
+    return [Gap(str(ids[i]), int(steps[i]) + 1, int(jump[i]) - 1) for i in np.flatnonzero(inside)]
+
+
 def _fill(frame: pd.DataFrame, columns: list[str], how: str) -> pd.DataFrame:
+    """Missing steps become rows; NaN/inf take the series' last value (its first, at the start).
+    `frame` is sorted by (series_id, step)."""
     if how != "ffill":
         raise InputError(
             f"--fill {how!r}: unknown; the only fill is 'ffill' (carry the last value forward)"
         )
+    if find_gaps(frame):
+        full = frame.groupby(ID, sort=False)[STEP].agg(["min", "max"])
+        index = pd.MultiIndex.from_tuples(
+            [(sid, step) for sid, (lo, hi) in full.iterrows() for step in range(lo, hi + 1)],
+            names=[ID, STEP],
+        )
+        frame = frame.set_index([ID, STEP]).reindex(index).reset_index()
     frame[columns] = frame[columns].replace([np.inf, -np.inf], np.nan)
-    frame[columns] = frame.groupby(ID)[columns].ffill().bfill()
+    grouped = frame.groupby(ID, sort=False)[columns]
+    frame[columns] = grouped.ffill()
+    frame[columns] = frame.groupby(ID, sort=False)[columns].bfill()
     return frame
 
 
-def read_series(path: str | Path, config: DataConfig = DataConfig()) -> SeriesTable:
-    """Read and validate a long-format file. Raises InputError naming the column/series and the fix."""
-    return series_from_arrow(_read_arrow(Path(path)), config, f"--data {path}")
+def _refuse_gaps(gaps: list[Gap], path: str) -> None:
+    if not gaps:
+        return
+    shown = "; ".join(
+        f"series {g.series_id!r} misses {g.length} step(s) from step {g.first_missing}"
+        for g in gaps[:3]
+    )
+    more = f" (and {len(gaps) - 3} more gaps)" if len(gaps) > 3 else ""
+    raise InputError(
+        f"{path}: steps must be consecutive; {shown}{more}. Windows would join the values on "
+        "either side of a gap; fill the file, or pass --fill ffill to carry the last value "
+        "forward (see them all with `tune-app data inspect`)"
+    )
 
 
-def series_from_arrow(table: pa.Table, config: DataConfig, path: str) -> SeriesTable:
+def read_series(
+    path: str | Path, config: DataConfig = DataConfig(), *, allow_gaps: bool = False
+) -> SeriesTable:
+    """Read and validate a long-format file. Raises InputError naming the column/series and the fix.
+
+    A series with missing steps is refused unless `config.fill` fills them, or `allow_gaps`
+    (for `data inspect`, which lists them in `SeriesTable.gaps`)."""
+    return series_from_arrow(
+        _read_arrow(Path(path)), config, f"--data {path}", allow_gaps=allow_gaps
+    )
+
+
+def _series_ids(frame: pd.DataFrame, path: str) -> pd.Series:
+    """`series_id` as text, whatever type the file stored it as; empty ids are refused."""
+    raw = frame[ID]
+    if raw.isna().any():
+        row = int(np.flatnonzero(raw.isna().to_numpy())[0])
+        raise InputError(
+            f"{path}: {int(raw.isna().sum())} row(s) without a {ID}, first at step "
+            f"{frame[STEP].iloc[row]}; give every row its series"
+        )
+    if pd.api.types.is_float_dtype(raw) and (raw == raw.round()).all():
+        raw = raw.astype(np.int64)  # 1.0 -> "1", as the file's author wrote it
+    return raw.astype(str)
+
+
+def series_from_arrow(
+    table: pa.Table, config: DataConfig, path: str, *, allow_gaps: bool = False
+) -> SeriesTable:
     """Validate a long-format Arrow table into per-series arrays (see `read_series`)."""
     if table.num_rows == 0:
         raise InputError(f"{path}: the file holds no rows")
@@ -157,7 +236,8 @@ def series_from_arrow(table: pa.Table, config: DataConfig, path: str) -> SeriesT
             f"{path}: missing column(s) {', '.join(missing)}; the format is long: "
             f"{ID}, {STEP}, then one float column per component (found: {', '.join(names)})"
         )
-    available = [c for c in names if c not in (ID, STEP)]
+    # pandas stores a filtered frame's index as `__index_level_0__`: not a component
+    available = [c for c in names if c not in (ID, STEP) and not c.startswith("__index_level_")]
     chosen = list(config.components) if config.components else available
     unknown = [c for c in chosen if c not in available]
     if unknown or not chosen:
@@ -172,15 +252,19 @@ def series_from_arrow(table: pa.Table, config: DataConfig, path: str) -> SeriesT
                 f"{path}: column {column!r} is {kind}, not numeric; "
                 f"convert it to float or leave it out with --components"
             )
-    frame = table.select([ID, STEP, *chosen]).to_pandas()
-    frame[ID] = frame[ID].astype(str)
+    frame = table.select([ID, STEP, *chosen]).replace_schema_metadata(None).to_pandas()
     if not pd.api.types.is_integer_dtype(frame[STEP]):
         raise InputError(
             f"{path}: column {STEP!r} must hold whole numbers (got {frame[STEP].dtype})"
         )
+    frame[ID] = _series_ids(frame, path)
+    frame = frame.sort_values([ID, STEP], kind="stable")
+    duplicated = frame.duplicated([ID, STEP])
+    if duplicated.any():
+        where = frame[duplicated].iloc[0]
+        raise InputError(f"{path}: series {where[ID]!r} has step {int(where[STEP])} twice")
     if config.fill:
         frame = _fill(frame, chosen, config.fill)
-    frame = frame.sort_values([ID, STEP], kind="stable")
     bad = ~np.isfinite(frame[chosen].to_numpy(dtype=np.float64))
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
@@ -189,10 +273,9 @@ def series_from_arrow(table: pa.Table, config: DataConfig, path: str) -> SeriesT
             f"{path}: {int(bad.sum())} NaN/inf value(s), first in series {where[ID]!r} at step "
             f"{int(where[STEP])}, column {chosen[col]!r}; clean the file or pass --fill ffill"
         )
-    duplicated = frame.duplicated([ID, STEP])
-    if duplicated.any():
-        where = frame[duplicated].iloc[0]
-        raise InputError(f"{path}: series {where[ID]!r} has step {int(where[STEP])} twice")
+    gaps = find_gaps(frame)
+    if not allow_gaps:
+        _refuse_gaps(gaps, path)
     ids, values = [], []
     digest = hashlib.sha256(("|".join(chosen)).encode())
     for series_id, group in frame.groupby(ID, sort=True):
@@ -201,7 +284,7 @@ def series_from_arrow(table: pa.Table, config: DataConfig, path: str) -> SeriesT
         values.append(array)
         digest.update(str(series_id).encode())
         digest.update(array.tobytes())
-    return SeriesTable(tuple(ids), tuple(chosen), tuple(values), digest.hexdigest())
+    return SeriesTable(tuple(ids), tuple(chosen), tuple(values), digest.hexdigest(), tuple(gaps))
 
 
 def _split_points(length: int, config: DataConfig) -> tuple[int, int]:
@@ -287,9 +370,14 @@ def describe(table: SeriesTable) -> str:
         for c, s in zip(table.components, v.std(0), strict=True)
         if s < 1e-8
     ]
-    lines.append(
-        "problems: " + (f"constant component(s) {', '.join(constant)}" if constant else "none")
-    )
+    problems = [f"constant component(s) {', '.join(constant)}"] if constant else []
+    problems += [
+        f"gap in series {g.series_id!r}: {g.length} step(s) missing from step {g.first_missing}"
+        for g in table.gaps
+    ]
+    if table.gaps:
+        problems.append("training refuses gaps: fill them in the file or pass --fill ffill")
+    lines.append("problems: " + ("\n  ".join(["", *problems]) if problems else "none"))
     return "\n".join(lines)
 
 

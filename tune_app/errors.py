@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DivergedError", "ErrorList", "InputError", "RunFailed"]
+__all__ = ["DivergedError", "ErrorList", "InputError", "Interrupted", "RunFailed"]
 
 
 class InputError(ValueError):
@@ -18,17 +18,32 @@ class RunFailed(RuntimeError):
     """A run that started but could not go on (storage full or unwritable, cluster lost): exit 1."""
 
 
-class DivergedError(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with what resumes it: flags to put on the same command line
+    (`{"--resume": None, "--name": "search-1"}`; None for a flag without a value), or, when
+    nothing can be resumed, `note` says why. The CLI prints the command and exits 130."""
 
-    def __init__(self, epoch: int, loss: float, last_checkpoint: str | None) -> None:
+    def __init__(self, flags: dict[str, str | None] | None = None, note: str = "") -> None:
+        super().__init__(note)
+        self.flags = flags or {}
+        self.note = note
+
+
+class DivergedError(RuntimeError):
+    """A loss became NaN or infinite, or exploded (see monitors.DivergenceMonitor); the last
+    good checkpoint is kept."""
+
+    def __init__(
+        self, epoch: int, loss: float, last_checkpoint: str | None, reason: str = ""
+    ) -> None:
         self.epoch = epoch
         self.loss = loss
         self.last_checkpoint = last_checkpoint
         where = last_checkpoint or "none written yet"
         super().__init__(
-            f"training diverged at epoch {epoch} (loss = {loss}); last good checkpoint: {where}. "
-            "Lower the learning rate or the gradient clip for this phase and resume from it."
+            f"training diverged at epoch {epoch} ({reason or f'loss = {loss}'}); last good "
+            f"checkpoint: {where}. Lower the learning rate or the gradient clip for this phase "
+            "and resume from it."
         )
 
 

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tune_app.checkpoint import META_FILE, STATE_FILE, CheckpointError, load_state
+from tune_app.checkpoint import META_FILE, STATE_FILE, CheckpointError
 from tune_app.data import DataConfig, Dataset, Windows, build_dataset, open_series
 from tune_app.errors import InputError
 from tune_app.loss import autocorrelation
 from tune_app.model import ModelConfig, Seq2Seq
+from tune_app.resumable import export_folder, open_checkpoint
 
 __all__ = ["LoadedModel", "evaluate", "generate", "load_model", "naive_forecasts"]
 
@@ -37,7 +38,7 @@ class LoadedModel:
 
 def load_model(path: str | Path) -> LoadedModel:
     """A `tune-app best` export (best_model.pth + config.json) or a checkpoint directory/file."""
-    path = Path(path)
+    path = export_folder(path) or Path(path)  # an export's best_model.pth means the export
     if (path / "best_model.pth").is_file() and (path / "config.json").is_file():
         config = json.loads((path / "config.json").read_text())
         try:
@@ -49,7 +50,7 @@ def load_model(path: str | Path) -> LoadedModel:
         model_raw, data_raw, train_raw = config["model"], config["data"], config["train"]
         components = config.get("components")
     elif (path / STATE_FILE).is_file() or path.is_file():
-        state = load_state(path)
+        state = open_checkpoint(path)
         weights, model_raw, data_raw, train_raw = (
             state["model"],
             state["model_config"],
@@ -70,7 +71,7 @@ def load_model(path: str | Path) -> LoadedModel:
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"CHECKPOINT {path}: weights do not fit its model config ({str(exc)[:160]})"
+            f"CHECKPOINT {path}: weights do not fit the checkpoint's model config ({str(exc)[:160]})"
         ) from None
     model.eval()
     return LoadedModel(

@@ -1,4 +1,4 @@
-"""What the plan says to watch, one concern per monitor: plateaus and the train/val gap.
+"""What the plan says to watch, one concern per monitor: plateaus, the train/val gap, divergence.
 
 Each monitor sees every epoch's metrics and returns the metrics it adds.
 """
@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["GapMonitor", "PlateauMonitor"]
+__all__ = ["EXPLOSION_FACTOR", "DivergenceMonitor", "GapMonitor", "PlateauMonitor"]
+
+EXPLOSION_FACTOR = 1e6
 
 
 class PlateauMonitor:
@@ -43,3 +45,31 @@ class GapMonitor:
         gap = metrics["val_loss"] - metrics["train_loss"]
         self.recent.append(gap)
         return {"gap": gap, "gap_change": gap - self.recent[0]}
+
+
+class DivergenceMonitor:
+    """Training has diverged when a loss is NaN or infinite, or when it exceeds
+    `EXPLOSION_FACTOR` (1e6) times the same loss at the run's first epoch: a learning rate far too
+    high can drive the loss to a finite 1e25 that no later epoch recovers from. The first epoch
+    is the run's epoch 1 (kept in a resumed run's history), so the yardstick never moves.
+    """
+
+    def __init__(self, factor: float = EXPLOSION_FACTOR) -> None:
+        self.factor = factor
+        self.first: dict[str, float] = {}
+
+    def start_from(self, history: list[dict[str, float]]) -> None:
+        """Take the first epoch's losses from a resumed run's history."""
+        for name, value in (history[0] if history else {}).items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.first[name] = float(value)
+
+    def check(self, name: str, value: float) -> str | None:
+        """Why `value` of loss `name` at this epoch means divergence, or None while it does not.
+        The first finite value seen becomes the reference."""
+        if not math.isfinite(value):
+            return f"{name} = {value}"
+        first = self.first.setdefault(name, value)
+        if first > 0 and value > self.factor * first:
+            return f"{name} = {value:.3g}, over {self.factor:.0e} x the first epoch's {first:.3g}"
+        return None

@@ -237,11 +237,11 @@ def _parse_phase(raw: Any, path: str, errors: ErrorList) -> Phase | None:
         schedules[knob] = schedule
         if schedule is not None:
             low, high, low_ok, fix = _BOUNDS[knob]
-            for value in schedule_values(schedule):
+            for key, value in schedule_values(schedule):  # every bad value, not the first
                 inside = (value >= low if low_ok else value > low) and value <= high
                 if not inside or not math.isfinite(value):
-                    errors.add(f"{path}.{knob}", "out of range", value, fix)
-                    break
+                    where = f"{path}.{knob}.{key}" if key else f"{path}.{knob}"
+                    errors.add(where, "out of range", value, fix)
     max_lag = raw.get("max_lag")
     if isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 1:
         errors.add(f"{path}.max_lag", "must be a whole number >= 1", max_lag, "e.g. max_lag: 10")

@@ -18,9 +18,17 @@ from typing import Any
 import pandas as pd
 import torch
 
-from tune_app.checkpoint import META_FILE, atomic_write_bytes, load_state, package_versions
+from tune_app.checkpoint import (
+    META_FILE,
+    STATE_FILE,
+    CheckpointError,
+    atomic_write_bytes,
+    load_state,
+    package_versions,
+)
 from tune_app.errors import InputError
 from tune_app.plan import Plan
+from tune_app.resumable import export_folder
 from tune_app.spec import RunSpec
 from tune_app.storage import JOURNAL, MANIFEST, Location, locate
 
@@ -230,7 +238,15 @@ def export_checkpoint(
 ) -> dict[str, Any]:
     """Export one checkpoint of a run (see `export_best`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        state = load_state(checkpoint.location.download(Path(tmp) / "checkpoint"))
+        local = checkpoint.location.download(Path(tmp) / "checkpoint")
+        if not (local / STATE_FILE).is_file():
+            raise CheckpointError(
+                f"RUN {run.location.uri}: its best checkpoint by {metric}, {checkpoint.location.uri} "
+                f"(trial {trial.trial_id}, epoch {checkpoint.epoch}), has no {STATE_FILE} (cut short "
+                f"or damaged); move that folder out of the run and run `tune-app best` again to "
+                "export the next best"
+            )
+        state = load_state(local)
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state["model"], buffer)
@@ -271,6 +287,7 @@ def export_checkpoint(
 
 def replay_spec(export_dir: Path) -> tuple[RunSpec, int]:
     """The RunSpec and epoch that replay an export of `tune-app best` in one sequential run."""
+    export_dir = export_folder(export_dir) or export_dir  # the folder, or its best_model.pth
     config_file, plan_file = export_dir / "config.json", export_dir / "plan.yaml"
     if not config_file.is_file() or not plan_file.is_file():
         raise InputError(

@@ -170,13 +170,14 @@ def parse_schedule(raw: Any, path: str, errors: ErrorList) -> Schedule | None:
     return schedule
 
 
-def schedule_values(schedule: Schedule) -> list[float]:
-    """Every number that defines the schedule (for range checks)."""
-    if isinstance(schedule, OneCycle):
-        return [schedule.start, schedule.max, schedule.end]
+def schedule_values(schedule: Schedule) -> list[tuple[str, float]]:
+    """Every number that defines the schedule, with the key it is written under (for range
+    checks): `[("", 0.5)]` for a constant, `[("linear.start", 1.2), ("linear.end", -0.1)]`."""
     if isinstance(schedule, Constant):
-        return [schedule.value]
-    return [schedule.start, schedule.end]
+        return [("", schedule.value)]
+    kind = {Linear: "linear", Cosine: "cosine", OneCycle: "onecycle"}[type(schedule)]
+    names = ("start", "max", "end") if isinstance(schedule, OneCycle) else ("start", "end")
+    return [(f"{kind}.{name}", getattr(schedule, name)) for name in names]
 
 
 def dump_schedule(schedule: Schedule) -> float | dict[str, dict[str, float]]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -14,6 +17,7 @@ __all__ = ["MANIFEST", "Location", "locate"]
 
 MANIFEST = "tune_app_run.json"  # written at the top of every run directory
 JOURNAL = "pbt_journal.jsonl"  # a search's rounds and exploits, at the top of its run directory
+PROBE_TIMEOUT_S = 30.0  # the longest a first look at remote storage may take
 
 
 class Location:
@@ -95,4 +99,42 @@ def locate(uri: str | os.PathLike[str]) -> Location:
             f"storage {text!r}: not a storage URI this installation can open ({exc}); "
             "use a local path or s3://bucket/prefix"
         ) from None
+    _check_reachable(fs, path, text)
     return Location(fs, path, text)
+
+
+def _endpoint(uri: str) -> str:
+    """The endpoint a URI's filesystem talks to, as the user set it (or the provider's)."""
+    query = parse_qs(urlparse(uri).query)
+    given = query.get("endpoint_override") or [
+        os.environ.get(name, "")
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        if os.environ.get(name)
+    ]
+    scheme = urlparse(uri).scheme
+    return given[0] if given else f"the default {scheme}:// endpoint"
+
+
+def _check_reachable(fs: pafs.FileSystem, path: str, uri: str) -> None:
+    """One metadata request to a remote store, bounded by PROBE_TIMEOUT_S, so an unreachable
+    endpoint is one line (exit 2) before any work, not a traceback minutes later. pyarrow's S3
+    client retries a refused connection for seconds; the thread is left to finish on its own."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    probe = pool.submit(fs.get_file_info, path)
+    pool.shutdown(wait=False)
+    what = f"cannot reach {_endpoint(uri)}"
+    try:
+        probe.result(timeout=PROBE_TIMEOUT_S)
+    except FutureTimeout:
+        reason = f"no answer in {PROBE_TIMEOUT_S:g} s"
+    except (OSError, pa.ArrowException) as exc:
+        text = " ".join(str(exc).split())
+        reason = (text.split("Details: ", 1)[-1] if "Details: " in text else text)[:200]
+        if "NETWORK_CONNECTION" not in text and "connect" not in text.lower():
+            what = f"{_endpoint(uri)} refused the request"
+    else:
+        return
+    raise InputError(
+        f"storage {uri}: {what} ({reason}); check the endpoint (AWS_ENDPOINT_URL), the "
+        "network and the credentials, or use a local --storage path"
+    )

@@ -25,7 +25,6 @@ from tune_app.checkpoint import (
     atomic_write_bytes,
     code_fingerprint,
     get_rng_state,
-    load_state,
     package_versions,
     save_checkpoint,
     set_rng_state,
@@ -34,8 +33,9 @@ from tune_app.data import Dataset, Windows
 from tune_app.errors import DivergedError, InputError
 from tune_app.loss import combined_loss
 from tune_app.model import ModelConfig, Seq2Seq
-from tune_app.monitors import GapMonitor, PlateauMonitor
+from tune_app.monitors import DivergenceMonitor, GapMonitor, PlateauMonitor
 from tune_app.plan import Plan
+from tune_app.resumable import open_checkpoint
 
 __all__ = ["Report", "TrainConfig", "TrainResult", "evaluate_free", "train"]
 
@@ -123,8 +123,9 @@ def _admitted(order: torch.Tensor, fraction: float, batch_size: int) -> torch.Te
 
 
 def check_resume(resume: Path, model_cfg: ModelConfig, device: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint to resume from; refuses one that another model config made."""
-    state = load_state(resume, map_location=device)
+    """Load a checkpoint to resume from (any kind `open_checkpoint` takes); refuses one that
+    another model config made, or whose weights do not fit its own config."""
+    state = open_checkpoint(resume, map_location=device)
     saved = state.get("model_config")
     if saved != model_cfg.to_dict():
         raise InputError(
@@ -143,8 +144,10 @@ def _restore(
 ) -> dict[str, Any]:
     state = check_resume(resume, model_cfg, device)
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    set_rng_state(state["rng"])
+    if "optimizer" in state:  # an export has none: AdamW starts afresh
+        optimizer.load_state_dict(state["optimizer"])
+    if "rng" in state:
+        set_rng_state(state["rng"])
     return state
 
 
@@ -193,6 +196,15 @@ def train(
         history = [dict(row) for row in state["history"]]
         start_epoch, last_checkpoint = int(state["epoch"]) + 1, Path(resume)
     plateau, gap = PlateauMonitor(config.plateau_epochs), GapMonitor()
+    divergence = DivergenceMonitor()
+    divergence.start_from(history)
+
+    def stop_if_diverged(epoch: int, name: str, value: float) -> None:
+        reason = divergence.check(name, value)
+        if reason is not None:
+            where = str(last_checkpoint) if last_checkpoint else None
+            raise DivergedError(epoch, value, where, reason)
+
     for row in history:
         plateau.update(row)
         gap.update(row)
@@ -258,10 +270,7 @@ def train(
                 [parts.total.detach(), parts.mse.detach(), parts.temporal.detach()]
             ).double().cpu() * len(index)
         train_loss, mse, temporal = (sums / len(admitted)).tolist()
-        if not math.isfinite(train_loss):
-            raise DivergedError(
-                epoch, train_loss, str(last_checkpoint) if last_checkpoint else None
-            )
+        stop_if_diverged(epoch, "train_loss", train_loss)
 
         free = evaluate_free(
             model, data.val, config.rank_alpha, config.rank_max_lag, config.eval_batch_size
@@ -287,10 +296,7 @@ def train(
             "curriculum": settings.curriculum,
             "train_windows": len(admitted),
         }
-        if not math.isfinite(metrics["val_free_loss"]):
-            raise DivergedError(
-                epoch, metrics["val_free_loss"], str(last_checkpoint) if last_checkpoint else None
-            )
+        stop_if_diverged(epoch, "val_free_loss", metrics["val_free_loss"])
         metrics.update(gap.update(metrics))
         metrics.update(plateau.update(metrics))
         metrics["seconds"] = time.perf_counter() - began

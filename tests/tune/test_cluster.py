@@ -105,3 +105,17 @@ def test_search_spreads_a_population_of_three_over_the_nodes(local_cluster: str,
     )
     assert best.returncode == 0, best.stderr
     assert "control" in best.stdout
+
+
+def test_resources_no_node_has_are_refused_after_a_bounded_wait(local_cluster: str, tmp_path: Path):
+    """Three nodes of one CPU: three CPUs in all, but a 2-CPU trial fits on none of them."""
+    storage = tmp_path / "storage"
+    argv = [sys.executable, "-m", "tune_app.cli", "baseline", "--address", local_cluster]
+    argv += ["--storage", str(storage), "--cpus-per-trial", "2", "--wait-for-resources", "3"]
+    run = subprocess.run(
+        [*argv, "--phase-epochs", "1"], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "--cpus-per-trial 2 but the largest node of the cluster at" in run.stderr
+    assert "has 1 CPU (waited 3 s)" in run.stderr and "Traceback" not in run.stderr
+    assert not storage.exists()

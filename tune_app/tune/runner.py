@@ -19,6 +19,7 @@ from tune_app.data import SeriesTable
 from tune_app.errors import InputError, RunFailed
 from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
+from tune_app.tune.interrupt import fit
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
 from tune_app.tune.search_space import SearchSpace, to_optuna
 from tune_app.tune.trainable import (
@@ -180,7 +181,7 @@ def fit_or_restore(
     else:
         tuner = make_tuner()
     try:
-        return tuner.fit()
+        return fit(tuner, location, launch.storage)  # Ctrl-C: tune_app's resume command
     except (InputError, KeyboardInterrupt):
         raise
     except Exception as exc:

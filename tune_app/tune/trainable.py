@@ -287,6 +287,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
             )
         except DivergedError as exc:
             # a diverged trial ends here, reported as such; PBT never picks it as a donor
+            print(f"tune_app: {exc}", flush=True)
             tune.report(
                 {"epoch": exc.epoch, "diverged": 1.0, "val_free_loss": math.inf, "done": True}
             )

@@ -1,0 +1,51 @@
+"""How a Ray run ends when it cannot succeed: every member diverging exits 1 with a summary;
+Ctrl-C answers with tune_app's own resume command, which then completes the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "tune_app.cli"]
+TINY = ["--stride", "4", "--hidden", "16", "--cpus-per-trial", "0.5"]
+
+
+def test_search_in_which_every_member_diverges_exits_1(tmp_path: Path):
+    high_lr = [f"--set=phases.{i}.lr=1000" for i in range(1, 6)]
+    argv = [*CLI, "search", *TINY, "--phase-epochs", "2", "--population", "2", *high_lr]
+    done = subprocess.run(
+        [*argv, "--storage", str(tmp_path), "--name", "d"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "no trial finished: 2 diverged, 0 failed, of 2" in done.stderr
+    assert done.stderr.count("diverged at epoch") >= 2
+
+
+def test_ctrl_c_in_a_search_names_tune_apps_resume(tmp_path: Path):
+    argv = [*CLI, "search", *TINY, "--phase-epochs", "3", "--population", "2"]
+    argv += ["--storage", str(tmp_path), "--name", "p"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((tmp_path / "p").glob("*/checkpoint_*")):
+        time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "Tuner.restore" not in out + err
+    hint = err.split("resume with: tune-app ", 1)[1].splitlines()[0]
+    assert f"--resume --name p --storage {tmp_path}" in hint
+    resumed = subprocess.run(
+        [*CLI, *hint.split()], capture_output=True, text=True, timeout=600, env={**os.environ}
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]

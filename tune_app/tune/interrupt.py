@@ -1,0 +1,55 @@
+"""Ctrl-C during a Tune run, answered with tune_app's own resume command.
+
+On the first Ctrl-C Ray Tune stops the run gracefully (it saves the experiment state once more),
+logs how to resume it with its own API (`Tuner.restore(path=..., trainable=...)`, which a
+tune_app user cannot call) and returns from `Tuner.fit()` as if the run had ended. `fit` below
+drops that line, notes the interruption and raises `Interrupted` carrying the flags that resume
+the run through `tune-app ... --resume --name ...`; a second Ctrl-C (Ray's "skip the last save")
+arrives as KeyboardInterrupt and gets the same answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tune_app.errors import Interrupted
+from tune_app.storage import Location
+
+__all__ = ["RayInterruptWatch", "fit"]
+
+RAY_TUNE_LOGGER = "ray.tune.tune"  # where tune.run logs "Stop signal received" and the hint
+
+
+class RayInterruptWatch(logging.Filter):
+    """A filter on Ray Tune's logger: notes the stop signal, drops Ray's own resume hint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "Stop signal received" in text:
+            self.interrupted = True
+        if "has been interrupted" in text or ".restore(" in text:
+            self.interrupted = True
+            return False  # Ray's hint names its Python API; the CLI prints tune_app's command
+        return True
+
+
+def fit(tuner: Any, location: Location, storage: str) -> Any:
+    """`tuner.fit()`; raises Interrupted (with --resume --name --storage) on Ctrl-C."""
+    watch = RayInterruptWatch()
+    logger = logging.getLogger(RAY_TUNE_LOGGER)
+    logger.addFilter(watch)
+    flags: dict[str, str | None] = {"--resume": None, "--name": location.name, "--storage": storage}
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        raise Interrupted(flags) from None
+    finally:
+        logger.removeFilter(watch)
+    if watch.interrupted:
+        raise Interrupted(flags)
+    return grid
