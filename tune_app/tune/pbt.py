@@ -205,10 +205,11 @@ class PhaseBoundaryPBT(FIFOScheduler):
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         trials = list(tune_controller.get_trials())
         self._maybe_run_round(trials)
+        # Only PAUSED members: Ray starts PENDING ones by itself, and a member returned here is
+        # made PENDING and queued for a slot, so the next call queues the next one. (Returning a
+        # PENDING member again would queue one member at a time and leave slots idle.)
         runnable = [
-            t
-            for t in trials
-            if t.status in (Trial.PENDING, Trial.PAUSED) and t.trial_id not in self._waiting
+            t for t in trials if t.status == Trial.PAUSED and t.trial_id not in self._waiting
         ]
         # fair turns: the member that is furthest behind goes first
         runnable.sort(key=lambda t: (int((t.last_result or {}).get("epoch", 0)), t.trial_id))

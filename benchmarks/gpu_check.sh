@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU path in one run of a few minutes, on a machine with an NVIDIA GPU:
+#   install (CPU-pinned torch replaced by the default CUDA build), a baseline trial on cuda,
+#   a 4-member search sharing one GPU (--gpus-per-trial 0.25), and epoch time on cuda vs the CPU.
+# Usage: bash benchmarks/gpu_check.sh [OUT_DIR]     (writes OUT_DIR/gpu_check.txt, default results/gpu)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-results/gpu}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.txt") 2>&1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || { echo "no GPU here"; exit 1; }
+if [ ! -x .venv-gpu/bin/python ]; then
+  python3 -m venv .venv-gpu
+  .venv-gpu/bin/python -m pip install -q --upgrade pip
+  .venv-gpu/bin/python -m pip install -q torch   # the CUDA build
+  .venv-gpu/bin/python -m pip install -q -e '.[dev]'
+fi
+PY=.venv-gpu/bin/python
+$PY -c "import torch; assert torch.cuda.is_available(), 'torch sees no GPU'; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+$PY -m tune_app.cli data make-synthetic --out "$OUT/data.parquet"
+echo "== baseline on cuda (1 GPU per trial)"
+time $PY -m tune_app.cli baseline --data "$OUT/data.parquet" --phase-epochs 4 --gpus-per-trial 1 \
+  --storage "$OUT/runs" --name base
+echo "== 4-member search, 4 trials sharing one GPU"
+time $PY -m tune_app.cli search --data "$OUT/data.parquet" --phase-epochs 4 --population 4 \
+  --gpus-per-trial 0.25 --cpus-per-trial 1 --storage "$OUT/runs" --name search
+echo "== epoch time, cuda vs cpu (in-process, hidden 64)"
+$PY - "$OUT/data.parquet" <<'PY'
+import sys, tempfile, time
+from pathlib import Path
+from tune_app.data import DataConfig, build_dataset, open_series
+from tune_app.model import ModelConfig
+from tune_app.plan import load_plan
+from tune_app.trainer import TrainConfig, train
+data = build_dataset(open_series(sys.argv[1], DataConfig()), DataConfig())
+plan = load_plan(phase_epochs=2)
+times = {}
+for device in ("cpu", "cuda"):
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        train(plan, data, ModelConfig(components=len(data.components), hidden=64),
+              TrainConfig(device=device), out_dir=Path(tmp))
+        times[device] = (time.perf_counter() - began) / plan.total_epochs
+    print(f"{device}: {times[device] * 1000:.1f} ms/epoch")
+print(f"cuda / cpu epoch time: {times['cuda'] / times['cpu']:.3f}")
+PY
+echo "gpu_check done"
