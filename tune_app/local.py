@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,18 @@ def write_run_config(
 
 def _reporters(
     out_dir: Path, total: int, progress_every: int, quiet: bool
-) -> tuple[Report, TensorBoardWriter]:
+) -> tuple[Report, Callable[[], None]]:
+    """The run's reporters as one, and what closes them at the end."""
     board = TensorBoardWriter(out_dir / "tensorboard")
-    reporters: list[Report] = [board] if quiet else [ProgressPrinter(total, progress_every), board]
-    return fan_out(reporters), board
+    if quiet:
+        return board, board.close
+    progress = ProgressPrinter(total, progress_every)
+
+    def close() -> None:
+        progress.close()
+        board.close()
+
+    return fan_out([progress, board]), close
 
 
 def run_train(
@@ -56,7 +65,7 @@ def run_train(
     if resume is not None:
         check_resume(resume, spec.model)  # a bad checkpoint fails here, before anything is written
     write_run_config(out_dir, spec, table.fingerprint)
-    report, board = _reporters(out_dir, spec.plan.total_epochs, progress_every, quiet)
+    report, close = _reporters(out_dir, spec.plan.total_epochs, progress_every, quiet)
     try:
         return train(
             spec.plan,
@@ -70,7 +79,7 @@ def run_train(
             best_file=out_dir / "best_model.pth",
         )
     finally:
-        board.close()
+        close()
 
 
 def continue_plan(plan: Plan, done: int, epochs: int, start_lr: float, min_lr: float) -> Plan:
@@ -126,7 +135,7 @@ def run_continue(
     dataset = spec.dataset(table)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(output_dir, spec, table.fingerprint, {"continued_from": str(model_path)})
-    report, board = _reporters(output_dir, spec.plan.total_epochs, progress_every, quiet=False)
+    report, close = _reporters(output_dir, spec.plan.total_epochs, progress_every, quiet=False)
     try:
         return train(
             spec.plan,
@@ -139,4 +148,4 @@ def run_continue(
             best_file=output_dir / "best_model_combined.pth",
         )
     finally:
-        board.close()
+        close()

@@ -84,6 +84,15 @@ class Run:
             return []
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
+    def exploits(self) -> list[dict[str, Any]]:
+        """The journal's exploits: lines with event == "exploit", or without an event (older
+        journals); round summaries and other events are left out."""
+        return [
+            e
+            for e in self.journal()
+            if e.get("event", "exploit") == "exploit" and "trial" in e and "donor" in e
+        ]
+
 
 def _read_rows(location: Location) -> list[dict[str, Any]]:
     file = location.join("result.json")
@@ -175,7 +184,7 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
     The checkpoint's plan carries every modification of the chain (an exploiting trial inherits
     its donor's plan); the PBT journal says who the donor was at each exploit."""
     plan = Plan.from_dict(checkpoint.meta["plan"])
-    journal = run.journal()
+    journal = run.exploits()
     starts = [1, *[m.from_epoch for m in plan.modifications if m.from_epoch > 1]]
     segments: list[dict[str, Any]] = []
     owner = trial.trial_id

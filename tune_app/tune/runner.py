@@ -20,6 +20,7 @@ from tune_app.errors import InputError, RunFailed
 from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
+from tune_app.tune.progress import TrialTable, trial_dirname
 from tune_app.tune.search_space import SearchSpace, to_optuna
 from tune_app.tune.trainable import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY, trainable_for, with_capacity
 
@@ -35,15 +36,6 @@ __all__ = [
 
 BEST_MODEL_CONFIG = "best_model_config.json"
 CAPACITY_FIELDS = ("hidden", "layers", "dropout", "cell", "input_len")
-PROGRESS_COLUMNS = {
-    "epoch": "epoch",
-    "phase": "phase",
-    "lr": "lr",
-    "teacher_forcing": "tf",
-    "alpha": "alpha",
-    "val_free_loss": "val_free",
-    "gap": "gap",
-}
 
 
 @dataclass(frozen=True)
@@ -125,13 +117,8 @@ def write_manifest(
     location.join(MANIFEST).write_bytes(json.dumps(manifest, indent=2).encode())
 
 
-def _reporter(extra: dict[str, str] | None = None) -> tune.CLIReporter:
-    return tune.CLIReporter(
-        metric_columns={**PROGRESS_COLUMNS, **(extra or {})},
-        parameter_columns=[],
-        max_report_frequency=15,
-        sort_by_metric=True,
-    )
+def _reporter() -> TrialTable:
+    return TrialTable(every=15)
 
 
 def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> tune.RunConfig:
@@ -211,7 +198,13 @@ def run_baseline(
         return tune.Tuner(
             trainable,
             param_space={SPEC_KEY: spec.to_dict()},
-            tune_config=tune.TuneConfig(num_samples=1, metric="val_free_loss", mode="min"),
+            tune_config=tune.TuneConfig(
+                num_samples=1,
+                metric="val_free_loss",
+                mode="min",
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
+            ),
             run_config=run_config(launch, location, "baseline"),
         )
 
@@ -276,7 +269,13 @@ def run_search(
         return tune.Tuner(
             trainable,
             param_space={SPEC_KEY: spec.to_dict(), MEMBER_KEY: tune.grid_search(members)},
-            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, reuse_actors=False),
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler,
+                num_samples=1,
+                reuse_actors=False,
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
+            ),
             run_config=run_config(launch, location, "search"),
         )
 
@@ -350,6 +349,8 @@ def run_capacity(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent),
                 scheduler=scheduler,
                 num_samples=options.trials,
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
             ),
             run_config=run_config(launch, location, "capacity"),
         )
