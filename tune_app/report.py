@@ -334,8 +334,8 @@ def _html(sections: list[Section], title: str) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1000px;margin:auto;padding:1em;"
         "line-height:1.4}table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
-        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;white-space:nowrap}"
+        "td:last-child{white-space:normal}img{max-width:100%}"
         ".wide{overflow-x:auto}.answer{background:#f4f7fb;padding:0.5em 1em;"
         "border-left:4px solid #3b73b9}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",

@@ -41,7 +41,7 @@ def _what_ran(run: Run, components: list[str], total: int | None) -> str:
     phases = len(plan.get("phases", []))
     epochs = f"{total} epochs in {phases} phases" if total else "epochs unknown"
     named = ", ".join(components) if components else "unknown"
-    return f"{who}; plan {plan.get('name', '?')}, {epochs}; data {data} (components: {named})."
+    return f"{who}; plan {plan.get('name', '?')}, {epochs}; data: {data} (components: {named})."
 
 
 def _scores_line(winner: Contender, control: Contender | None) -> str:

@@ -113,12 +113,12 @@ def family_tree(
             epoch + 0.2,
             (source + target) / 2,
             f"epoch {event['epoch']}: {change_label(event)}",
-            fontsize=8,
+            fontsize=9,
             color="tab:red",
             va="center",
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
         )
-    ax.set_yticks(range(len(ordered)), [member_label(t) for t in ordered], fontsize=9)
+    ax.set_yticks(range(len(ordered)), [member_label(t) for t in ordered], fontsize=10)
     ax.set_ylim(-0.6, len(ordered) - 0.4)
     ax.set_xlim(0.5, last_epoch + 0.5)
     ax.invert_yaxis()

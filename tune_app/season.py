@@ -2,10 +2,10 @@
 
 Found from the data: the autocorrelation (ACF) of the train parts of every series, averaged over
 series and components, up to the input window (a seasonal-naive forecast repeats the last season
-of its input). The season is the first ACF peak after the first dip that comes within 10% of the
-highest one, so a daily cycle gives 24, not its multiple 48 or a noisy 47. When the data file has
-a `timestamp` column, the periods its step implies (a day, a week, ... in steps) are checked
-against the ACF: one whose autocorrelation is within 10% of the peak's wins, being exact.
+of its input). The season is the first local ACF maximum after the first dip that comes within
+10% of the highest, so a daily cycle gives 24, not its multiple 48 or a noisy 47. When the data
+file has a `timestamp` column, the periods its step implies (an hour, a day, a week, a year, in
+steps) are checked against it: a peak within 10% of one of them is snapped to it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = ["Season", "estimate_season", "implied_periods", "mean_acf", "step_sec
 
 TIMESTAMP = "timestamp"
 NEAR_PEAK = 0.9  # a peak within 10% of the highest counts as the season
+SNAP = 0.1  # an ACF peak within 10% of a period the timestamps imply is that period
 CYCLES = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "year": 365.25 * 86400.0}
 
 
@@ -62,14 +63,21 @@ def mean_acf(dataset: Dataset, max_lag: int) -> np.ndarray:
     return total / max(count, 1)
 
 
-def _acf_peak(acf: np.ndarray) -> int | None:
-    """The first lag after the ACF's first dip that comes within 10% of the highest peak."""
+def _acf_peak(acf: np.ndarray, floor: float) -> int | None:
+    """The first local maximum of the ACF after its first dip that comes within 10% of the
+    highest such maximum (a lag in steps), or None without one above `floor` (noise)."""
     dip = next((i for i in range(1, len(acf)) if acf[i] > acf[i - 1]), None)
-    if dip is None or acf[dip:].max() <= 0:
+    if dip is None:
         return None
-    best = float(acf[dip:].max())
-    first = next(i for i in range(dip, len(acf)) if acf[i] >= NEAR_PEAK * best)
-    return first + 1
+    peaks = [
+        i
+        for i in range(dip, len(acf))
+        if acf[i] >= acf[i - 1] and (i + 1 == len(acf) or acf[i] >= acf[i + 1]) and acf[i] > floor
+    ]
+    if not peaks:
+        return None
+    best = max(float(acf[i]) for i in peaks)
+    return next(i for i in peaks if acf[i] >= NEAR_PEAK * best) + 1
 
 
 def step_seconds(path: str | Path | None) -> float | None:
@@ -122,18 +130,17 @@ def estimate_season(dataset: Dataset, data_path: str | Path | None = None) -> Se
     """
     max_lag = dataset.config.input_len
     acf = mean_acf(dataset, max_lag)
-    peak = _acf_peak(acf)
+    # white noise's ACF stays within 2 / sqrt(n) of zero (n: the shortest train part)
+    shortest = min(int(np.floor(dataset.config.train_frac * len(v))) for v in dataset.table.values)
+    peak = _acf_peak(acf, 2.0 / np.sqrt(max(shortest, 1)))
     seconds = step_seconds(data_path)
     implied = implied_periods(seconds, max_lag)
-    if peak is not None:
-        for name, steps in implied.items():
-            if acf[steps - 1] >= NEAR_PEAK * acf[peak - 1]:
-                return Season(
-                    steps,
-                    f"ACF peak at {peak} steps; a {name} of {seconds:g} s steps, "
-                    f"ACF {acf[steps - 1]:.2f}",
-                )
     if peak is None:
         return Season(1, "no seasonal peak in the ACF: seasonal naive equals persistence")
-    note = f" (timestamps imply {implied}, whose ACF is lower)" if implied else ""
+    for name, steps in implied.items():
+        if abs(steps - peak) <= max(1, SNAP * steps):  # the timestamps give the exact period
+            return Season(
+                steps, f"ACF peak at lag {peak}; timestamps every {seconds:g} s: a {name}"
+            )
+    note = f"; timestamps imply {implied}, away from it" if implied else ""
     return Season(peak, f"ACF peak ({acf[peak - 1]:.2f}) at lag {peak}{note}")

@@ -137,11 +137,10 @@ def test_search_perturbs_at_boundaries_and_leaves_the_control_alone(search_run: 
     control_rows = trials[control_id]
     assert len({json.dumps(r["config"][MEMBER_KEY], sort_keys=True) for r in control_rows}) == 1
     assert control_rows[-1]["epoch"] == 10
-    (control_dir,) = [
-        d
-        for d in search_run.iterdir()
-        if (d / "result.json").exists() and d.name.startswith(f"run_trial_{control_id}")
-    ]
+    control_dir = search_run / "member-00"  # trial folders are named by member
+    assert json.loads((control_dir / "result.json").read_text().splitlines()[0])["trial_id"] == (
+        control_id
+    )
     metas = [json.loads(p.read_text()) for p in control_dir.glob("checkpoint_*/meta.json")]
     assert sorted(m["epoch"] for m in metas) == [2, 4, 6, 8, 10]
     assert all(not m["plan"].get("modifications") for m in metas)  # the plan as written, throughout

@@ -85,15 +85,20 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault(
         "RAY_AIR_NEW_OUTPUT", "0"
     )  # our CLIReporter columns, not the generic table
+    # Ray's INFO lines from every worker ("Checkpoint successfully created at ...", "Restored
+    # on ...") repeat what the progress table shows; its warnings and our own prints still show
+    quiet = ray.LoggingConfig(encoding="TEXT", log_level="WARNING")
     if address:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=True)
+            ray.init(
+                address=address, include_dashboard=False, log_to_driver=True, logging_config=quiet
+            )
         except ConnectionError as exc:
             raise InputError(
                 f"--address {address}: {exc}; start a cluster with `ray start --head`"
             ) from None
     else:
-        ray.init(include_dashboard=False, log_to_driver=True)
+        ray.init(include_dashboard=False, log_to_driver=True, logging_config=quiet)
 
 
 def write_manifest(
