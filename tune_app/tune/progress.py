@@ -136,7 +136,11 @@ def render(trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = ()) 
     for trial in trials:
         counts[str(trial.status)] = counts.get(str(trial.status), 0) + 1
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-    extra = [line.splitlines()[0][:60] for line in sys_info if line and line.strip()]
+    extra = [
+        line.splitlines()[0].removeprefix("Logical resource usage: ")[:60]
+        for line in sys_info
+        if line and line.strip()
+    ]
     minutes, seconds = divmod(int(elapsed), 60)
     header = " | ".join(
         [f"== {minutes:02d}:{seconds:02d} elapsed: {len(trials)} trial(s), {states}", *extra]
