@@ -185,9 +185,7 @@ def _schedules(entries: list[Entry], seed: Plan | None, out: Path) -> Path:
     return _save(fig, out / "schedules.png")
 
 
-def _importances(
-    run: Run, entries: list[Entry], out: Path
-) -> tuple[pd.DataFrame | None, Path | None]:
+def _importances(entries: list[Entry], out: Path) -> tuple[pd.DataFrame | None, Path | None]:
     import optuna
 
     from tune_app.tune.search_space import load_space, to_optuna
@@ -222,7 +220,7 @@ def _importances(
     return frame, _save(fig, out / "importances.png")
 
 
-def _trials_section(run: Run, entries: list[Entry], total: int | None) -> Section:
+def _trials_section(entries: list[Entry], total: int | None) -> Section:
     rows, running = [], 0
     for rank, entry in enumerate(entries, start=1):
         diverged = entry.trial.diverged
@@ -254,7 +252,7 @@ def build_sections(run: Run, out: Path) -> list[Section]:
     lines, contest = answer(run, names, total)
     sections = [
         Section("Summary", bullets=lines, tables=[contest] if contest is not None else []),
-        _trials_section(run, entries, total),
+        _trials_section(entries, total),
     ]
     shown = [e for e in entries if e.epochs > 0][:MAX_PANELS]
     if not shown:
@@ -309,11 +307,11 @@ def build_sections(run: Run, out: Path) -> list[Section]:
                 "Modifications ranked",
                 "The parameters in force at each member's end, one column per member, best "
                 "first; the control runs the plan as written.",
-                tables=modification_tables(run, ranked),
+                tables=modification_tables(ranked),
             )
         )
     if run.kind == "capacity":
-        table, image = _importances(run, entries, out)
+        table, image = _importances(entries, out)
         sections.append(
             Section(
                 "Parameter importances",

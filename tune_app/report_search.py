@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from tune_app.results import Run, TrialRecord
+from tune_app.results import TrialRecord
 from tune_app.run_summary import member_label, params_in_force
 
 __all__ = ["change_label", "exploit_table", "family_tree", "modification_tables"]
@@ -136,7 +136,7 @@ def family_tree(
     return path
 
 
-def modification_tables(run: Run, ranked: list[tuple[TrialRecord, float]]) -> list[pd.DataFrame]:
+def modification_tables(ranked: list[tuple[TrialRecord, float]]) -> list[pd.DataFrame]:
     """The parameters in force at each member's end, one column per member (best first), split
     into tables of at most `MEMBERS_PER_TABLE` members so each fits a page."""
     columns: dict[str, dict[str, str]] = {}
