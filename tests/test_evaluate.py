@@ -12,7 +12,14 @@ import torch
 from tiny import TINY_DATA, TINY_MODEL, TINY_TRAIN
 
 from tune_app.cli import main
-from tune_app.evaluate import dataset_for, evaluate, generate, load_model, naive_forecasts
+from tune_app.evaluate import (
+    dataset_for,
+    evaluate,
+    format_scores,
+    generate,
+    load_model,
+    naive_forecasts,
+)
 from tune_app.plan import load_plan
 from tune_app.trainer import train
 
@@ -46,6 +53,78 @@ def test_evaluate_matches_an_independent_computation(checkpoint: Path, synthetic
             float((persistence**2).mean()), rel=1e-5
         )
     assert report["windows"] == len(data.test)
+
+
+def test_mse_z_matches_an_independent_computation(checkpoint: Path, synthetic_file: Path):
+    """mse_z: the MSE of free-running forecasts in the train split's z-units, recomputed here
+    from the raw data and the train parts' mean and standard deviation."""
+    loaded = load_model(checkpoint)
+    data = dataset_for(loaded, str(synthetic_file))
+    report = evaluate(loaded, data, "test", season=5)
+    frame = pd.read_parquet(synthetic_file)
+    train = pd.concat(
+        group.sort_values("step").iloc[: int(np.floor(0.7 * len(group)))]
+        for _, group in frame.groupby("series_id")
+    )
+    x, y = data.test.inputs, data.test.targets
+    with torch.no_grad():
+        pred = loaded.model(x, y.shape[1]).numpy()
+    raw_truth = y.numpy() * data.std + data.mean  # the data's units
+    raw_pred = pred * data.std + data.mean
+    per_component = []
+    for i, name in enumerate(data.components):
+        mean, std = train[name].mean(), train[name].std(ddof=0)
+        z_error = (raw_pred[..., i] - mean) / std - (raw_truth[..., i] - mean) / std
+        per_component.append(float((z_error**2).mean()))
+        assert report["scores"]["model"][name]["mse_z"] == pytest.approx(
+            per_component[-1], rel=1e-4
+        )
+    assert report["scores"]["model"]["mean"]["mse_z"] == pytest.approx(
+        np.mean(per_component), rel=1e-4
+    )
+    for name in ("persistence", "seasonal_naive"):
+        assert set(report["scores"][name]["mean"]) >= {"mse_z", "mse", "mae"}
+
+
+class Oracle(torch.nn.Module):
+    """A forecaster that knows the answers: perfect on every component but the last, where it
+    is persistence plus a constant offset of 0.3 z-units (worse than persistence there)."""
+
+    def __init__(self, windows) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.windows = windows
+
+    def forward(self, inputs: torch.Tensor, steps: int) -> torch.Tensor:
+        forecast = self.windows.targets.clone()
+        forecast[..., -1] = inputs[:, -1:, -1].expand(-1, steps) + 0.3
+        return forecast
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+def test_headline_follows_mse_z_whatever_the_units(scale: float, tmp_path: Path):
+    """A model that wins on two components and loses on the third, whose units are `scale`
+    times larger: in data units the third decides a raw-MSE mean; the headline does not move."""
+    from tune_app.data import DataConfig, build_dataset, read_series
+    from tune_app.evaluate import LoadedModel
+    from tune_app.synthetic import make_synthetic
+
+    frame = make_synthetic(series=3, length=200, components=3, seed=1)
+    frame["c2"] = frame["c2"] * scale
+    path = tmp_path / "scaled.parquet"
+    frame.to_parquet(path, index=False)
+    config = DataConfig(input_len=24, output_len=8, stride=4)
+    data = build_dataset(read_series(path, config), config)
+    loaded = LoadedModel(Oracle(data.test), TINY_MODEL, config, 20, None, "oracle")  # type: ignore[arg-type]
+    report = evaluate(loaded, data, "test")
+    head = report["headline"]
+    assert head["metric"] == "mse_z" and head["beats_on_mean"] is True
+    assert head["components_beaten"]["persistence"] == 2 and head["components"] == 3
+    assert "beats persistence on 2 of 3" in head["text"]
+    scores = report["scores"]
+    assert scores["model"]["c2"]["skill"] < 0 < scores["model"]["c0"]["skill"]
+    if scale > 1:  # the old raw-unit headline would have said the opposite
+        assert scores["model"]["mean"]["mse"] > scores["persistence"]["mean"]["mse"]
+    assert head["text"] in format_scores(report)
 
 
 def test_seasonal_naive_repeats_the_last_season(tiny_dataset):

@@ -55,7 +55,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tune_app.evaluate import dataset_for, evaluate, format_scores, load_model
 
     loaded = load_model(args.checkpoint)
-    report = evaluate(loaded, dataset_for(loaded, args.data), args.split, args.season)
+    dataset = dataset_for(loaded, args.data)
+    report = evaluate(loaded, dataset, args.split, args.season, data_path=args.data)
     print(json.dumps(report, indent=2) if args.json else format_scores(report))
     return 0
 
@@ -112,7 +113,9 @@ def add_result_commands(commands: Any, positive_int: Callable[[str], int]) -> No
     evaluate.add_argument("--data", help="the data file (default: built-in synthetic data)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument(
-        "--season", type=positive_int, help="seasonal-naive period (default: estimated)"
+        "--season",
+        type=positive_int,
+        help="seasonal-naive period in steps (default: found from the data: ACF peak, timestamps)",
     )
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -1,8 +1,10 @@
 """After a run: load a checkpoint or export, score it against naive forecasts, generate continuations.
 
-Scores are free-running, in the data's own units (MSE, MAE per component) plus the
-autocorrelation error, next to two references the model has to beat: persistence (the last
-observed value repeated) and seasonal naive (the last season repeated).
+Scores are free-running: per component, MSE in the train split's z-units (`mse_z`, what the
+headline compares, so a component in large units does not outweigh the others), MSE and MAE in
+the data's own units, and the autocorrelation error; next to two references the model has to
+beat: persistence (the last observed value repeated) and seasonal naive (the last season
+repeated, the season found from the data).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from tune_app.errors import InputError
 from tune_app.loss import autocorrelation
 from tune_app.model import ModelConfig, Seq2Seq
 from tune_app.resumable import export_folder, open_checkpoint
+from tune_app.season import Season, estimate_season
 
-__all__ = ["LoadedModel", "evaluate", "generate", "load_model", "naive_forecasts"]
+__all__ = ["LoadedModel", "evaluate", "generate", "headline", "load_model", "naive_forecasts"]
 
 
 @dataclass
@@ -99,17 +102,6 @@ def dataset_for(loaded: LoadedModel, data_path: str | None) -> Dataset:
     return build_dataset(table, config)
 
 
-def estimate_season(dataset: Dataset) -> int:
-    """The period of the training inputs: the lag of the highest mean autocorrelation after its
-    first dip (a smooth series correlates most with its nearest lags, which is not a season)."""
-    inputs = dataset.train.inputs
-    acf = autocorrelation(inputs, inputs.shape[1] - 1).mean(dim=(0, 1)).tolist()  # lag 1 first
-    dip = next((i for i in range(1, len(acf)) if acf[i] > acf[i - 1]), None)
-    if dip is None:
-        return 1
-    return dip + int(np.argmax(acf[dip:])) + 1
-
-
 def naive_forecasts(windows: Windows, season: int) -> dict[str, torch.Tensor]:
     x, steps = windows.inputs, windows.targets.shape[1]
     persistence = x[:, -1:, :].expand(-1, steps, -1)
@@ -121,66 +113,140 @@ def naive_forecasts(windows: Windows, season: int) -> dict[str, torch.Tensor]:
 def _scores(
     pred: torch.Tensor, truth: torch.Tensor, dataset: Dataset, max_lag: int
 ) -> dict[str, Any]:
+    """Per component and as their mean: `mse_z` (MSE in the train split's z-units, the unit of
+    the rank metric), `mse` and `mae` in the data's own units, and the ACF error.
+    `pred` and `truth` are [windows, steps, components] in z-units."""
     std = torch.as_tensor(dataset.std, dtype=pred.dtype)
-    error = (pred - truth) * std  # back to the data's units
+    error_z = pred - truth
+    error = error_z * std  # back to the data's units
     acf_error = (
         (autocorrelation(pred, max_lag) - autocorrelation(truth, max_lag)).square().mean(dim=(0, 2))
     )
     out: dict[str, Any] = {}
     for i, name in enumerate(dataset.components):
         out[name] = {
+            "mse_z": float(error_z[..., i].square().mean()),
             "mse": float(error[..., i].square().mean()),
             "mae": float(error[..., i].abs().mean()),
             "acf_error": float(acf_error[i]),
         }
-    out["mean"] = {
-        k: float(np.mean([out[c][k] for c in dataset.components]))
-        for k in ("mse", "mae", "acf_error")
-    }
     return out
+
+
+def _with_skill_and_means(scores: dict[str, Any], components: list[str]) -> None:
+    """Add each component's `skill` (1 - model mse_z / the best naive forecast's mse_z on that
+    component; > 0: the model beats every reference there) and a `mean` row per forecast,
+    the plain average over components of every field."""
+    references = [name for name in scores if name != "model"]
+    for component in components:
+        best = min(scores[name][component]["mse_z"] for name in references)
+        model = scores["model"][component]
+        model["skill"] = 1.0 - model["mse_z"] / best if best > 0 else 0.0
+    for table in scores.values():
+        fields = list(table[components[0]])
+        table["mean"] = {f: float(np.mean([table[c][f] for c in components])) for f in fields}
+
+
+def headline(scores: dict[str, Any], components: list[str]) -> dict[str, Any]:
+    """The model against the naive forecasts on mean `mse_z` (components weigh alike whatever
+    their units), and on how many components it beats each reference."""
+    references = [name for name in scores if name != "model"]
+    best = min(references, key=lambda name: scores[name]["mean"]["mse_z"])
+    model, reference = scores["model"]["mean"]["mse_z"], scores[best]["mean"]["mse_z"]
+    beats = {
+        name: sum(scores["model"][c]["mse_z"] < scores[name][c]["mse_z"] for c in components)
+        for name in references
+    }
+    ratio = model / reference if reference > 0 else float("inf")
+    counts = ", ".join(f"{name} on {n} of {len(components)}" for name, n in beats.items())
+    text = (
+        f"model mse_z {model:.4g} vs best naive ({best}) {reference:.4g}: ratio {ratio:.3f}, "
+        f"{'beats' if model < reference else 'does not beat'} it on the mean; "
+        f"beats {counts} components"
+    )
+    return {
+        "metric": "mse_z",
+        "model": model,
+        "best_naive": best,
+        "best_naive_mse_z": reference,
+        "ratio": ratio,
+        "beats_on_mean": model < reference,
+        "components_beaten": beats,
+        "components": len(components),
+        "text": text,
+    }
 
 
 @torch.no_grad()
 def evaluate(
-    loaded: LoadedModel, dataset: Dataset, split: str = "test", season: int | None = None
+    loaded: LoadedModel,
+    dataset: Dataset,
+    split: str = "test",
+    season: int | None = None,
+    data_path: str | None = None,
 ) -> dict[str, Any]:
+    """Score the model's free-running forecasts of `split` next to persistence and seasonal
+    naive (see `_scores` for the fields, `headline` for the summary).
+
+    Args:
+        loaded: the model.
+        dataset: the data (z-scored with its train split's statistics).
+        split: train, val or test.
+        season: the seasonal-naive period in steps; None: found from the data
+            (`tune_app.season.estimate_season`, with `data_path`'s timestamps if it has them).
+        data_path: the data file, read only for its `timestamp` column.
+
+    Returns:
+        A JSON-ready dict: split, windows, season, season_source, components, scores
+        (forecast -> component or "mean" -> fields), headline.
+
+    Raises:
+        InputError: an unknown split.
+    """
     windows = {"train": dataset.train, "val": dataset.val, "test": dataset.test}.get(split)
     if windows is None:
         raise InputError(f"--split {split!r}: use train, val or test")
-    season = season or estimate_season(dataset)
+    found = Season(season, "--season") if season else estimate_season(dataset, data_path)
     pred = loaded.model(windows.inputs, windows.targets.shape[1])
     results = {"model": _scores(pred, windows.targets, dataset, loaded.rank_max_lag)}
-    for name, forecast in naive_forecasts(windows, season).items():
+    for name, forecast in naive_forecasts(windows, found.steps).items():
         results[name] = _scores(forecast, windows.targets, dataset, loaded.rank_max_lag)
+    components = list(dataset.components)
+    _with_skill_and_means(results, components)
     return {
         "split": split,
         "windows": len(windows),
-        "season": season,
+        "season": found.steps,
+        "season_source": found.source,
         "checkpoint": loaded.source,
+        "components": components,
         "scores": results,
+        "headline": headline(results, components),
     }
 
 
 def format_scores(report: dict[str, Any]) -> str:
+    """The report as text: a row per component and forecast, the mean, the headline."""
     scores = report["scores"]
+    components = [*report["components"], "mean"]
+    width = max(9, *(len(c) for c in components))
     lines = [
-        f"{report['split']} split, {report['windows']} windows, free-running (season {report['season']} for seasonal naive)",
-        f"{'component':<12} {'forecast':<15} {'MSE':>12} {'MAE':>12} {'ACF error':>12}",
+        f"{report['split']} split, {report['windows']} windows, free-running; "
+        f"seasonal naive: season {report['season']} ({report['season_source']})",
+        "mse_z: MSE in the train split's z-units (comparable across components); MSE, MAE: "
+        "the data's units; skill: 1 - mse_z / best naive mse_z",
+        f"{'component':<{width}} {'forecast':<15} {'mse_z':>10} {'MSE':>12} {'MAE':>12} "
+        f"{'skill':>7}",
     ]
-    components = [k for k in scores["model"] if k != "mean"] + ["mean"]
     for component in components:
         for name, table in scores.items():
             row = table[component]
+            skill = f"{row['skill']:>+7.3f}" if "skill" in row else f"{'':>7}"
             lines.append(
-                f"{component:<12} {name:<15} {row['mse']:>12.5f} {row['mae']:>12.5f} {row['acf_error']:>12.5f}"
+                f"{component:<{width}} {name:<15} {row['mse_z']:>10.5f} {row['mse']:>12.5g} "
+                f"{row['mae']:>12.5g} {skill}"
             )
-    model, best_naive = (
-        scores["model"]["mean"]["mse"],
-        min(scores[n]["mean"]["mse"] for n in scores if n != "model"),
-    )
-    lines.append(
-        f"model MSE / best naive MSE = {model / best_naive:.3f} ({'beats' if model < best_naive else 'does not beat'} them)"
-    )
+    lines.append(report["headline"]["text"])
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,18 @@ def _nothing_saved(out_dir: Path) -> Interrupted:
 
 def _reporters(
     out_dir: Path, total: int, progress_every: int, quiet: bool
-) -> tuple[Report, TensorBoardWriter]:
+) -> tuple[Report, Callable[[], None]]:
+    """The run's reporters as one, and what closes them at the end."""
     board = TensorBoardWriter(out_dir / "tensorboard")
-    reporters: list[Report] = [board] if quiet else [ProgressPrinter(total, progress_every), board]
-    return fan_out(reporters), board
+    if quiet:
+        return board, board.close
+    progress = ProgressPrinter(total, progress_every)
+
+    def close() -> None:
+        progress.close()
+        board.close()
+
+    return fan_out([progress, board]), close
 
 
 def run_train(
@@ -73,7 +82,7 @@ def run_train(
         if fresh:
             print(fresh)
     write_run_config(out_dir, spec, table.fingerprint)
-    report, board = _reporters(out_dir, spec.plan.total_epochs, progress_every, quiet)
+    report, close = _reporters(out_dir, spec.plan.total_epochs, progress_every, quiet)
     try:
         return train(
             spec.plan,
@@ -92,7 +101,7 @@ def run_train(
             raise _nothing_saved(out_dir) from None
         raise Interrupted({"--resume": str(last[0]), "--out": str(out_dir)}) from None
     finally:
-        board.close()
+        close()
 
 
 def continue_plan(plan: Plan, done: int, epochs: int, start_lr: float, min_lr: float) -> Plan:
@@ -165,7 +174,7 @@ def run_continue(
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(output_dir, spec, table.fingerprint, {"continued_from": str(model_path)})
-    report, board = _reporters(output_dir, spec.plan.total_epochs, progress_every, quiet=False)
+    report, close = _reporters(output_dir, spec.plan.total_epochs, progress_every, quiet=False)
     try:
         return train(
             spec.plan,
@@ -191,4 +200,4 @@ def run_continue(
         }
         raise Interrupted(flags) from None
     finally:
-        board.close()
+        close()

@@ -1,9 +1,13 @@
 """`tune-app report RUN --out DIR`: one self-contained HTML page and a Markdown twin.
 
-Sections: trials, learning curves (train / val / free-running) with plateaus marked, the
-train/val gap, per-component validation losses, the schedules each trial used against the seed
-plan, and by kind: the PBT family tree and the modifications ranked (search), Optuna's parameter
-importances (capacity). Works on a run still in progress: it shows what has been written.
+It opens with its answer (run kind, data, epochs; the winner against the control on validation
+and test in z-unit MSE, the exploits behind it, the modifications in force), then: trials,
+learning curves (train / val / free-running) with plateaus marked, the train/val gap,
+per-component validation losses (by component name), the schedules each trial used against the
+seed plan, and by kind: the PBT family tree and the modifications (search), Optuna's parameter
+importances (capacity). Per-epoch numbers come from the trials' checkpoints (`run_summary`).
+Works on a run still in progress: it shows what has been written. Figures are drawn at most
+~900 px wide, to read on a laptop screen.
 """
 
 from __future__ import annotations
@@ -20,14 +24,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from tune_app.checkpoint import atomic_write_bytes
 from tune_app.plan import Plan
-from tune_app.results import Run, TrialRecord, trial_table
+from tune_app.report_answer import answer
+from tune_app.report_search import exploit_table, family_tree, modification_tables
+from tune_app.results import Run, TrialRecord
+from tune_app.run_summary import component_names, member_label, trial_history
 
 __all__ = ["plateaus", "write_report"]
 
 MAX_PANELS = 12
+DPI = 80
+WIDTH = 11.0  # inches: 880 px at DPI
 
 
 @dataclass
@@ -35,7 +45,27 @@ class Section:
     title: str
     text: str = ""
     images: list[Path] = field(default_factory=list)
-    table: pd.DataFrame | None = None
+    tables: list[pd.DataFrame] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Entry:
+    """A trial as the report shows it: its label and its per-epoch metrics."""
+
+    trial: TrialRecord
+    label: str
+    frame: pd.DataFrame
+
+    @property
+    def best(self) -> float:
+        if "val_free_loss" not in self.frame or not len(self.frame):
+            return math.nan
+        return float(self.frame["val_free_loss"].min())
+
+    @property
+    def epochs(self) -> int:
+        return int(self.frame["epoch"].max()) if "epoch" in self.frame and len(self.frame) else 0
 
 
 def plateaus(frame: pd.DataFrame, longer_than: int = 30) -> list[tuple[int, int]]:
@@ -52,19 +82,16 @@ def plateaus(frame: pd.DataFrame, longer_than: int = 30) -> list[tuple[int, int]
 
 
 def _label(trial: TrialRecord) -> str:
-    member = trial.params.get("member", {})
-    if member.get("control"):
-        return f"{trial.trial_id} (control)"
     capacity = trial.params.get("capacity")
     if capacity:
         return f"{trial.trial_id} " + ",".join(f"{k}={v}" for k, v in capacity.items())
-    return trial.trial_id
+    return member_label(trial)
 
 
 def _grid(count: int) -> tuple[Any, list[Any]]:
-    cols = min(3, max(1, count))
+    cols = min(2, max(1, count))
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 3.0 * rows), squeeze=False)
     flat = list(axes.flat)
     for ax in flat[count:]:
         ax.axis("off")
@@ -72,69 +99,71 @@ def _grid(count: int) -> tuple[Any, list[Any]]:
 
 
 def _save(fig: Any, path: Path) -> Path:
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def _curves(trials: list[TrialRecord], out: Path, plateau_epochs: int) -> Path:
-    fig, axes = _grid(len(trials))
-    for ax, trial in zip(axes, trials, strict=True):
-        frame = trial.metrics
-        for column, style in (("train_loss", "-"), ("val_loss", "-"), ("val_free_loss", "-")):
+def _curves(entries: list[Entry], out: Path, plateau_epochs: int) -> Path:
+    fig, axes = _grid(len(entries))
+    for ax, entry in zip(axes, entries, strict=True):
+        frame = entry.frame
+        for column in ("train_loss", "val_loss", "val_free_loss"):
             if column in frame:
-                ax.plot(frame["epoch"], frame[column], style, label=column, lw=1)
+                ax.plot(frame["epoch"], frame[column], label=column, lw=1.2)
         for first, last in plateaus(frame, plateau_epochs):
             ax.axvspan(first, last, color="orange", alpha=0.2, label=f"plateau > {plateau_epochs}")
         ax.set_yscale("log")
-        ax.set_title(_label(trial), fontsize=8)
+        ax.set_title(entry.label, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     if axes:
         handles, labels = axes[0].get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
-        axes[0].legend(unique.values(), unique.keys(), fontsize=7)
+        axes[0].legend(unique.values(), unique.keys(), fontsize=8)
     return _save(fig, out / "curves.png")
 
 
-def _one_panel(
-    trials: list[TrialRecord], columns: list[str], title: str, path: Path, log: bool = False
-) -> Path:
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    for trial in trials:
-        frame = trial.metrics
-        for column in columns:
-            if column in frame:
-                suffix = f" {column}" if len(columns) > 1 else ""
-                ax.plot(frame["epoch"], frame[column], lw=1, label=f"{_label(trial)}{suffix}")
-    if log:
-        ax.set_yscale("log")
-    ax.axhline(0, color="grey", lw=0.5) if not log else None
-    ax.set_title(title)
+def _gap(entries: list[Entry], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    for entry in entries:
+        if "gap" in entry.frame:
+            ax.plot(entry.frame["epoch"], entry.frame["gap"], lw=1.2, label=entry.label)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_title("train/val gap (val_loss - train_loss)")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=8, ncol=2)
     return _save(fig, path)
 
 
-def _components(trials: list[TrialRecord], out: Path) -> Path:
-    fig, axes = _grid(len(trials))
-    for ax, trial in zip(axes, trials, strict=True):
-        frame = trial.metrics
-        for column in sorted(c for c in frame.columns if c.startswith("val_c")):
-            ax.plot(frame["epoch"], frame[column], lw=1, label=column)
+def _components(entries: list[Entry], names: list[str], out: Path) -> Path:
+    fig, axes = _grid(len(entries))
+    for ax, entry in zip(axes, entries, strict=True):
+        frame = entry.frame
+        columns = sorted(
+            (c for c in frame.columns if c.startswith("val_c") and c[5:].isdigit()),
+            key=lambda c: int(c[5:]),
+        )
+        for column in columns:
+            index = int(column[5:])
+            name = names[index] if index < len(names) else column
+            ax.plot(frame["epoch"], frame[column], lw=1.2, label=name)
         ax.set_yscale("log")
-        ax.set_title(_label(trial), fontsize=8)
+        ax.set_title(entry.label, fontsize=10)
+        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     return _save(fig, out / "components.png")
 
 
-def _schedules(trials: list[TrialRecord], seed: Plan | None, out: Path) -> Path:
+def _schedules(entries: list[Entry], seed: Plan | None, out: Path) -> Path:
     knobs = ["lr", "teacher_forcing", "alpha", "curriculum"]
-    fig, axes = plt.subplots(1, len(knobs), figsize=(4.2 * len(knobs), 3.2))
-    for ax, knob in zip(axes, knobs, strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 5.6))
+    for ax, knob in zip(axes.flat, knobs, strict=True):
         if seed is not None:
             epochs = range(1, seed.total_epochs + 1)
             ax.plot(
@@ -144,69 +173,19 @@ def _schedules(trials: list[TrialRecord], seed: Plan | None, out: Path) -> Path:
                 lw=1.5,
                 label="seed plan",
             )
-        for trial in trials:
-            frame = trial.metrics
-            if knob in frame:
-                ax.plot(frame["epoch"], frame[knob], lw=1, label=_label(trial))
+        for entry in entries:
+            if knob in entry.frame:
+                ax.plot(entry.frame["epoch"], entry.frame[knob], lw=1.2, label=entry.label)
         ax.set_title(knob)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if knob == "lr":
             ax.set_yscale("log")
-    axes[0].legend(fontsize=6)
+    axes.flat[0].legend(fontsize=8)
     return _save(fig, out / "schedules.png")
 
 
-def _family_tree(run: Run, trials: list[TrialRecord], out: Path) -> Path:
-    order = {t.trial_id: i for i, t in enumerate(sorted(trials, key=lambda t: t.trial_id))}
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(order) + 1.5))
-    for trial in trials:
-        epochs = list(trial.metrics.get("epoch", []))
-        y = order[trial.trial_id]
-        ax.scatter(
-            epochs,
-            [y] * len(epochs),
-            s=4,
-            color="tab:green" if _label(trial).endswith("(control)") else "tab:blue",
-        )
-    for event in run.exploits():
-        if event["trial"] in order and event["donor"] in order:
-            epoch = event["epoch"]
-            ax.annotate(
-                "",
-                xy=(epoch + 0.5, order[event["trial"]]),
-                xytext=(epoch, order[event["donor"]]),
-                arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 1},
-            )
-    ax.set_yticks(
-        list(order.values()),
-        [_label(t) for t in sorted(trials, key=lambda t: t.trial_id)],
-        fontsize=7,
-    )
-    ax.set_xlabel("epoch")
-    ax.set_title("PBT family tree: red arrows go from the donor to the trial that copied it")
-    ax.grid(alpha=0.3)
-    return _save(fig, out / "family_tree.png")
-
-
-def _modification_table(run: Run) -> pd.DataFrame:
-    rows = trial_table(run)
-    records = []
-    for rank, row in enumerate(rows, start=1):
-        params = row["params"]
-        records.append(
-            {
-                "rank": rank,
-                "trial": row["trial"],
-                "control": row["control"],
-                "best val_free_loss": round(row["best_val_free_loss"], 6),
-                **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in params.items()},
-            }
-        )
-    return pd.DataFrame(records)
-
-
-def _importances(run: Run, out: Path) -> tuple[pd.DataFrame | None, Path | None]:
+def _importances(entries: list[Entry], out: Path) -> tuple[pd.DataFrame | None, Path | None]:
     import optuna
 
     from tune_app.tune.search_space import load_space, to_optuna
@@ -214,15 +193,15 @@ def _importances(run: Run, out: Path) -> tuple[pd.DataFrame | None, Path | None]
     space = load_space(None, "capacity.yaml", "capacity")
     distributions = to_optuna(space)
     trials = []
-    for trial in run.trials:
-        capacity, frame = trial.params.get("capacity"), trial.metrics
-        if capacity and "val_free_loss" in frame and len(frame):
+    for entry in entries:
+        capacity = entry.trial.params.get("capacity")
+        if capacity and math.isfinite(entry.best):
             params = {k: v for k, v in capacity.items() if k in distributions}
             trials.append(
                 optuna.trial.create_trial(
                     params=params,
                     distributions={k: distributions[k] for k in params},
-                    value=float(frame["val_free_loss"].min()),
+                    value=entry.best,
                 )
             )
     if len(trials) < 2:
@@ -234,126 +213,146 @@ def _importances(run: Run, out: Path) -> tuple[pd.DataFrame | None, Path | None]
     frame = pd.DataFrame(
         {"parameter": list(importances), "importance": [round(v, 4) for v in importances.values()]}
     )
-    fig, ax = plt.subplots(figsize=(6, 0.5 * len(frame) + 1.2))
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(frame) + 1.2))
     ax.barh(frame["parameter"], frame["importance"])
     ax.invert_yaxis()
     ax.set_title("Optuna parameter importances (fANOVA) on best val_free_loss")
     return frame, _save(fig, out / "importances.png")
 
 
+def _trials_section(entries: list[Entry], total: int | None) -> Section:
+    rows, running = [], 0
+    for rank, entry in enumerate(entries, start=1):
+        diverged = entry.trial.diverged
+        finished = total is not None and entry.epochs >= total
+        running += not (finished or diverged)
+        rows.append(
+            {
+                "rank": rank,
+                "member": entry.label,
+                "epochs": f"{entry.epochs}/{total or '?'}",
+                "best val_free_loss": entry.best,
+                "state": "diverged" if diverged else "finished" if finished else "running",
+            }
+        )
+    text = f"{len(entries)} trial(s), {total or '?'} planned epochs each, best first."
+    if running:
+        text += f" {running} not finished yet (the report shows what has been written so far)."
+    return Section("Trials", text, tables=[pd.DataFrame(rows)] if rows else [])
+
+
 def build_sections(run: Run, out: Path) -> list[Section]:
-    ranked = trial_table(run)
-    by_id = {t.trial_id: t for t in run.trials}
-    trials = [by_id[r["trial"]] for r in ranked if r["epochs"] > 0][:MAX_PANELS]
+    entries = [Entry(t, _label(t), trial_history(t)) for t in run.trials]
+    entries.sort(key=lambda e: (math.isnan(e.best), e.best))
     plan_raw = run.manifest.get("spec", {}).get("plan")
     seed = Plan.from_dict(plan_raw) if plan_raw else None
+    total = seed.total_epochs if seed else None
+    names = component_names(run)
     plateau_epochs = int(run.manifest.get("spec", {}).get("train", {}).get("plateau_epochs", 30))
-    total = seed.total_epochs if seed else "?"
-    summary = pd.DataFrame([{k: v for k, v in r.items() if k != "params"} for r in ranked])
-    running = sum(
-        1 for r in ranked if isinstance(total, int) and r["epochs"] < total and not r["diverged"]
-    )
+    lines, contest = answer(run, names, total)
     sections = [
-        Section(
-            "Trials",
-            f"Run `{run.location.uri}` ({run.kind}), {len(run.trials)} trial(s), {total} planned epochs each"
-            + (
-                f"; {running} not finished yet (the report shows what has been written so far)."
-                if running
-                else "."
-            ),
-            table=summary,
-        )
+        Section("Summary", bullets=lines, tables=[contest] if contest is not None else []),
+        _trials_section(entries, total),
     ]
-    if not trials:
+    shown = [e for e in entries if e.epochs > 0][:MAX_PANELS]
+    if not shown:
         sections.append(Section("Learning curves", "No trial has reported an epoch yet."))
         return sections
     spans = [
-        {"trial": t.trial_id, "from": a, "to": b, "epochs": b - a + 1}
-        for t in trials
-        for a, b in plateaus(t.metrics, plateau_epochs)
+        {"member": e.label, "from": a, "to": b, "epochs": b - a + 1}
+        for e in shown
+        for a, b in plateaus(e.frame, plateau_epochs)
     ]
     sections += [
         Section(
             "Learning curves",
             f"Train, validation (teacher-forced) and free-running validation loss per trial; "
             f"plateaus longer than {plateau_epochs} epochs are shaded.",
-            [_curves(trials, out, plateau_epochs)],
-            pd.DataFrame(spans) if spans else None,
+            [_curves(shown, out, plateau_epochs)],
+            [pd.DataFrame(spans)] if spans else [],
         ),
         Section(
             "Train/val gap",
             "val_loss - train_loss: the plan says it should shrink in later epochs.",
-            [_one_panel(trials, ["gap"], "train/val gap", out / "gap.png")],
+            [_gap(shown, out / "gap.png")],
         ),
         Section(
             "Per-component validation losses",
-            "Free-running, under the fixed reference objective.",
-            [_components(trials, out)],
+            "Free-running, under the fixed reference objective, one line per component.",
+            [_components(shown, names, out)],
         ),
         Section(
             "Schedules used",
             "What each trial actually trained with, against the seed plan (dashed).",
-            [_schedules(trials, seed, out)],
+            [_schedules(shown, seed, out)],
         ),
     ]
     if run.kind == "search":
-        events = pd.DataFrame(
-            [
-                {
-                    k: e[k]
-                    for k in ("epoch", "trial", "donor", "val_free_loss", "donor_val_free_loss")
-                }
-                for e in run.exploits()
-            ]
-        )
+        events = run.exploits()
+        labels = {e.trial.trial_id: e.label for e in entries}
+        winner = next((e.trial.trial_id for e in entries if e.epochs), None)
+        histories = {e.trial.trial_id: e.frame for e in entries}
         sections.append(
             Section(
                 "PBT family tree",
-                f"{len(events)} exploit/explore event(s).",
-                [_family_tree(run, trials, out)],
-                events if len(events) else None,
+                f"{len(events)} exploit(s): the member copied the donor's checkpoint and "
+                "explored its parameters from there.",
+                [family_tree(run.trials, histories, events, winner, out / "family_tree.png")],
+                [exploit_table(events, labels)] if events else [],
             )
         )
+        ranked = [(e.trial, e.best) for e in entries]
         sections.append(
             Section(
                 "Modifications ranked",
-                "Trials by best val_free_loss with the modifications in force at "
-                "their end; the control runs the plan as written.",
-                table=_modification_table(run),
+                "The parameters in force at each member's end, one column per member, best "
+                "first; the control runs the plan as written.",
+                tables=modification_tables(ranked),
             )
         )
     if run.kind == "capacity":
-        table, image = _importances(run, out)
+        table, image = _importances(entries, out)
         sections.append(
             Section(
                 "Parameter importances",
                 "" if image else "Needs at least two trials with results.",
                 [image] if image else [],
-                table,
+                [table] if table is not None else [],
             )
         )
     return sections
 
 
+def _float(value: float) -> str:
+    return f"{value:.6g}"
+
+
 def _html(sections: list[Section], title: str) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "img{max-width:100%}.wide{overflow-x:auto}</style></head><body>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:auto;padding:1em;"
+        "line-height:1.4}table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;white-space:nowrap}"
+        "td:last-child{white-space:normal}img{max-width:100%}"
+        ".wide{overflow-x:auto}.answer{background:#f4f7fb;padding:0.5em 1em;"
+        "border-left:4px solid #3b73b9}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
     for section in sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.text:
+            parts.append(f"<p>{html.escape(section.text)}</p>")
+        if section.bullets:
+            items = "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets)
+            parts.append(f"<ul class='answer'>{items}</ul>")
         for image in section.images:
             data = base64.b64encode(image.read_bytes()).decode()
             parts.append(
                 f"<img alt='{html.escape(section.title)}' src='data:image/png;base64,{data}'>"
             )
-        if section.table is not None:
-            table = section.table.to_html(index=False, float_format=lambda v: f"{v:.6g}")
-            parts.append(f"<div class='wide'>{table}</div>")
+        for table in section.tables:
+            rendered = table.to_html(index=False, float_format=_float, na_rep="-")
+            parts.append(f"<div class='wide'>{rendered}</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -361,28 +360,31 @@ def _html(sections: list[Section], title: str) -> str:
 def _markdown(sections: list[Section], title: str) -> str:
     parts = [f"# {title}", ""]
     for section in sections:
-        parts += [f"## {section.title}", "", section.text, ""]
+        parts += [f"## {section.title}", ""]
+        if section.text:
+            parts += [section.text, ""]
+        parts += [f"- {b}" for b in section.bullets]
         parts += [f"![{section.title}]({image.name})" for image in section.images]
-        if section.table is not None:
-            parts += [
-                "",
-                section.table.to_markdown(index=False)
-                if _has_tabulate()
-                else f"```\n{section.table.to_string(index=False)}\n```",
-            ]
+        for table in section.tables:
+            parts += ["", _markdown_table(table)]
         parts.append("")
     return "\n".join(parts)
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _markdown_table(table: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else _float(value)
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
 
 
 def write_report(run: Run, out: Path) -> tuple[Path, Path]:
+    """Write report.html (self-contained) and report.md (its images beside it) into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     sections = build_sections(run, out)
     title = f"tune_app report: {run.location.name} ({run.kind})"

@@ -1,4 +1,5 @@
-"""Per-epoch reporters for in-process runs: a progress line, TensorBoard, several at once."""
+"""Per-epoch reporters for in-process runs: a progress bar (or lines) with the time left,
+TensorBoard, several at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+
+from tqdm import tqdm
 
 from tune_app.trainer import Report
 
@@ -24,22 +27,64 @@ def progress_line(metrics: dict[str, float], total: int) -> str:
 
 
 class ProgressPrinter:
-    """A line every `every` epochs and at every checkpoint, with the time per epoch."""
+    """Progress of an in-process run with the time left.
+
+    On a terminal: a tqdm bar (epochs done, rate, time left) whose postfix holds the phase, lr,
+    val_free_loss and the best so far, and a line at every checkpoint. Elsewhere (a log file,
+    CI): `progress_line` every `every` epochs, at every checkpoint and at the end, each with the
+    time left. The clock starts at the first epoch reported, so a resumed run's estimate counts
+    only the epochs trained now.
+    """
 
     def __init__(self, total: int, every: int = 1, stream: TextIO | None = None) -> None:
         self.total, self.every, self.stream = total, max(1, every), stream
         self.started = time.perf_counter()
+        self.first: int | None = None
+        self.bar: tqdm | None = None
+
+    def _left(self, epoch: int) -> str:
+        assert self.first is not None
+        done = epoch - self.first + 1
+        rate = (time.perf_counter() - self.started) / max(done, 1)
+        return tqdm.format_interval(rate * (self.total - epoch))
 
     def __call__(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
         epoch = int(metrics["epoch"])
+        if self.first is None:
+            self.first, self.started = epoch, time.perf_counter() - float(metrics["seconds"])
+            terminal = self.stream or sys.stderr  # tqdm's stream; lines go to stdout
+            if terminal.isatty():
+                self.bar = tqdm(
+                    total=self.total,
+                    initial=epoch - 1,
+                    unit="epoch",
+                    file=terminal,
+                    dynamic_ncols=True,
+                )
+        if self.bar is not None:
+            self.bar.update(epoch - self.bar.n)
+            self.bar.set_postfix_str(
+                f"phase {int(metrics['phase'])} lr {metrics['lr']:.1e} "
+                f"val_free {metrics['val_free_loss']:.4f} best {metrics['best_val_free_loss']:.4f}"
+            )
+            if checkpoint is not None:
+                self.bar.write(f"epoch {epoch}: checkpoint {checkpoint}", file=self.bar.fp)
+            if epoch >= self.total:
+                self.bar.close()
+            return
         if epoch % self.every and checkpoint is None and epoch != self.total:
             return
         note = f"  checkpoint {checkpoint}" if checkpoint is not None else ""
         print(
-            f"{progress_line(metrics, self.total)} {metrics['seconds']:.2f}s{note}",
+            f"{progress_line(metrics, self.total)} {metrics['seconds']:.2f}s "
+            f"left {self._left(epoch)}{note}",
             file=self.stream or sys.stdout,
             flush=True,
         )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class TensorBoardWriter:

@@ -91,8 +91,13 @@ class Run:
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
     def exploits(self) -> list[dict[str, Any]]:
-        """The journal's exploit events (older journals hold only those, untagged)."""
-        return [e for e in self.journal() if e.get("event", "exploit") == "exploit"]
+        """The journal's exploits: lines with event == "exploit", or without an event (older
+        journals); round summaries and other events are left out."""
+        return [
+            e
+            for e in self.journal()
+            if e.get("event", "exploit") == "exploit" and "trial" in e and "donor" in e
+        ]
 
     def rounds(self) -> list[dict[str, Any]]:
         """The journal's PBT rounds: epoch, ranking, exploits, members left alone and why."""

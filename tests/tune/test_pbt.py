@@ -229,6 +229,7 @@ def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_r
     }
     for trial in run.trials:
         assert max(c.epoch for c in trial.checkpoints) == 10, trial.trial_id
+    assert control.location.name == "member-00"  # trial folders are named by member
 
 
 @pytest.mark.slow

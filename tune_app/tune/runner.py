@@ -21,6 +21,7 @@ from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
 from tune_app.tune.interrupt import fit
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
+from tune_app.tune.progress import TrialTable, trial_dirname
 from tune_app.tune.search_space import SearchSpace, to_optuna
 from tune_app.tune.trainable import (
     CAPACITY_KEY,
@@ -43,15 +44,6 @@ __all__ = [
 
 BEST_MODEL_CONFIG = "best_model_config.json"
 CAPACITY_FIELDS = ("hidden", "layers", "dropout", "cell", "input_len")
-PROGRESS_COLUMNS = {
-    "epoch": "epoch",
-    "phase": "phase",
-    "lr": "lr",
-    "teacher_forcing": "tf",
-    "alpha": "alpha",
-    "val_free_loss": "val_free",
-    "gap": "gap",
-}
 
 
 @dataclass(frozen=True)
@@ -101,15 +93,20 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault(
         "RAY_AIR_NEW_OUTPUT", "0"
     )  # our CLIReporter columns, not the generic table
+    # Ray's INFO lines from every worker ("Checkpoint successfully created at ...", "Restored
+    # on ...") repeat what the progress table shows; its warnings and our own prints still show
+    quiet = ray.LoggingConfig(encoding="TEXT", log_level="WARNING")
     if address:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=True)
+            ray.init(
+                address=address, include_dashboard=False, log_to_driver=True, logging_config=quiet
+            )
         except ConnectionError as exc:
             raise InputError(
                 f"--address {address}: {exc}; start a cluster with `ray start --head`"
             ) from None
     else:
-        ray.init(include_dashboard=False, log_to_driver=True)
+        ray.init(include_dashboard=False, log_to_driver=True, logging_config=quiet)
 
 
 def write_manifest(
@@ -133,13 +130,8 @@ def write_manifest(
     location.join(MANIFEST).write_bytes(json.dumps(manifest, indent=2).encode())
 
 
-def _reporter(extra: dict[str, str] | None = None) -> tune.CLIReporter:
-    return tune.CLIReporter(
-        metric_columns={**PROGRESS_COLUMNS, **(extra or {})},
-        parameter_columns=[],
-        max_report_frequency=15,
-        sort_by_metric=True,
-    )
+def _reporter() -> TrialTable:
+    return TrialTable(every=15)
 
 
 def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> tune.RunConfig:
@@ -219,7 +211,13 @@ def run_baseline(
         return tune.Tuner(
             trainable,
             param_space={SPEC_KEY: spec.to_dict()},
-            tune_config=tune.TuneConfig(num_samples=1, metric="val_free_loss", mode="min"),
+            tune_config=tune.TuneConfig(
+                num_samples=1,
+                metric="val_free_loss",
+                mode="min",
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
+            ),
             run_config=run_config(launch, location, "baseline"),
         )
 
@@ -304,7 +302,13 @@ def run_search(
             },
             # reuse_actors: a member that waits for its round hands its worker process (torch
             # imported, windows built) to the next member instead of a new process starting
-            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, reuse_actors=True),
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler,
+                num_samples=1,
+                reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
+            ),
             run_config=run_config(launch, location, "search"),
         )
 
@@ -378,6 +382,8 @@ def run_capacity(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent),
                 scheduler=scheduler,
                 num_samples=options.trials,
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
             ),
             run_config=run_config(launch, location, "capacity"),
         )
