@@ -112,14 +112,15 @@ def test_a_round_waits_for_every_member_at_the_same_epoch(tmp_path: Path):
             TrialScheduler.CONTINUE
         )
         assert _reach(scheduler, controller, trial, 2, 1.0 + int(trial.trial_id[1])) == "PAUSE"
-    # the waiting ones are not run again before the others caught up
-    assert scheduler.choose_trial_to_run(controller) is trials[2]
+    # the waiting ones are not run again before the others caught up (Ray itself starts the
+    # PENDING members 2 and 3)
+    assert scheduler.choose_trial_to_run(controller) is None
     assert scheduler.journal.events() == []
     _reach(scheduler, controller, trials[2], 2, 0.5)
-    assert scheduler.choose_trial_to_run(controller) is trials[3]
+    assert scheduler.choose_trial_to_run(controller) is None
     assert scheduler.journal.events() == []
-    _reach(scheduler, controller, trials[3], 2, 9.0)
-    chosen = scheduler.choose_trial_to_run(controller)  # everyone waits: the round runs
+    # the last to arrive runs the round; it copies a donor, so it pauses too
+    assert _reach(scheduler, controller, trials[3], 2, 9.0) == TrialScheduler.PAUSE
     events = scheduler.journal.events()
     assert [e["event"] for e in events] == ["round", "exploit"]
     assert [r["trial"] for r in events[0]["ranking"]] == ["t2", "t0", "t1", "t3"]
@@ -127,20 +128,26 @@ def test_a_round_waits_for_every_member_at_the_same_epoch(tmp_path: Path):
     assert (exploit["trial"], exploit["donor"], exploit["epoch"]) == ("t3", "t2", 2)
     member = trials[3].config[MEMBER_KEY]
     assert member["version"] == 1 and member["control"] is False and member["index"] == 3
-    assert member["restore"] == {
-        "checkpoint": "member-t2/checkpoint_000002",
-        "epoch": 2,
-        "donor": "t2",
-    }
+    assert member["restore"] == {"trial_dir": "member-t2", "epoch": 2, "version": 0, "donor": "t2"}
     assert trials[0].config[MEMBER_KEY] == population(SPACE, 4, 0)[0]  # the control: untouched
     for param in SPACE.params:
         if param.type == "float":
             assert param.low <= member["params"][param.name] <= param.high
-    assert chosen is not None and chosen.status == Trial.PAUSED
+    assert scheduler.choose_trial_to_run(controller) is not None  # everyone may run again
     # a second report at the same epoch (a retry after the round) does not wait again
     assert scheduler.on_trial_result(controller, trials[3], {"epoch": 2, "val_free_loss": 1}) == (
         TrialScheduler.CONTINUE
     )
+
+
+def test_the_last_to_arrive_goes_on_without_pausing_unless_it_copies(tmp_path: Path):
+    scheduler, trials, controller = _population(tmp_path)
+    for trial, loss in zip(trials[:3], [3.0, 2.0, 9.0], strict=True):
+        _reach(scheduler, controller, trial, 2, loss)
+    assert _reach(scheduler, controller, trials[3], 2, 1.0) == TrialScheduler.CONTINUE
+    (exploit,) = [e for e in scheduler.journal.events() if e["event"] == "exploit"]
+    assert (exploit["trial"], exploit["donor"]) == ("t2", "t3")
+    assert trials[2].config[MEMBER_KEY]["restore"]["trial_dir"] == "member-t3"
 
 
 def test_a_member_that_ends_does_not_hold_up_the_round(tmp_path: Path):

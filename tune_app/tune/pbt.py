@@ -191,6 +191,11 @@ class PhaseBoundaryPBT(FIFOScheduler):
             return TrialScheduler.CONTINUE  # a restart after its round (failure retry, resume)
         score = float(result.get("val_free_loss", math.inf))
         self._waiting[trial.trial_id] = (int(epoch), score, dict(result))
+        # The last member to arrive runs the round at once and, unless it copies a donor, goes
+        # on without pausing: its worker is kept, and the members queued next take the others'.
+        exploited = self._maybe_run_round(list(tune_controller.get_trials()), arriving=trial)
+        if exploited is not None and trial.trial_id not in exploited:
+            return TrialScheduler.CONTINUE
         return TrialScheduler.PAUSE  # wait for the others; frees the slot for members taking turns
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
@@ -222,24 +227,29 @@ class PhaseBoundaryPBT(FIFOScheduler):
         return f"{name} rounds every {self.interval} epochs: {self._rounds} rounds, {self._exploits} exploits{at}"
 
     # -- the round ----------------------------------------------------------------------------
-    def _maybe_run_round(self, trials: list[Trial]) -> None:
+    def _maybe_run_round(
+        self, trials: list[Trial], arriving: Trial | None = None
+    ) -> set[str] | None:
+        """Run the round if every live member waits at the boundary (all paused, but for the
+        one `arriving` now). Returns the members that copied a donor, or None if no round ran."""
         live = [t for t in trials if not t.is_finished()]
         if not live or any(t.trial_id not in self._waiting for t in live):
-            return
-        if any(t.status != Trial.PAUSED for t in live):
-            return  # a pause (its checkpoint hand-over) is still under way
+            return None
+        if any(t.status != Trial.PAUSED and t is not arriving for t in live):
+            return None  # a pause is still under way; the round runs when it is done
         epochs = {self._waiting[t.trial_id][0] for t in live}
         epoch = min(epochs)
         if len(epochs) > 1:  # cannot happen in rounds; if it does, release the later ones
             for t in live:
                 if self._waiting[t.trial_id][0] != epoch:
                     del self._waiting[t.trial_id]
-            return
-        self._run_round(epoch, live)
+            return None
+        exploited = self._run_round(epoch, live)
         for t in live:
             del self._waiting[t.trial_id]
+        return exploited
 
-    def _run_round(self, epoch: int, members: list[Trial]) -> None:
+    def _run_round(self, epoch: int, members: list[Trial]) -> set[str]:
         by_id = {t.trial_id: t for t in members}
         scores = {t.trial_id: self._waiting[t.trial_id][1] for t in members}
         controls = {t.trial_id for t in members if _member(t).get("control")}
@@ -289,6 +299,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
         self.journal.append(round_event, *events)
         self._rounds += 1
         self._exploits += len(events)
+        return losers
 
     def _history(self) -> list[Observation]:
         """Every member's score at every journalled round, and after each exploit the donor's
@@ -318,17 +329,23 @@ class PhaseBoundaryPBT(FIFOScheduler):
         how: str,
     ) -> dict[str, Any]:
         assert not _member(trial).get("control"), "the control is never exploited"
-        checkpoint = donor.checkpoint
-        if checkpoint is None or donor.path is None:  # a paused member has its boundary one
-            raise RuntimeError(f"PBT round at epoch {epoch}: donor {donor.trial_id} has none")
+        if donor.path is None:
+            raise RuntimeError(f"PBT round at epoch {epoch}: donor {donor.trial_id} has no folder")
         old, donor_member = _member(trial), _member(donor)
-        relative = str(PurePosixPath(checkpoint.path).relative_to(PurePosixPath(donor.path).parent))
+        # The donor's checkpoint of this epoch: persisted before its result reached the driver;
+        # the trainable finds it in the donor's folder by epoch and version.
+        restore = {
+            "trial_dir": PurePosixPath(donor.path).name,
+            "epoch": epoch,
+            "version": int(donor_member.get("version", 0)),
+            "donor": donor.trial_id,
+        }
         member = {
             "index": old["index"],
             "control": False,
             "params": params,
             "version": int(old.get("version", 0)) + 1,
-            "restore": {"checkpoint": relative, "epoch": epoch, "donor": donor.trial_id},
+            "restore": restore,
         }
         trial.set_config({**donor.config, MEMBER_KEY: member})
         return {
@@ -344,7 +361,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
             "donor_params": donor_member["params"],
             "new": params,
             "explore": how,
-            "checkpoint": relative,
+            "donor_dir": restore["trial_dir"],
             "time": time.time(),
         }
 

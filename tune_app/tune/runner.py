@@ -20,6 +20,7 @@ from tune_app.errors import InputError, RunFailed
 from tune_app.spec import RunSpec
 from tune_app.storage import MANIFEST, Location, locate
 from tune_app.tune.interrupt import fit
+from tune_app.tune.logs import KeepTrialLogs
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
 from tune_app.tune.progress import TrialTable, trial_dirname
 from tune_app.tune.search_space import SearchSpace, to_optuna
@@ -143,6 +144,7 @@ def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> 
         failure_config=tune.FailureConfig(max_failures=launch.max_failures),
         progress_reporter=_reporter(),
         verbose=launch.verbose,
+        callbacks=[KeepTrialLogs()],
         **kwargs,
     )
 

@@ -129,10 +129,11 @@ def _same_member(meta: dict[str, Any], member: dict[str, Any]) -> bool:
     ) == int(member.get("version", 0))
 
 
-def _own_checkpoints(member: dict[str, Any]) -> list[tuple[int, Location]]:
-    """This trial's checkpoints in its own storage folder trained as the member is now,
-    oldest first. (After an exploit, the older ones belong to its former self.)"""
-    folder = _trial_folder()
+def _checkpoints_in(
+    folder: Location | None, keep: Callable[[dict[str, Any]], bool]
+) -> list[tuple[int, Location]]:
+    """The checkpoint folders in `folder` whose meta passes `keep`, oldest epoch first;
+    half-written ones (no readable meta.json) are never mistaken for checkpoints."""
     try:
         children = folder.children() if folder is not None else []
     except OSError:
@@ -145,10 +146,16 @@ def _own_checkpoints(member: dict[str, Any]) -> list[tuple[int, Location]]:
         try:
             meta = json.loads(meta_file.read_text())
         except ValueError:
-            continue  # half-written: never mistaken for a checkpoint
-        if _same_member(meta, member):
+            continue
+        if keep(meta):
             found.append((int(meta["epoch"]), child))
-    return sorted(found, key=lambda item: item[0])
+    return sorted(found, key=lambda item: (item[0], item[1].name))
+
+
+def _own_checkpoints(member: dict[str, Any]) -> list[tuple[int, Location]]:
+    """This trial's checkpoints in its own storage folder trained as the member is now,
+    oldest first. (After an exploit, the older ones belong to its former self.)"""
+    return _checkpoints_in(_trial_folder(), lambda meta: _same_member(meta, member))
 
 
 def _usable(location: Location | Path, workdir: Path, name: str) -> Path | None:
@@ -163,19 +170,25 @@ def _usable(location: Location | Path, workdir: Path, name: str) -> Path | None:
 
 
 def _donor_checkpoint(member: dict[str, Any], workdir: Path) -> Path:
-    """The checkpoint a PBT exploit copied (`member.restore`, relative to the run folder)."""
+    """The checkpoint a PBT exploit copied: in the donor's folder (`member.restore`), the one of
+    the round's epoch that the donor wrote as the member it was then (its version)."""
     restore = member["restore"]
     folder = _trial_folder()
     if folder is None:
         raise CheckpointError("a PBT exploit can only be restored inside a Tune trial")
-    source = _run_folder(folder).join(*str(restore["checkpoint"]).split("/"))
-    path = _usable(source, workdir, "donor")
-    if path is None:
-        raise CheckpointError(
-            f"the donor checkpoint {source.uri} of a PBT exploit at epoch {restore['epoch']} "
-            "is missing or damaged"
-        )
-    return path
+    donor = _run_folder(folder).join(str(restore["trial_dir"]))
+    wanted = {"epoch": int(restore["epoch"]), "version": int(restore.get("version", 0))}
+    for _epoch, location in reversed(_checkpoints_in(donor, lambda meta: _at(meta) == wanted)):
+        if path := _usable(location, workdir, "donor"):
+            return path
+    raise CheckpointError(
+        f"no sound checkpoint of epoch {wanted['epoch']} in {donor.uri}, which a PBT exploit "
+        "copies; was the donor's folder moved or damaged?"
+    )
+
+
+def _at(meta: dict[str, Any]) -> dict[str, int]:
+    return {"epoch": int(meta["epoch"]), "version": int(meta.get("version", 0))}
 
 
 def choose_checkpoint(given: Path | None, member: dict[str, Any], workdir: Path) -> Path | None:
