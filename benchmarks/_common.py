@@ -8,9 +8,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from tune_app.checkpoint import package_versions
-from tune_app.data import DataConfig, build_dataset, open_series
-from tune_app.model import ModelConfig
+from tune_app.training.checkpoint import package_versions
+from tune_app.training.data import DataConfig, build_dataset, open_series
+from tune_app.training.model import ModelConfig
 
 DEMO_DATA = DataConfig(stride=2)
 DEMO_MODEL = ModelConfig(components=3, hidden=32)

@@ -28,12 +28,12 @@ import pandas as pd
 import torch
 from _common import write
 
-from tune_app.data import DataConfig
-from tune_app.model import ModelConfig
-from tune_app.plan import load_plan
-from tune_app.spec import RunSpec
-from tune_app.synthetic import make_synthetic
-from tune_app.trainer import TrainConfig, evaluate_free, train
+from tune_app.plan.plan import load_plan
+from tune_app.runs.spec import RunSpec
+from tune_app.training.data import DataConfig
+from tune_app.training.model import ModelConfig
+from tune_app.training.synthetic import make_synthetic
+from tune_app.training.trainer import TrainConfig, evaluate_free, train
 
 
 def _long(values: np.ndarray, columns: list[str], series: str = "s0") -> pd.DataFrame:
@@ -111,10 +111,10 @@ def baselines(spec: RunSpec, population: int) -> list[tuple[float, float]]:
 
 
 def pbt(spec: RunSpec, population: int, storage: str, name: str) -> dict:
-    from tune_app.evaluate import load_model
-    from tune_app.results import export_best, open_run
+    from tune_app.analysis.evaluate import load_model
+    from tune_app.plan.search_space import load_space
+    from tune_app.runs.results import export_best, open_run
     from tune_app.tune.runner import Launch, SearchOptions, run_search
-    from tune_app.tune.search_space import load_space
 
     space = load_space(None, "modifications.yaml", "pbt")
     launch = Launch(name=name, storage=storage, cpus_per_trial=2 / population, verbose=0)

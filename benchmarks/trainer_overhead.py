@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from _common import DEMO_MODEL, demo_dataset, summary, write
 
-from tune_app.model import Seq2Seq
-from tune_app.plan import load_plan
-from tune_app.trainer import TrainConfig, train
+from tune_app.plan.plan import load_plan
+from tune_app.training.model import Seq2Seq
+from tune_app.training.trainer import TrainConfig, train
 
 
 def bare_epochs(data, epochs: int, batch_size: int = 64) -> list[float]:  # type: ignore[no-untyped-def]

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from _common import DEMO_DATA, DEMO_MODEL, summary, write
 
-from tune_app.data import open_series
-from tune_app.plan import load_plan
-from tune_app.spec import RunSpec
-from tune_app.trainer import TrainConfig, train
+from tune_app.plan.plan import load_plan
+from tune_app.runs.spec import RunSpec
+from tune_app.training.data import open_series
+from tune_app.training.trainer import TrainConfig, train
 
 
 def in_process(spec: RunSpec) -> tuple[list[float], float]:
@@ -46,7 +46,7 @@ def in_process(spec: RunSpec) -> tuple[list[float], float]:
 
 def in_tune(spec: RunSpec) -> tuple[list[float], list[float], float]:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from tune_app.results import open_run
+    from tune_app.runs.results import open_run
     from tune_app.tune.runner import Launch, run_baseline
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tune_app.cli import main
-from tune_app.plan import load_plan
-from tune_app.synthetic import make_synthetic
+from tune_app.plan.plan import load_plan
+from tune_app.training.synthetic import make_synthetic
 
 
 def _files(root: Path) -> dict[str, bytes]:

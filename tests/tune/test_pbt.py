@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tune_app.cli import main
-from tune_app.plan import load_plan
-from tune_app.storage import locate
+from tune_app.plan.plan import load_plan
+from tune_app.plan.search_space import load_space
+from tune_app.runs.storage import locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
-from tune_app.tune.search_space import load_space
 from tune_app.tune.trainable import MEMBER_KEY, trial_plan
 
 SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
@@ -153,7 +153,7 @@ def test_search_perturbs_at_boundaries_and_leaves_the_control_alone(search_run: 
 def test_exported_plans_replay_exactly(search_run: Path, tmp_path: Path):
     """The winner, and every trial that copied a donor: one sequential run of the exported plan
     with the root seed gives the same val_free_loss."""
-    from tune_app.results import export_checkpoint, open_run
+    from tune_app.runs.results import export_checkpoint, open_run
 
     run = open_run(str(search_run))
     journal_trials = {e["trial"] for e in run.journal()}

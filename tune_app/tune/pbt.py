@@ -22,8 +22,8 @@ from typing import Any
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
-from tune_app.storage import Location
-from tune_app.tune.search_space import SearchSpace
+from tune_app.plan.search_space import SearchSpace
+from tune_app.runs.storage import Location
 from tune_app.tune.trainable import MEMBER_KEY
 
 __all__ = ["JOURNAL", "MEMBER_KEY", "Journal", "PhaseBoundaryPBT", "population"]

@@ -15,12 +15,12 @@ import ray
 from ray import tune
 
 from tune_app import __version__
-from tune_app.data import SeriesTable
 from tune_app.errors import InputError, RunFailed
-from tune_app.spec import RunSpec
-from tune_app.storage import MANIFEST, Location, locate
+from tune_app.plan.search_space import SearchSpace, to_optuna
+from tune_app.runs.spec import RunSpec
+from tune_app.runs.storage import MANIFEST, Location, locate
+from tune_app.training.data import SeriesTable
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
-from tune_app.tune.search_space import SearchSpace, to_optuna
 from tune_app.tune.trainable import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY, trainable_for, with_capacity
 
 __all__ = [

@@ -23,16 +23,16 @@ import torch
 from pyarrow.fs import FileType
 from ray import tune
 
-from tune_app.checkpoint import META_FILE, CheckpointError, load_state, read_meta
-from tune_app.data import SeriesTable
 from tune_app.errors import DivergedError
-from tune_app.model import ModelConfig
-from tune_app.modification import modification_from_params
-from tune_app.plan import Plan
-from tune_app.rules import MonitorRules
-from tune_app.spec import RunSpec
-from tune_app.storage import Location
-from tune_app.trainer import train
+from tune_app.plan.modifications import modification_from_params
+from tune_app.plan.plan import Plan
+from tune_app.plan.rules import MonitorRules
+from tune_app.runs.spec import RunSpec
+from tune_app.runs.storage import Location
+from tune_app.training.checkpoint import META_FILE, CheckpointError, load_state, read_meta
+from tune_app.training.data import SeriesTable
+from tune_app.training.model import ModelConfig
+from tune_app.training.trainer import train
 
 __all__ = [
     "CAPACITY_KEY",

@@ -1,0 +1,129 @@
+"""Search spaces: validation, sampling, clamped mutation, and parameters -> plan modifications."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tune_app.errors import InputError
+from tune_app.plan.modifications import modification_from_params
+from tune_app.plan.plan import load_plan
+from tune_app.plan.search_space import load_space, parse_space
+from tune_app.tune.pbt import population
+
+SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
+
+
+def test_default_space_has_the_plans_modifications():
+    names = {p.name for p in SPACE.params}
+    assert {
+        "alpha_shift",
+        "teacher_forcing_shift",
+        "lr_restart",
+        "lr_restart_factor",
+        "curriculum_start",
+        "component_weight_c0",
+        "component_weight_c2",
+    } <= names
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rounds=st.integers(1, 30), resample=st.floats(0.0, 1.0))
+def test_every_mutation_stays_within_bounds(seed, rounds, resample):
+    rng = random.Random(seed)
+    values = SPACE.sample(rng)
+    for _ in range(rounds):
+        values = SPACE.mutate(values, rng, resample)
+        for param in SPACE.params:
+            if param.type in ("float", "int"):
+                assert param.low <= values[param.name] <= param.high, (
+                    param.name,
+                    values[param.name],
+                )
+
+
+def test_mutation_clamps_values_pushed_out_of_bounds():
+    rng = random.Random(0)
+    (alpha,) = [p for p in SPACE.params if p.name == "alpha_shift"]
+    assert all(alpha.low <= alpha.mutated(alpha.high, rng, 0.0) <= alpha.high for _ in range(100))
+    assert alpha.clamp(5.0) == alpha.high and alpha.clamp(-5.0) == alpha.low
+
+
+def test_population_starts_with_the_control():
+    members = population(SPACE, 5, seed=3)
+    assert members[0]["control"] and not any(m["control"] for m in members[1:])
+    control = modification_from_params(members[0]["params"], 1, 100, ["c0", "c1", "c2"])
+    assert control.is_identity
+    assert population(SPACE, 5, seed=3) == members  # deterministic per seed
+
+
+def test_params_become_a_plan_modification():
+    params = {
+        **SPACE.neutral(),
+        "alpha_shift": -0.1,
+        "lr_restart": True,
+        "lr_restart_factor": 2.0,
+        "lr_restart_period": 0.5,
+        "curriculum_start": 0.5,
+        "curriculum_epochs": 0.2,
+        "component_weight_c1": 1.5,
+    }
+    mod = modification_from_params(params, 101, 100, ["c0", "c1", "c2"])
+    assert mod.alpha_shift == -0.1
+    assert (mod.lr_restart.period, mod.lr_restart.factor) == (50, 2.0)
+    assert (mod.curriculum.start, mod.curriculum.epochs) == (0.5, 20)
+    assert mod.component_weights == (1.0, 1.5, 1.0)
+    plan = load_plan().apply(mod)
+    assert plan.values_at(101).alpha == pytest.approx(0.65)
+    assert plan.lr_at(101) == pytest.approx(2.0 * 0.0005)
+
+
+def _space(**param) -> dict:  # type: ignore[no-untyped-def]
+    return {"kind": "pbt", "params": {"x": param}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (_space(type="float", low=1, high=0), "params.x: needs numbers low < high"),
+        (_space(type="float", low=0, high=1, mutate="wiggle"), "params.x.mutate: unknown mutation"),
+        (
+            _space(type="float", low=0, high=1, mutate="shift"),
+            "params.x.step: a shift needs step > 0",
+        ),
+        (_space(type="float", low=0, high=1, initial=[0.5, 2]), "params.x.initial"),
+        (_space(type="float", low=0, high=1, colour="red"), "params.x.colour: unknown key"),
+        (_space(type="complex"), "params.x.type: unknown type"),
+        (_space(type="choice", values=[]), "params.x.values"),
+        ({"kind": "pbt", "params": {}}, "params: must be a non-empty mapping"),
+        (
+            {"kind": "capacity", "params": {"x": {"type": "bool"}}},
+            "kind: this command needs a 'pbt' space",
+        ),
+    ],
+)
+def test_bad_spaces_name_the_field(raw, fragment):
+    with pytest.raises(InputError) as info:
+        parse_space(raw, "space.yaml", "pbt")
+    assert fragment in str(info.value)
+
+
+def test_space_file_errors(tmp_path: Path):
+    with pytest.raises(InputError, match="no such file"):
+        load_space(tmp_path / "missing.yaml", "modifications.yaml", "pbt")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params: [unclosed")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_space(bad, "modifications.yaml", "pbt")
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        yaml.safe_dump(
+            {"kind": "pbt", "params": {"alpha_shift": {"type": "float", "low": -0.1, "high": 0.1}}}
+        )
+    )
+    assert load_space(good, "modifications.yaml", "pbt").params[0].name == "alpha_shift"
