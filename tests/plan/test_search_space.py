@@ -127,3 +127,47 @@ def test_space_file_errors(tmp_path: Path):
         )
     )
     assert load_space(good, "modifications.yaml", "pbt").params[0].name == "alpha_shift"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["modifications.yaml", "capacity.yaml"])
+def test_top_level_spaces_are_copies_of_the_package_data(name):
+    """tune_app/search_spaces/ is the source; search_spaces/ is the users' copy of it."""
+    shipped = (ROOT / "tune_app" / "search_spaces" / name).read_text()
+    assert (ROOT / "search_spaces" / name).read_text() == shipped, (
+        f"search_spaces/{name} differs from tune_app/search_spaces/{name}: copy the package's over"
+    )
+
+
+def test_spaces_load_from_a_non_editable_install(tmp_path: Path):
+    import shutil
+    import subprocess
+    import sys
+
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT / "tune_app", source / "tune_app", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", str(target), str(source)], check=True, timeout=300)
+    probe = (
+        "import tune_app; from tune_app.plan.search_space import load_space; "
+        "print(tune_app.__file__, len(load_space(None, 'modifications.yaml', 'pbt').params), "
+        "len(load_space(None, 'capacity.yaml', 'capacity').params))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    where, pbt, capacity = done.stdout.split()
+    assert where.startswith(str(target)) and int(pbt) > 0 and int(capacity) > 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ __all__ = ["Param", "SearchSpace", "load_space"]
 
 TYPES = ("float", "int", "bool", "choice")
 MUTATIONS = ("shift", "scale", "resample")
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+SPACES_PACKAGE = "tune_app.search_spaces"  # package data, so a non-editable install finds them
 _KEYS = (
     "type",
     "low",
@@ -127,8 +128,6 @@ class SearchSpace:
 
 
 def _replace_name(param: Param, name: str) -> Param:
-    from dataclasses import replace
-
     return replace(param, name=name, per_component=False)
 
 
@@ -223,15 +222,27 @@ def parse_space(raw: Any, source: str, kind: str | None = None) -> SearchSpace:
 
 
 def load_space(path: str | Path | None, default: str, kind: str) -> SearchSpace:
-    """Read a search space YAML (default: the one shipped in search_spaces/)."""
+    """Read a search space YAML.
+
+    Args:
+        path: a user's YAML file, or None for the package's own `default`.
+        default: file name inside the package's `search_spaces/` (e.g. "modifications.yaml").
+        kind: "pbt" or "capacity"; the file's `kind` must match.
+
+    Returns:
+        The validated space.
+
+    Raises:
+        InputError: a missing file, invalid YAML, or every problem of the space at once.
+    """
     if path is None:
-        file = SPACES_DIR / default
-        if not file.is_file():
-            raise InputError(f"no --space given and {file} is missing; pass --space FILE")
-        text, source = file.read_text(), f"search_spaces/{default}"
+        text = resources.files(SPACES_PACKAGE).joinpath(default).read_text()
+        source = f"search_spaces/{default}"
     else:
         if not Path(path).is_file():
-            raise InputError(f"--space {path}: no such file (the defaults live in search_spaces/)")
+            raise InputError(
+                f"--space {path}: no such file (copy one of search_spaces/ and edit it)"
+            )
         text, source = Path(path).read_text(), str(path)
     try:
         raw = yaml.safe_load(text)

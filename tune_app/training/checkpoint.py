@@ -163,7 +163,7 @@ def read_meta(directory: Path | str) -> dict[str, Any]:
 @cache
 def code_fingerprint() -> str:
     """sha256 of the package's Python sources: which code produced a checkpoint."""
-    root = Path(__file__).parent
+    root = Path(__file__).parents[1]  # the whole tune_app package, not only training/
     digest = hashlib.sha256()
     for file in sorted(root.rglob("*.py")):
         digest.update(str(file.relative_to(root)).encode())
