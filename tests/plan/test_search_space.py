@@ -84,26 +84,43 @@ def test_params_become_a_plan_modification():
 
 
 def _space(**param) -> dict:  # type: ignore[no-untyped-def]
-    return {"kind": "pbt", "params": {"x": param}}
+    return {"kind": "pbt", "params": {"alpha_shift": param}}
 
 
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
-        (_space(type="float", low=1, high=0), "params.x: needs numbers low < high"),
-        (_space(type="float", low=0, high=1, mutate="wiggle"), "params.x.mutate: unknown mutation"),
+        (_space(type="float", low=1, high=0), "params.alpha_shift: needs numbers low < high"),
+        (
+            _space(type="float", low=0, high=1, mutate="wiggle"),
+            "params.alpha_shift.mutate: unknown mutation",
+        ),
         (
             _space(type="float", low=0, high=1, mutate="shift"),
-            "params.x.step: a shift needs step > 0",
+            "params.alpha_shift.step: a shift needs step > 0",
         ),
-        (_space(type="float", low=0, high=1, initial=[0.5, 2]), "params.x.initial"),
-        (_space(type="float", low=0, high=1, colour="red"), "params.x.colour: unknown key"),
-        (_space(type="complex"), "params.x.type: unknown type"),
-        (_space(type="choice", values=[]), "params.x.values"),
+        (_space(type="float", low=0, high=1, initial=[0.5, 2]), "params.alpha_shift.initial"),
+        (
+            _space(type="float", low=0, high=1, colour="red"),
+            "params.alpha_shift.colour: unknown key",
+        ),
+        (_space(type="complex"), "params.alpha_shift.type: unknown type"),
+        (_space(type="choice", values=[]), "params.alpha_shift.values"),
         ({"kind": "pbt", "params": {}}, "params: must be a non-empty mapping"),
         (
-            {"kind": "capacity", "params": {"x": {"type": "bool"}}},
+            {"kind": "capacity", "params": {"hidden": {"type": "bool"}}},
             "kind: this command needs a 'pbt' space",
+        ),
+        (
+            {"kind": "pbt", "params": {"hidden": {"type": "int", "low": 16, "high": 128}}},
+            "params.hidden: PBT cannot change 'hidden'",
+        ),
+        (
+            {
+                "kind": "pbt",
+                "params": {"component_weight": {"type": "float", "low": 0.5, "high": 2}},
+            },
+            "set per_component: true for component_weight",
         ),
     ],
 )
@@ -111,6 +128,29 @@ def test_bad_spaces_name_the_field(raw, fragment):
     with pytest.raises(InputError) as info:
         parse_space(raw, "space.yaml", "pbt")
     assert fragment in str(info.value)
+
+
+def test_capacity_space_names_only_capacity():
+    raw = {"kind": "capacity", "params": {"alpha_shift": {"type": "float", "low": 0, "high": 1}}}
+    with pytest.raises(
+        InputError, match=r"params\.alpha_shift: unknown capacity parameter; use hidden"
+    ):
+        parse_space(raw, "space.yaml", "capacity")
+
+
+def test_every_default_space_param_is_in_the_registry_and_the_control_is_neutral():
+    from tune_app.plan import registry
+    from tune_app.plan.rules import MonitorRules
+
+    for param in SPACE.params:
+        assert registry.lookup(param.name) is not None, param.name
+    neutral = SPACE.neutral()
+    assert neutral["alpha_shift"] == 0.0 and neutral["component_weight_c1"] == 1.0
+    assert neutral["lr_restart"] is False and neutral["gap_regularise"] == 1.0
+    assert not MonitorRules.from_params(neutral, 30).active
+    assert MonitorRules.from_params({"plateau_restart": True, "plateau_restart_factor": 3}, 5) == (
+        MonitorRules(plateau_restart=True, plateau_factor=3.0, patience=5)
+    )
 
 
 def test_space_file_errors(tmp_path: Path):

@@ -9,15 +9,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tune_app.errors import ErrorList
-from tune_app.plan.schedules import as_number
+from tune_app.plan import registry
+from tune_app.plan.schedules import Cosine, Schedule, as_number
 
-if TYPE_CHECKING:
-    from tune_app.plan.plan import Plan
-
-__all__ = ["CurriculumPacing", "LrRestart", "Modification", "parse_modification"]
+__all__ = [
+    "CurriculumPacing",
+    "LrRestart",
+    "Modification",
+    "PhaseSpan",
+    "modification_from_params",
+    "parse_modification",
+]
 
 
 @dataclass(frozen=True)
@@ -32,22 +37,30 @@ class LrRestart:
     factor: float = 1.0
 
     def lr_at(
-        self, plan: Plan, index: int, epoch: int, step: int, steps_per_epoch: int, from_epoch: int
+        self, phase: PhaseSpan, epoch: int, step: int, steps_per_epoch: int, from_epoch: int
     ) -> float | None:
-        phase = plan.phases[index]
-        first, last = plan.phase_start(index), plan.phase_ends[index]
+        """The learning rate before optimizer step `step` of `epoch`, or None where this restart
+        does not reach (a one-off restart that began in an earlier phase)."""
         if self.period == 0:
-            if from_epoch < first:
+            if from_epoch < phase.first:
                 return None
-            cycle_start, cycle_end = from_epoch, last
+            cycle_start, cycle_end = from_epoch, phase.last
         else:
             cycle_start = from_epoch + (epoch - from_epoch) // self.period * self.period
-            cycle_end = min(cycle_start + self.period - 1, last)
-            cycle_start = max(cycle_start, first)
+            cycle_end = min(cycle_start + self.period - 1, phase.last)
+            cycle_start = max(cycle_start, phase.first)
         done = (epoch - cycle_start) * steps_per_epoch + step
         t = done / ((cycle_end - cycle_start + 1) * steps_per_epoch)
-        high, low = self.factor * phase.lr.peak, phase.lr.final
-        return low + (high - low) * (1.0 + math.cos(math.pi * t)) / 2.0
+        return Cosine(self.factor * phase.lr.peak, phase.lr.final).at(t)
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """The part of a phase a warm restart needs: its epochs (1-based, inclusive) and lr schedule."""
+
+    first: int
+    last: int
+    lr: Schedule
 
 
 @dataclass(frozen=True)
@@ -194,26 +207,39 @@ def modification_from_params(
 ) -> Modification:
     """A search's flat parameters (see search_spaces/modifications.yaml) as a Modification.
 
+    Each name is read through `registry` (absent ones take their neutral value); the rules'
+    parameters (`plateau_restart`, `gap_regularise`) are read by `rules.MonitorRules`.
     Periods and ramp lengths are given as fractions of a phase, so one space fits any plan length.
+
+    Args:
+        params: parameter name -> value, as a PBT member carries them.
+        from_epoch: first epoch (1-based) the modification is in force.
+        phase_epochs: epochs in the phase holding `from_epoch` (turns fractions into epochs).
+        components: the data's component names, for `component_weight_<name>`.
+
+    Returns:
+        The modification; `is_identity` for the control's neutral parameters.
     """
+
+    def value(name: str) -> Any:
+        return registry.value(params, name)
+
     restart = None
-    if params.get("lr_restart"):
+    if value("lr_restart"):
         restart = LrRestart(
-            period=round(float(params.get("lr_restart_period", 0.0)) * phase_epochs),
-            factor=float(params.get("lr_restart_factor", 1.0)),
+            period=round(value("lr_restart_period") * phase_epochs),
+            factor=value("lr_restart_factor"),
         )
     pacing = None
-    start = float(params.get("curriculum_start", 1.0))
-    ramp = round(float(params.get("curriculum_epochs", 0.0)) * phase_epochs)
+    start, ramp = value("curriculum_start"), round(value("curriculum_epochs") * phase_epochs)
     if start < 1.0 and ramp > 0:
         pacing = CurriculumPacing(start=start, epochs=ramp)
-    weights = [float(params.get(f"component_weight_{c}", 1.0)) for c in components]
+    weights = [value(registry.component_name("component_weight", c)) for c in components]
     component_weights = tuple(weights) if any(w != 1.0 for w in weights) else None
-    # plateau_restart / gap_regularise are rules (rules.py): they act on metrics at boundaries
     return Modification(
         from_epoch=from_epoch,
-        alpha_shift=float(params.get("alpha_shift", 0.0)),
-        teacher_forcing_shift=float(params.get("teacher_forcing_shift", 0.0)),
+        alpha_shift=value("alpha_shift"),
+        teacher_forcing_shift=value("teacher_forcing_shift"),
         lr_restart=restart,
         curriculum=pacing,
         component_weights=component_weights,

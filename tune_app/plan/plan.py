@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tune_app.errors import ErrorList, InputError
-from tune_app.plan.modifications import Modification, parse_modification
+from tune_app.plan.modifications import Modification, PhaseSpan, parse_modification
 from tune_app.plan.schedules import (
     Schedule,
     as_number,
@@ -121,9 +121,8 @@ class Plan:
         phase = self.phases[index]
         mod = self.active_modification(epoch)
         if mod is not None and mod.lr_restart is not None:
-            restarted = mod.lr_restart.lr_at(
-                self, index, epoch, step, steps_per_epoch, mod.from_epoch
-            )
+            span = PhaseSpan(self.phase_start(index), self.phase_ends[index], phase.lr)
+            restarted = mod.lr_restart.lr_at(span, epoch, step, steps_per_epoch, mod.from_epoch)
             if restarted is not None:
                 return restarted
         done = (epoch - self.phase_start(index)) * steps_per_epoch + step

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tune_app.plan import registry
 from tune_app.plan.modifications import CurriculumPacing, LrRestart, Modification
 from tune_app.plan.plan import Plan
 
@@ -32,12 +33,13 @@ class MonitorRules:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], patience: int) -> MonitorRules:
-        return cls(
-            plateau_restart=bool(params.get("plateau_restart", False)),
-            plateau_factor=float(params.get("plateau_restart_factor", 2.0)),
-            gap_regularise=float(params.get("gap_regularise", 1.0)),
-            patience=patience,
-        )
+        """The rules a PBT member's parameters switch on: every registry entry targeting a rule."""
+        fields = {
+            param.field: registry.value(params, param.name)
+            for param in registry.PBT_PARAMS
+            if param.target == "rule"
+        }
+        return cls(**fields, patience=patience)
 
     def __call__(self, epoch: int, history: list[dict[str, float]], plan: Plan) -> Plan | None:
         """At the end of `epoch` (a phase boundary): the plan from epoch + 1 on, or None."""

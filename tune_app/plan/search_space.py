@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from tune_app.errors import ErrorList, InputError
+from tune_app.plan import registry
 from tune_app.plan.schedules import as_number
 
 __all__ = ["Param", "SearchSpace", "load_space"]
@@ -68,17 +69,8 @@ class Param:
         return self.clamp(value)
 
     def neutral(self) -> Any:
-        """The value that leaves the plan as it is (the control's)."""
-        if self.type == "bool":
-            return False
-        if self.name.endswith("_shift"):
-            return 0.0
-        if self.name.startswith("component_weight") or self.name in (
-            "curriculum_start",
-            "gap_regularise",
-        ):
-            return 1.0
-        return self.clamp(self.low)
+        """The value that leaves the plan as it is (the control's), from the registry."""
+        return registry.neutral(self.name)
 
     def mutated(self, value: Any, rng: random.Random, resample_probability: float) -> Any:
         """A perturbed value, always inside [low, high]."""
@@ -217,8 +209,27 @@ def parse_space(raw: Any, source: str, kind: str | None = None) -> SearchSpace:
         errors.add("params", "must be a non-empty mapping of parameters", params_raw)
         params_raw = {}
     params = [_parse_param(str(name), body, errors) for name, body in params_raw.items()]
+    for param in params:
+        if param is not None:
+            _check_known(param, raw.get("kind"), errors)
     errors.raise_if_any()
     return SearchSpace(str(raw.get("kind")), tuple(p for p in params if p), source)
+
+
+def _check_known(param: Param, kind: Any, errors: ErrorList) -> None:
+    """A PBT space names only what PBT can change (the registry); a capacity space only model
+    capacity. Anything else would be searched but never applied."""
+    if kind == "pbt":
+        problem = registry.unknown_pbt_param(param.name, param.per_component)
+        if problem:
+            errors.add(f"params.{param.name}", problem)
+    elif kind == "capacity" and param.name not in registry.CAPACITY_FIELDS:
+        errors.add(
+            f"params.{param.name}",
+            "unknown capacity parameter",
+            None,
+            f"use {', '.join(registry.CAPACITY_FIELDS)}",
+        )
 
 
 def load_space(path: str | Path | None, default: str, kind: str) -> SearchSpace:

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 BEST_MODEL_CONFIG = "best_model_config.json"
-CAPACITY_FIELDS = ("hidden", "layers", "dropout", "cell", "input_len")
 PROGRESS_COLUMNS = {
     "epoch": "epoch",
     "phase": "phase",
@@ -302,11 +301,6 @@ def run_capacity(
 
     if options.trials < 1:
         raise InputError(f"--trials: must be >= 1 (got {options.trials})")
-    unknown = [p.name for p in space.params if p.name not in CAPACITY_FIELDS]
-    if unknown:
-        raise InputError(
-            f"{space.source}: unknown capacity parameter(s) {unknown}; use {', '.join(CAPACITY_FIELDS)}"
-        )
     location = launch.location("capacity")
     claim(location, launch)
     init_ray(launch.address)
