@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,14 @@ def write(name: str, payload: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def stamps_callback(stamps: list[float]):  # type: ignore[no-untyped-def]
+    """A trainer callback appending the time at the end of every epoch to `stamps`."""
+    from tune_app.training.monitors import Callback
+
+    class Stamp(Callback):
+        def on_epoch_end(self, metrics, state):  # type: ignore[no-untyped-def]
+            stamps.append(time.perf_counter())
+
+    return Stamp()

@@ -29,11 +29,13 @@ import torch
 from _common import write
 
 from tune_app.plan.plan import load_plan
+from tune_app.runs.local import train_locally
 from tune_app.runs.spec import RunSpec
+from tune_app.runs.writers import BestStateWriter
 from tune_app.training.data import DataConfig
 from tune_app.training.model import ModelConfig
 from tune_app.training.synthetic import make_synthetic
-from tune_app.training.trainer import TrainConfig, evaluate_free, train
+from tune_app.training.trainer import TrainConfig, evaluate_free
 
 
 def _long(values: np.ndarray, columns: list[str], series: str = "s0") -> pd.DataFrame:
@@ -95,14 +97,8 @@ def baselines(spec: RunSpec, population: int) -> list[tuple[float, float]]:
         seeded = RunSpec(spec.plan, spec.model, spec.data, TrainConfig(seed=seed), spec.data_path)
         with tempfile.TemporaryDirectory() as tmp:
             best_file = Path(tmp) / "best.pth"
-            result = train(
-                seeded.plan,
-                dataset,
-                seeded.model,
-                seeded.train,
-                out_dir=Path(tmp),
-                best_file=best_file,
-            )
+            best_writer = BestStateWriter(best_file, seeded.data_path)
+            result = train_locally(seeded, dataset, Path(tmp), extra=[best_writer])
             best = min(row["val_free_loss"] for row in result.history)
             state = torch.load(best_file, weights_only=True)
             result.model.load_state_dict(state["model"])

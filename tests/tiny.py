@@ -7,3 +7,19 @@ from tune_app.training.trainer import TrainConfig
 TINY_DATA = DataConfig(input_len=16, output_len=8, stride=4)
 TINY_MODEL = ModelConfig(components=3, hidden=16)
 TINY_TRAIN = TrainConfig(seed=0, batch_size=32)
+
+
+def train_tiny(plan, dataset, out_dir, *, model=TINY_MODEL, stop_after=None, report=None, **kw):  # type: ignore[no-untyped-def]
+    """An in-process run with the tiny shapes, saving under `out_dir` (runs/local.py does it
+    the same way); `report(metrics, state)` sees every epoch."""
+    from tune_app.runs.local import train_locally
+    from tune_app.runs.spec import RunSpec
+    from tune_app.training.monitors import Callback, StopAfter
+
+    class _Report(Callback):
+        def on_epoch_end(self, metrics, state):  # type: ignore[no-untyped-def]
+            report(metrics, state)
+
+    extra = [StopAfter(stop_after), *([_Report()] if report else [])]
+    spec = RunSpec(plan, model, dataset.config, TINY_TRAIN)
+    return train_locally(spec, dataset, out_dir, extra=extra, **kw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DivergedError", "ErrorList", "InputError", "RunFailed"]
+__all__ = ["CheckpointError", "DivergedError", "ErrorList", "InputError", "RunFailed"]
 
 
 class InputError(ValueError):
@@ -12,6 +12,10 @@ class InputError(ValueError):
 
     The CLI prints the message (no traceback) and exits with status 2, before any work starts.
     """
+
+
+class CheckpointError(InputError):
+    """A checkpoint that is missing, truncated, foreign, or would run code when loaded (exit 2)."""
 
 
 class RunFailed(RuntimeError):

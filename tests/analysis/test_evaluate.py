@@ -9,18 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny import TINY_DATA, TINY_MODEL, TINY_TRAIN
+from tiny import TINY_DATA, train_tiny
 
 from tune_app.analysis.evaluate import dataset_for, evaluate, generate, load_model, naive_forecasts
 from tune_app.cli import main
 from tune_app.plan.plan import load_plan
-from tune_app.training.trainer import train
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> Path:
     out = tmp_path_factory.mktemp("run")
-    result = train(load_plan(phase_epochs=1), tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=out)
+    result = train_tiny(load_plan(phase_epochs=1), tiny_dataset, out)
     return Path(result.last_checkpoint)
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny import TINY_MODEL, TINY_TRAIN
+from tiny import train_tiny
 
 from tune_app.analysis.report import plateaus
 from tune_app.cli import main
 from tune_app.plan.plan import load_plan
-from tune_app.training.trainer import train
 
 BASE_SECTIONS = [
     "Trials",
@@ -37,9 +36,7 @@ def fake_run(
     )
     for index in range(trials):
         trial_dir = run / f"run_trial_{index}"
-        result = train(
-            plan, dataset, TINY_MODEL, TINY_TRAIN, out_dir=trial_dir / "work", stop_after=epochs
-        )
+        result = train_tiny(plan, dataset, trial_dir / "work", stop_after=epochs)
         member = {"index": index, "control": index == 0, "params": {"alpha_shift": 0.1 * index}}
         params = (
             {"member": member}
@@ -136,3 +133,26 @@ def test_report_on_something_that_is_not_a_run(tmp_path: Path, capsys):
 def test_plateaus_longer_than_30_epochs(losses, expected):
     frame = pd.DataFrame({"epoch": range(1, len(losses) + 1), "val_free_loss": losses})
     assert plateaus(frame, 30) == expected
+
+
+def test_tables_use_the_checkpoint_history_not_a_cut_short_result_json(
+    tiny_dataset, tmp_path: Path, capsys
+):
+    """Failure 2 of issue 12: an exploited trial's result.json can stop early (6 rows where its
+    checkpoints hold 10 epochs); `best` and `report` showed the winner at a worse value."""
+    from tune_app.runs.results import open_run, trial_table
+
+    run = fake_run(tmp_path, tiny_dataset, "search", trials=2)
+    cut = run / "run_trial_1" / "result.json"
+    rows = cut.read_text().splitlines()
+    cut.write_text("\n".join(rows[:2]) + "\n")  # Tune's record of trial 1 cut short
+    history = pd.read_parquet(sorted(run.glob("run_trial_1/checkpoint_*"))[-1] / "metrics.parquet")
+    assert len(history) == len(rows) == 10
+    (row,) = [r for r in trial_table(open_run(str(run))) if r["trial"] == "t1"]
+    assert row["epochs"] == 10
+    assert row["best_val_free_loss"] == pytest.approx(history["val_free_loss"].min())
+    assert main(["best", str(run), "--out", str(tmp_path / "best")]) == 0
+    summary = capsys.readouterr().out
+    assert f"{history['val_free_loss'].min():.6f}" in summary
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    assert f"{history['val_free_loss'].min():.6g}" in (tmp_path / "out" / "report.html").read_text()

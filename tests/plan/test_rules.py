@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny import TINY_MODEL, TINY_TRAIN
+from tiny import train_tiny
 
 from tune_app.plan.plan import Plan, load_plan
 from tune_app.plan.rules import MonitorRules
-from tune_app.training.trainer import train
 
 PLAN = load_plan(phase_epochs=3)
 
@@ -67,15 +66,13 @@ def test_no_rule_after_the_last_epoch():
 
 def test_rule_changes_are_in_the_checkpoints_plan_and_replay_exactly(tiny_dataset, tmp_path: Path):
     rules = MonitorRules(gap_regularise=1.5, plateau_restart=True, patience=0)
-    ruled = train(
-        PLAN, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path / "a", on_boundary=rules
-    )
+    ruled = train_tiny(PLAN, tiny_dataset, tmp_path / "a", rules=rules)
     assert any(row["plan_changed"] for row in ruled.history)
     from tune_app.training.checkpoint import load_state
 
     final_plan = Plan.from_dict(load_state(ruled.last_checkpoint)["plan"])
     assert final_plan.modifications, "the rules' changes are recorded in the plan"
-    replay = train(final_plan, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path / "b")
+    replay = train_tiny(final_plan, tiny_dataset, tmp_path / "b")
     assert replay.history[-1]["val_free_loss"] == ruled.history[-1]["val_free_loss"]
 
 

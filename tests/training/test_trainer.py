@@ -9,14 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from tiny import TINY_MODEL, TINY_TRAIN
+from tiny import train_tiny
 
 from tune_app.errors import DivergedError, InputError
 from tune_app.plan.plan import load_plan
 from tune_app.training.checkpoint import CheckpointError, load_state
 from tune_app.training.loss import combined_loss
 from tune_app.training.model import ModelConfig
-from tune_app.training.trainer import train
 
 PLAN = load_plan(phase_epochs=2)
 
@@ -27,12 +26,10 @@ def _strip(history):  # type: ignore[no-untyped-def]
 
 def test_checkpoints_at_phase_boundaries_and_metrics(tiny_dataset, tmp_path: Path):
     seen = []
-    result = train(
+    result = train_tiny(
         PLAN,
         tiny_dataset,
-        TINY_MODEL,
-        TINY_TRAIN,
-        out_dir=tmp_path,
+        tmp_path,
         report=lambda m, c: seen.append((m, c)),
     )
     assert [int(m["epoch"]) for m, _ in seen] == list(range(1, 11))
@@ -42,7 +39,7 @@ def test_checkpoints_at_phase_boundaries_and_metrics(tiny_dataset, tmp_path: Pat
         meta = json.loads((tmp_path / "checkpoints" / name / "meta.json").read_text())
         assert meta["epoch"] == int(name.split("_")[1])
         assert meta["data_fingerprint"] == tiny_dataset.fingerprint
-    assert [c is not None for _, c in seen] == [e % 2 == 0 for e in range(1, 11)]
+    assert [s.checkpoint_due for _, s in seen] == [e % 2 == 0 for e in range(1, 11)]
     needed = {
         "epoch",
         "phase",
@@ -69,17 +66,13 @@ def test_checkpoints_at_phase_boundaries_and_metrics(tiny_dataset, tmp_path: Pat
 
 
 def test_resume_is_exact(tiny_dataset, tmp_path: Path):
-    straight = train(
-        PLAN, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path / "a", stop_after=6
-    )
-    first = train(PLAN, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path / "b", stop_after=4)
+    straight = train_tiny(PLAN, tiny_dataset, tmp_path / "a", stop_after=6)
+    first = train_tiny(PLAN, tiny_dataset, tmp_path / "b", stop_after=4)
     assert first.last_checkpoint is not None
-    resumed = train(
+    resumed = train_tiny(
         PLAN,
         tiny_dataset,
-        TINY_MODEL,
-        TINY_TRAIN,
-        out_dir=tmp_path / "b",
+        tmp_path / "b",
         resume=first.last_checkpoint,
         stop_after=6,
     )
@@ -132,7 +125,7 @@ def test_train_cli_learns_beyond_persistence(tmp_path: Path):
 def test_divergence_stops_with_last_good_checkpoint(tiny_dataset, tmp_path: Path):
     plan = load_plan(None, ["phases.2.lr=1.0e+30", "phases.2.grad_clip=1.0e+30"], phase_epochs=2)
     with pytest.raises(DivergedError) as info:
-        train(plan, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path)
+        train_tiny(plan, tiny_dataset, tmp_path)
     assert info.value.epoch in (3, 4)
     assert info.value.last_checkpoint is not None and info.value.last_checkpoint.endswith(
         "epoch_00002"
@@ -141,20 +134,19 @@ def test_divergence_stops_with_last_good_checkpoint(tiny_dataset, tmp_path: Path
 
 
 def test_resume_refuses_another_model(tiny_dataset, tmp_path: Path):
-    first = train(PLAN, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path, stop_after=2)
+    first = train_tiny(PLAN, tiny_dataset, tmp_path, stop_after=2)
     with pytest.raises(InputError, match="different model"):
-        train(
+        train_tiny(
             PLAN,
             tiny_dataset,
-            ModelConfig(components=3, hidden=24),
-            TINY_TRAIN,
-            out_dir=tmp_path,
+            tmp_path,
+            model=ModelConfig(components=3, hidden=24),
             resume=first.last_checkpoint,
         )
 
 
 def test_corrupt_and_malicious_checkpoints_are_refused(tiny_dataset, tmp_path: Path):
-    first = train(PLAN, tiny_dataset, TINY_MODEL, TINY_TRAIN, out_dir=tmp_path, stop_after=2)
+    first = train_tiny(PLAN, tiny_dataset, tmp_path, stop_after=2)
     state_file = Path(first.last_checkpoint) / "state.pt"
     data = state_file.read_bytes()
     state_file.write_bytes(data[: len(data) // 2])

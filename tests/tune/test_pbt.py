@@ -12,6 +12,7 @@ import pytest
 from tune_app.cli import main
 from tune_app.plan.plan import load_plan
 from tune_app.plan.search_space import load_space
+from tune_app.runs.records import CheckpointMeta
 from tune_app.runs.storage import locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
 from tune_app.tune.trainable import MEMBER_KEY, trial_plan
@@ -75,7 +76,7 @@ def test_trial_plan_applies_changed_params_from_the_next_epoch():
     first = SPACE.sample(rng)
     start = trial_plan(PLAN, {MEMBER_KEY: {"params": first}}, None, COMPONENTS)
     assert [m.from_epoch for m in start.modifications] == [1]
-    meta = {"epoch": 4, "plan": start.to_dict()}
+    meta = CheckpointMeta(4, 2, {}, "", COMPONENTS, start.to_dict(), "", {})
     assert (
         trial_plan(PLAN, {MEMBER_KEY: {"params": first}}, meta, COMPONENTS) == start
     )  # a plain restart

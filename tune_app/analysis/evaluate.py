@@ -16,8 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tune_app.errors import InputError
-from tune_app.training.checkpoint import META_FILE, STATE_FILE, CheckpointError, load_state
+from tune_app.errors import CheckpointError, InputError
+from tune_app.runs.records import (
+    EXPORT_CONFIG,
+    EXPORT_WEIGHTS,
+    META_FILE,
+    CheckpointMeta,
+    ExportConfig,
+)
+from tune_app.runs.storage import locate
+from tune_app.training.checkpoint import STATE_FILE, load_state
 from tune_app.training.data import DataConfig, Dataset, Windows, build_dataset, open_series
 from tune_app.training.loss import autocorrelation
 from tune_app.training.model import ModelConfig, Seq2Seq
@@ -38,16 +46,16 @@ class LoadedModel:
 def load_model(path: str | Path) -> LoadedModel:
     """A `tune-app best` export (best_model.pth + config.json) or a checkpoint directory/file."""
     path = Path(path)
-    if (path / "best_model.pth").is_file() and (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
+    if (path / EXPORT_WEIGHTS).is_file() and (path / EXPORT_CONFIG).is_file():
+        config = ExportConfig.from_dict(json.loads((path / EXPORT_CONFIG).read_text()))
         try:
-            weights = torch.load(path / "best_model.pth", map_location="cpu", weights_only=True)
+            weights = torch.load(path / EXPORT_WEIGHTS, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(
-                f"{path / 'best_model.pth'}: unreadable ({str(exc)[:160]})"
+                f"{path / EXPORT_WEIGHTS}: unreadable ({str(exc)[:160]})"
             ) from None
-        model_raw, data_raw, train_raw = config["model"], config["data"], config["train"]
-        components = config.get("components")
+        model_raw, data_raw, train_raw = config.model, config.data, config.train
+        components: list[str] | None = list(config.components) or None
     elif (path / STATE_FILE).is_file() or path.is_file():
         state = load_state(path)
         weights, model_raw, data_raw, train_raw = (
@@ -56,10 +64,8 @@ def load_model(path: str | Path) -> LoadedModel:
             state["data_config"],
             state["train_config"],
         )
-        meta_file = path / META_FILE
-        components = (
-            json.loads(meta_file.read_text()).get("components") if meta_file.is_file() else None
-        )
+        meta = CheckpointMeta.read(locate(path)) if (path / META_FILE).is_file() else None
+        components = list(meta.components) if meta else None
     else:
         raise InputError(
             f"CHECKPOINT {path}: neither a `tune-app best` export nor a checkpoint directory"

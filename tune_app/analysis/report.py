@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from tune_app.plan.plan import Plan
+from tune_app.runs.records import CAPACITY_KEY
 from tune_app.runs.results import Run, TrialRecord, trial_table
 from tune_app.training.checkpoint import atomic_write_bytes
 
@@ -52,10 +53,10 @@ def plateaus(frame: pd.DataFrame, longer_than: int = 30) -> list[tuple[int, int]
 
 
 def _label(trial: TrialRecord) -> str:
-    member = trial.params.get("member", {})
-    if member.get("control"):
+    member = trial.member
+    if member is not None and member.control:
         return f"{trial.trial_id} (control)"
-    capacity = trial.params.get("capacity")
+    capacity = trial.params.get(CAPACITY_KEY)
     if capacity:
         return f"{trial.trial_id} " + ",".join(f"{k}={v}" for k, v in capacity.items())
     return trial.trial_id
@@ -170,12 +171,11 @@ def _family_tree(run: Run, trials: list[TrialRecord], out: Path) -> Path:
             color="tab:green" if _label(trial).endswith("(control)") else "tab:blue",
         )
     for event in run.journal():
-        if event["trial"] in order and event["donor"] in order:
-            epoch = event["epoch"]
+        if event.trial in order and event.donor in order:
             ax.annotate(
                 "",
-                xy=(epoch + 0.5, order[event["trial"]]),
-                xytext=(epoch, order[event["donor"]]),
+                xy=(event.epoch + 0.5, order[event.trial]),
+                xytext=(event.epoch, order[event.donor]),
                 arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 1},
             )
     ax.set_yticks(
@@ -215,7 +215,7 @@ def _importances(run: Run, out: Path) -> tuple[pd.DataFrame | None, Path | None]
     distributions = to_optuna(space)
     trials = []
     for trial in run.trials:
-        capacity, frame = trial.params.get("capacity"), trial.metrics
+        capacity, frame = trial.params.get(CAPACITY_KEY), trial.metrics
         if capacity and "val_free_loss" in frame and len(frame):
             params = {k: v for k, v in capacity.items() if k in distributions}
             trials.append(
@@ -245,9 +245,9 @@ def build_sections(run: Run, out: Path) -> list[Section]:
     ranked = trial_table(run)
     by_id = {t.trial_id: t for t in run.trials}
     trials = [by_id[r["trial"]] for r in ranked if r["epochs"] > 0][:MAX_PANELS]
-    plan_raw = run.manifest.get("spec", {}).get("plan")
+    plan_raw = run.manifest.spec.get("plan")
     seed = Plan.from_dict(plan_raw) if plan_raw else None
-    plateau_epochs = int(run.manifest.get("spec", {}).get("train", {}).get("plateau_epochs", 30))
+    plateau_epochs = int(run.manifest.spec.get("train", {}).get("plateau_epochs", 30))
     total = seed.total_epochs if seed else "?"
     summary = pd.DataFrame([{k: v for k, v in r.items() if k != "params"} for r in ranked])
     running = sum(
@@ -301,7 +301,7 @@ def build_sections(run: Run, out: Path) -> list[Section]:
         events = pd.DataFrame(
             [
                 {
-                    k: e[k]
+                    k: getattr(e, k)
                     for k in ("epoch", "trial", "donor", "val_free_loss", "donor_val_free_loss")
                 }
                 for e in run.journal()

@@ -98,6 +98,14 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     trainer.add_argument("--threads", type=_positive_int, default=1, help="torch threads per trial")
 
 
+def _add_allow_other_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-other-data",
+        action="store_true",
+        help="resume on a data file other than the checkpoint's own (its fingerprint differs)",
+    )
+
+
 def build_spec(args: argparse.Namespace, device: str = "cpu") -> RunSpec:
     from tune_app.plan.plan import load_plan
     from tune_app.runs.spec import RunSpec, load_model_config
@@ -222,6 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress_every=args.progress_every,
         resume=Path(args.resume) if args.resume else None,
         stop_after=stop_after,
+        allow_other_data=args.allow_other_data,
     )
     last = result.history[-1] if result.history else {}
     print(
@@ -242,6 +251,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
         Path(args.output_dir),
         args.data,
         progress_every=args.progress_every,
+        allow_other_data=args.allow_other_data,
     )
     best = result.history[-1]["best_val_free_loss"]
     print(
@@ -293,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(train)
     train.add_argument("--out", help="run directory (default results/train-TIMESTAMP)")
     train.add_argument("--resume", help="checkpoint directory to resume from")
+    _add_allow_other_data(train)
     train.add_argument("--progress-every", type=_positive_int, default=1)
     train.add_argument("--stop-after", type=_positive_int, help="stop after this epoch")
     train.add_argument(
@@ -310,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     cont.add_argument("--start_lr", type=float, required=True)
     cont.add_argument("--min_lr", type=float, required=True)
     cont.add_argument("--output_dir", required=True)
-    cont.add_argument("--data", help="the data file (default: built-in synthetic data)")
+    cont.add_argument("--data", help="the data file (default: the one the checkpoint trained on)")
+    _add_allow_other_data(cont)
     cont.add_argument("--progress-every", type=_positive_int, default=10)
     cont.set_defaults(handler=cmd_continue)
 

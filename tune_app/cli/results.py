@@ -11,7 +11,7 @@ from typing import Any
 __all__ = ["add_result_commands"]
 
 
-def _print_search_summary(run: Any, config: dict[str, Any], metric: str) -> None:
+def _print_search_summary(run: Any, config: Any, metric: str) -> None:
     from tune_app.runs.results import trial_table
 
     rows = trial_table(run, metric)
@@ -22,9 +22,9 @@ def _print_search_summary(run: Any, config: dict[str, Any], metric: str) -> None
         )
     control = next((r for r in rows if r["control"]), None)
     if control is not None:
-        ratio = config["value"] / control[f"best_{metric}"]
+        ratio = config.value / control[f"best_{metric}"]
         print(
-            f"winner {config['trial']}: {config['value']:.6f} = {ratio:.3f} x the control's best "
+            f"winner {config.trial}: {config.value:.6f} = {ratio:.3f} x the control's best "
             f"({control[f'best_{metric}']:.6f}, the plan as written)"
         )
 
@@ -45,7 +45,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     if run.kind == "search":
         _print_search_summary(run, config, args.metric)
     print(
-        f"best: trial {config['trial']} at epoch {config['epoch']}: {args.metric} = {config['value']:.6f}\n"
+        f"best: trial {config.trial} at epoch {config.epoch}: {args.metric} = {config.value:.6f}\n"
         f"exported to {out}/: best_model.pth plan.yaml config.json lineage.json metrics.parquet"
     )
     return 0

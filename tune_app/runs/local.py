@@ -3,20 +3,73 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tune_app.errors import InputError
+from tune_app.errors import DivergedError, InputError
 from tune_app.plan.plan import Plan
+from tune_app.plan.rules import MonitorRules
 from tune_app.plan.schedules import Cosine
-from tune_app.runs.reporting import ProgressPrinter, TensorBoardWriter, fan_out
+from tune_app.runs.records import METRICS_FILE
+from tune_app.runs.reporting import ProgressPrinter, TensorBoardWriter
 from tune_app.runs.spec import RunSpec
+from tune_app.runs.writers import BestStateWriter, CheckpointWriter, history_parquet
 from tune_app.training.checkpoint import atomic_write_bytes, load_state, package_versions
-from tune_app.training.model import ModelConfig
-from tune_app.training.trainer import Report, TrainResult, check_resume, train
+from tune_app.training.data import Dataset
+from tune_app.training.model import Seq2Seq
+from tune_app.training.monitors import BoundaryRule, Callback, StopAfter, monitors
+from tune_app.training.trainer import check_resume, train
 
-__all__ = ["continue_plan", "run_continue", "run_train", "write_run_config"]
+__all__ = [
+    "LocalResult",
+    "continue_plan",
+    "run_continue",
+    "run_train",
+    "train_locally",
+    "write_run_config",
+]
+
+
+@dataclass
+class LocalResult:
+    """An in-process run: the model, every epoch's metrics, the newest checkpoint written."""
+
+    model: Seq2Seq
+    history: list[dict[str, float]]
+    last_checkpoint: Path | None
+
+
+def train_locally(
+    spec: RunSpec,
+    dataset: Dataset,
+    out_dir: Path,
+    *,
+    resume: Path | None = None,
+    extra: Sequence[Callback] = (),
+    rules: MonitorRules | None = None,
+) -> LocalResult:
+    """Train `spec` on `dataset` in this process, saving under `out_dir`: checkpoints at phase
+    boundaries (`out_dir/checkpoints/epoch_NNNNN`) and `metrics.parquet`; `extra` callbacks
+    (progress, TensorBoard, a best-state file, a stop) run after the saving one.
+
+    Raises:
+        DivergedError: naming the last good checkpoint written here.
+    """
+    writer = CheckpointWriter(out_dir, dataset, spec.data_path)
+    rule = [BoundaryRule(rules)] if rules is not None and rules.active else []
+    callbacks = [*monitors(spec.train.plateau_epochs), *rule, writer, *extra]
+    try:
+        result = train(
+            spec.plan, dataset, spec.model, spec.train, resume=resume, callbacks=callbacks
+        )
+    except DivergedError as exc:
+        last = writer.last or resume
+        raise DivergedError(exc.epoch, exc.loss, str(last) if last else None) from None
+    if result.history:
+        atomic_write_bytes(out_dir / METRICS_FILE, history_parquet(result.history))
+    return LocalResult(result.model, result.history, writer.last or resume)
 
 
 def write_run_config(
@@ -33,12 +86,19 @@ def write_run_config(
     atomic_write_bytes(out_dir / "plan.yaml", spec.plan.to_yaml().encode())
 
 
-def _reporters(
-    out_dir: Path, total: int, progress_every: int, quiet: bool
-) -> tuple[Report, TensorBoardWriter]:
-    board = TensorBoardWriter(out_dir / "tensorboard")
-    reporters: list[Report] = [board] if quiet else [ProgressPrinter(total, progress_every), board]
-    return fan_out(reporters), board
+def check_same_data(
+    state: dict[str, Any], checkpoint: Path, fingerprint: str, data: str, allow: bool
+) -> None:
+    """Refuse to resume `checkpoint` on data other than its own (by fingerprint), unless `allow`."""
+    recorded = state.get("data_fingerprint")
+    if allow or recorded is None or recorded == fingerprint:
+        return
+    own = state.get("data_path") or "the built-in synthetic data"
+    raise InputError(
+        f"checkpoint {checkpoint} was trained on {own} (fingerprint {recorded[:12]}), "
+        f"but --data is {data} (fingerprint {fingerprint[:12]}); pass its own data file, "
+        "or --allow-other-data to train on this one anyway"
+    )
 
 
 def run_train(
@@ -49,26 +109,39 @@ def run_train(
     quiet: bool = False,
     resume: Path | None = None,
     stop_after: int | None = None,
-) -> TrainResult:
+    allow_other_data: bool = False,
+) -> LocalResult:
     """Train `spec` in this process. Validates data first; writes nothing on bad input."""
     table = spec.open_table()
     dataset = spec.dataset(table)
-    if resume is not None:
-        check_resume(resume, spec.model)  # a bad checkpoint fails here, before anything is written
+    if resume is not None:  # a bad checkpoint fails here, before anything is written
+        state = check_resume(resume, spec.model)
+        data = spec.data_path or "the built-in synthetic data"
+        check_same_data(state, resume, table.fingerprint, data, allow_other_data)
     write_run_config(out_dir, spec, table.fingerprint)
-    report, board = _reporters(out_dir, spec.plan.total_epochs, progress_every, quiet)
+    return _run(spec, dataset, out_dir, resume, "best_model.pth", progress_every, quiet, stop_after)
+
+
+def _run(
+    spec: RunSpec,
+    dataset: Dataset,
+    out_dir: Path,
+    resume: Path | None,
+    best_name: str,
+    progress_every: int,
+    quiet: bool = False,
+    stop_after: int | None = None,
+) -> LocalResult:
+    board = TensorBoardWriter(out_dir / "tensorboard")
+    printer = [] if quiet else [ProgressPrinter(spec.plan.total_epochs, progress_every)]
+    extra = [
+        *printer,
+        board,
+        BestStateWriter(out_dir / best_name, spec.data_path),
+        StopAfter(stop_after),
+    ]
     try:
-        return train(
-            spec.plan,
-            dataset,
-            spec.model,
-            spec.train,
-            out_dir=out_dir,
-            resume=resume,
-            report=report,
-            stop_after=stop_after,
-            best_file=out_dir / "best_model.pth",
-        )
+        return train_locally(spec, dataset, out_dir, resume=resume, extra=extra)
     finally:
         board.close()
 
@@ -108,10 +181,20 @@ def run_continue(
     data_path: str | None,
     *,
     progress_every: int = 10,
-) -> TrainResult:
-    """Resume `model_path` for `epochs` more epochs and write `best_model_combined.pth` in `output_dir`."""
+    allow_other_data: bool = False,
+) -> LocalResult:
+    """Resume `model_path` for `epochs` more epochs and write `best_model_combined.pth` in
+    `output_dir`. Without `data_path`, the checkpoint's own data file; a file whose fingerprint
+    differs from the checkpoint's is refused unless `allow_other_data`."""
     state = load_state(model_path)
     done = int(state["epoch"])
+    if data_path is None:
+        if "data_path" not in state:
+            raise InputError(
+                f"--model_path {model_path}: this checkpoint does not record its data file; "
+                "pass --data"
+            )
+        data_path = state["data_path"]
     spec = RunSpec.from_dict(
         {
             "plan": state["plan"],
@@ -123,20 +206,10 @@ def run_continue(
     )
     spec = spec.with_plan(continue_plan(spec.plan, done, epochs, start_lr, min_lr))
     table = spec.open_table()
+    check_same_data(
+        state, model_path, table.fingerprint, data_path or "synthetic", allow_other_data
+    )
     dataset = spec.dataset(table)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(output_dir, spec, table.fingerprint, {"continued_from": str(model_path)})
-    report, board = _reporters(output_dir, spec.plan.total_epochs, progress_every, quiet=False)
-    try:
-        return train(
-            spec.plan,
-            dataset,
-            ModelConfig.from_dict(state["model_config"]),
-            spec.train,
-            out_dir=output_dir,
-            resume=Path(model_path),
-            report=report,
-            best_file=output_dir / "best_model_combined.pth",
-        )
-    finally:
-        board.close()
+    return _run(spec, dataset, output_dir, model_path, "best_model_combined.pth", progress_every)

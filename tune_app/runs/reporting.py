@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from tune_app.training.trainer import Report
+from tune_app.training.monitors import Callback, EpochState
 
-__all__ = ["ProgressPrinter", "TensorBoardWriter", "fan_out", "progress_line"]
+__all__ = ["ProgressPrinter", "TensorBoardWriter", "progress_line"]
 
 
 def progress_line(metrics: dict[str, float], total: int) -> str:
@@ -23,18 +22,18 @@ def progress_line(metrics: dict[str, float], total: int) -> str:
     )
 
 
-class ProgressPrinter:
+class ProgressPrinter(Callback):
     """A line every `every` epochs and at every checkpoint, with the time per epoch."""
 
     def __init__(self, total: int, every: int = 1, stream: TextIO | None = None) -> None:
         self.total, self.every, self.stream = total, max(1, every), stream
         self.started = time.perf_counter()
 
-    def __call__(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
+    def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
         epoch = int(metrics["epoch"])
-        if epoch % self.every and checkpoint is None and epoch != self.total:
+        if epoch % self.every and not state.checkpoint_due and epoch != self.total:
             return
-        note = f"  checkpoint {checkpoint}" if checkpoint is not None else ""
+        note = "  checkpoint" if state.checkpoint_due else ""
         print(
             f"{progress_line(metrics, self.total)} {metrics['seconds']:.2f}s{note}",
             file=self.stream or sys.stdout,
@@ -42,7 +41,7 @@ class ProgressPrinter:
         )
 
 
-class TensorBoardWriter:
+class TensorBoardWriter(Callback):
     """Every metric as a scalar at step = epoch (`tensorboard --logdir DIR`)."""
 
     def __init__(self, logdir: Path) -> None:
@@ -50,21 +49,13 @@ class TensorBoardWriter:
 
         self.writer = SummaryWriter(str(logdir))
 
-    def __call__(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
+    def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
         epoch = int(metrics["epoch"])
         for key, value in metrics.items():
             if key != "epoch":
                 self.writer.add_scalar(key, float(value), epoch)
-        if checkpoint is not None:
+        if state.checkpoint_due:
             self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
-
-
-def fan_out(reporters: Sequence[Report]) -> Report:
-    def report(metrics: dict[str, float], checkpoint: Path | None) -> None:
-        for reporter in reporters:
-            reporter(metrics, checkpoint)
-
-    return report

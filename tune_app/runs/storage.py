@@ -10,9 +10,7 @@ import pyarrow.fs as pafs
 
 from tune_app.errors import InputError
 
-__all__ = ["MANIFEST", "Location", "locate"]
-
-MANIFEST = "tune_app_run.json"  # written at the top of every run directory
+__all__ = ["Location", "locate"]
 
 
 class Location:

@@ -7,7 +7,7 @@ under the real name. Read only with `torch.load(..., weights_only=True)`: a chec
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 import os
 import pickle
 import random
@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tune_app.errors import InputError
+from tune_app.errors import CheckpointError
 
 __all__ = [
-    "META_FILE",
     "STATE_FILE",
     "CheckpointError",
     "atomic_write_bytes",
@@ -33,18 +32,13 @@ __all__ = [
     "get_rng_state",
     "load_state",
     "package_versions",
-    "read_meta",
     "save_checkpoint",
     "set_rng_state",
+    "state_bytes",
 ]
 
 STATE_FILE = "state.pt"
-META_FILE = "meta.json"
 FORMAT = 1
-
-
-class CheckpointError(InputError):
-    """A checkpoint that is missing, truncated, foreign, or would run code when loaded."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -92,18 +86,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Write `state.pt` and `meta.json` into `directory`, atomically as a whole."""
+def save_checkpoint(directory: Path, state: dict[str, Any], files: dict[str, bytes]) -> Path:
+    """Write `state.pt` and the caller's `files` (name -> bytes) into `directory`, atomically
+    as a whole: under a temporary name, then renamed over any older version."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         with open(tmp / STATE_FILE, "wb") as handle:
-            torch.save({"format": FORMAT, **state}, handle)
+            handle.write(state_bytes(state))
             handle.flush()
             os.fsync(handle.fileno())
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=float))
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
         _fsync_dir(tmp)
         old = None
         if directory.exists():
@@ -117,6 +113,13 @@ def save_checkpoint(directory: Path, state: dict[str, Any], meta: dict[str, Any]
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def state_bytes(state: dict[str, Any]) -> bytes:
+    """`state` as the bytes of a `state.pt` (tagged with the checkpoint format)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return buffer.getvalue()
 
 
 def load_state(directory: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -149,15 +152,6 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
             f"checkpoint {file}: not a tune_app checkpoint (format {FORMAT} expected)"
         )
     return state
-
-
-def read_meta(directory: Path | str) -> dict[str, Any]:
-    file = Path(directory) / META_FILE
-    try:
-        meta: dict[str, Any] = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {directory}: unreadable {META_FILE} ({exc})") from None
-    return meta
 
 
 @cache

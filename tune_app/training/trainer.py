@@ -1,4 +1,5 @@
-"""The epoch loop. No Ray here: Tune (or the CLI) passes a `report(metrics, checkpoint)` callable.
+"""The epoch loop. No Ray and no files here: monitors, boundary rules and whoever saves or reports
+come in as callbacks (`monitors.Callback`); each epoch ends with `on_epoch_end(metrics, state)`.
 
 Before every optimizer step the plan sets the learning rate; every epoch it sets weight decay,
 teacher forcing, noise, gradient clipping, alpha, max_lag, component weights and the curriculum.
@@ -7,42 +8,28 @@ teacher forcing, noise, gradient clipping, alpha, max_lag, component weights and
 
 from __future__ import annotations
 
-import io
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from tune_app.errors import DivergedError, InputError
 from tune_app.plan.plan import Plan
-from tune_app.training.checkpoint import (
-    atomic_write_bytes,
-    code_fingerprint,
-    get_rng_state,
-    load_state,
-    package_versions,
-    save_checkpoint,
-    set_rng_state,
-)
+from tune_app.training.checkpoint import get_rng_state, load_state, set_rng_state
 from tune_app.training.data import Dataset, Windows
 from tune_app.training.loss import combined_loss
 from tune_app.training.model import ModelConfig, Seq2Seq
-from tune_app.training.monitors import GapMonitor, PlateauMonitor
+from tune_app.training.monitors import Callback, EpochState
 
-__all__ = ["Report", "TrainConfig", "TrainResult", "evaluate_free", "train"]
-
-Report = Callable[[dict[str, float], Path | None], None]
-# at a phase boundary: (epoch, history, plan) -> the plan from the next epoch on, or None
-BoundaryRule = Callable[[int, list[dict[str, float]], Plan], Plan | None]
-METRICS_FILE = "metrics.parquet"
+__all__ = ["TrainConfig", "TrainResult", "check_resume", "evaluate_free", "train"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +56,7 @@ class TrainConfig:
 class TrainResult:
     model: Seq2Seq
     history: list[dict[str, float]] = field(default_factory=list)
-    last_checkpoint: Path | None = None
+    plan: Plan | None = None  # the plan at the end, boundary rules' changes included
 
 
 def seed_everything(seed: int) -> None:
@@ -148,9 +135,42 @@ def _restore(
     return state
 
 
-def write_metrics(out_dir: Path, history: list[dict[str, float]]) -> None:
-    frame = pd.DataFrame(history)
-    atomic_write_bytes(out_dir / METRICS_FILE, frame.to_parquet(index=False))
+def _train_epoch(
+    model: Seq2Seq,
+    optimizer: torch.optim.Optimizer,
+    windows: Windows,
+    batches: Sequence[torch.Tensor],
+    plan: Plan,
+    epoch: int,
+    steps_per_epoch: int,
+) -> tuple[float, float, float]:
+    """One pass over `batches` (index tensors into the train windows); the plan sets lr before
+    every step (`steps_per_epoch` counts all windows, so a curriculum keeps the lr schedule).
+    Returns the mean (total, mse, temporal) training loss over the admitted windows."""
+    settings = plan.values_at(epoch, 0, steps_per_epoch)
+    out_len = windows.targets.shape[1]
+    params = list(model.parameters())
+    model.train()
+    sums, count = torch.zeros(3, dtype=torch.float64), 0
+    for step, index in enumerate(batches):
+        lr = plan.lr_at(epoch, step, steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = windows.inputs[index], windows.targets[index]
+        pred = model(
+            x, out_len, target=y, teacher_forcing=settings.teacher_forcing, noise=settings.noise
+        )
+        parts = combined_loss(pred, y, settings.alpha, settings.max_lag, settings.component_weights)
+        optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        optimizer.step()
+        sums += torch.stack(
+            [parts.total.detach(), parts.mse.detach(), parts.temporal.detach()]
+        ).double().cpu() * len(index)
+        count += len(index)
+    train_loss, mse, temporal = (sums / max(count, 1)).tolist()
+    return train_loss, mse, temporal
 
 
 def train(
@@ -159,21 +179,29 @@ def train(
     model_cfg: ModelConfig,
     config: TrainConfig = TrainConfig(),
     *,
-    out_dir: Path,
     resume: Path | None = None,
-    report: Report | None = None,
-    stop_after: int | None = None,
-    best_file: Path | None = None,
-    on_boundary: BoundaryRule | None = None,
-    meta_extra: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
-    """Run `plan` from epoch 1 (or from `resume`) to its end, or to `stop_after` epochs.
+    """Run `plan` from epoch 1 (or from the checkpoint `resume`) to its end.
 
-    Checkpoints go to `out_dir/checkpoints/epoch_NNNNN` at every phase boundary (and every
-    `checkpoint_every` epochs); `best_file`, if given, holds the full state of the epoch with the
-    best `val_free_loss` so far (the seed's `best_model_combined.pth`). `on_boundary` may change
-    the plan from the next epoch on at each phase boundary, before that boundary's checkpoint
-    records it (see rules.py); `meta_extra` is added to every checkpoint's meta.json.
+    Args:
+        plan: the plan; `values_at(epoch, step)` sets every knob.
+        data: windows, inputs (N, input_len, C) and targets (N, output_len, C), z-scored.
+        model_cfg: the model; its `components` must equal C.
+        config: seed, batch size, ranking objective, threads, device.
+        resume: a checkpoint directory (or state.pt) to continue from.
+        callbacks: in order, each epoch: `on_validation_end` (monitors add metrics), at a phase
+            boundary `on_phase_end` (a rule may change the plan from the next epoch on, before
+            the state is reported), `on_epoch_end(metrics, state)` (the caller saves or reports),
+            `should_stop`.
+
+    Returns:
+        The model, every epoch's metrics, and the final plan.
+
+    Raises:
+        InputError: the model's component count differs from the data's, or `resume` was made
+            by another model config (CheckpointError for an unreadable one).
+        DivergedError: the training or validation loss became NaN or infinite.
     """
     if model_cfg.components != len(data.components):
         raise InputError(
@@ -187,26 +215,20 @@ def train(
     model = Seq2Seq(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr_at(1))
     history: list[dict[str, float]] = []
-    start_epoch, last_checkpoint = 1, None
+    start_epoch = 1
     if resume is not None:
         state = _restore(Path(resume), model, optimizer, model_cfg, device)
         history = [dict(row) for row in state["history"]]
-        start_epoch, last_checkpoint = int(state["epoch"]) + 1, Path(resume)
-    plateau, gap = PlateauMonitor(config.plateau_epochs), GapMonitor()
-    for row in history:
-        plateau.update(row)
-        gap.update(row)
+        start_epoch = int(state["epoch"]) + 1
+    for callback in callbacks:
+        callback.on_train_start(history)
 
     train_windows = data.train
     order = torch.argsort(train_windows.difficulty.cpu(), stable=True)
     steps_per_epoch = math.ceil(len(train_windows) / config.batch_size)
-    out_len = train_windows.targets.shape[1]
-    params = list(model.parameters())
-    end_epoch = plan.total_epochs if stop_after is None else min(plan.total_epochs, stop_after)
-    checkpoint_epochs = set(plan.phase_ends)
 
-    def snapshot(epoch: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        state = {
+    def snapshot(epoch: int) -> dict[str, Any]:
+        return {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "rng": get_rng_state(),
@@ -215,53 +237,22 @@ def train(
             "model_config": model_cfg.to_dict(),
             "data_config": data.config.to_dict(),
             "train_config": config.to_dict(),
+            "data_fingerprint": data.fingerprint,
             "history": history,
         }
-        meta = {
-            "epoch": epoch,
-            "phase": history[-1]["phase"],
-            "metrics": history[-1],
-            "data_fingerprint": data.fingerprint,
-            "components": list(data.components),
-            "plan": plan.to_dict(),
-            "code_fingerprint": code_fingerprint(),
-            "versions": package_versions(),
-            **(meta_extra or {}),
-        }
-        return state, meta
 
-    for epoch in range(start_epoch, end_epoch + 1):
+    for epoch in range(start_epoch, plan.total_epochs + 1):
         began = time.perf_counter()
         settings = plan.values_at(epoch, 0, steps_per_epoch)
         for group in optimizer.param_groups:
             group["weight_decay"] = settings.weight_decay
         admitted = _admitted(order, settings.curriculum, config.batch_size)
         batches = admitted[torch.randperm(len(admitted))].to(device).split(config.batch_size)
-        model.train()
-        sums = torch.zeros(3, dtype=torch.float64)
-        for step, index in enumerate(batches):
-            lr = plan.lr_at(epoch, step, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = train_windows.inputs[index], train_windows.targets[index]
-            pred = model(
-                x, out_len, target=y, teacher_forcing=settings.teacher_forcing, noise=settings.noise
-            )
-            parts = combined_loss(
-                pred, y, settings.alpha, settings.max_lag, settings.component_weights
-            )
-            optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            optimizer.step()
-            sums += torch.stack(
-                [parts.total.detach(), parts.mse.detach(), parts.temporal.detach()]
-            ).double().cpu() * len(index)
-        train_loss, mse, temporal = (sums / len(admitted)).tolist()
+        train_loss, mse, temporal = _train_epoch(
+            model, optimizer, train_windows, batches, plan, epoch, steps_per_epoch
+        )
         if not math.isfinite(train_loss):
-            raise DivergedError(
-                epoch, train_loss, str(last_checkpoint) if last_checkpoint else None
-            )
+            raise DivergedError(epoch, train_loss, None)
 
         free = evaluate_free(
             model, data.val, config.rank_alpha, config.rank_max_lag, config.eval_batch_size
@@ -288,36 +279,22 @@ def train(
             "train_windows": len(admitted),
         }
         if not math.isfinite(metrics["val_free_loss"]):
-            raise DivergedError(
-                epoch, metrics["val_free_loss"], str(last_checkpoint) if last_checkpoint else None
-            )
-        metrics.update(gap.update(metrics))
-        metrics.update(plateau.update(metrics))
+            raise DivergedError(epoch, metrics["val_free_loss"], None)
+        for callback in callbacks:
+            metrics.update(callback.on_validation_end(metrics))
         metrics["seconds"] = time.perf_counter() - began
         history.append(metrics)
 
-        is_boundary = epoch in checkpoint_epochs
-        changed = (
-            on_boundary(epoch, history, plan) if is_boundary and on_boundary is not None else None
-        )
-        if changed is not None:
-            plan = changed
+        is_boundary = epoch in plan.phase_ends
+        changed = None
+        for callback in callbacks if is_boundary else ():
+            changed = callback.on_phase_end(epoch, history, plan) or changed
+            plan = changed or plan
         metrics["plan_changed"] = float(changed is not None)
-        checkpoint = None
-        if is_boundary or (config.checkpoint_every and epoch % config.checkpoint_every == 0):
-            state, meta = snapshot(epoch)
-            checkpoint = save_checkpoint(
-                Path(out_dir) / "checkpoints" / f"epoch_{epoch:05d}", state, meta
-            )
-            last_checkpoint = checkpoint
-            write_metrics(Path(out_dir), history)
-        if best_file is not None and metrics["epochs_since_best"] == 0:
-            state, meta = snapshot(epoch)
-            buffer = io.BytesIO()
-            torch.save({"format": 1, **state}, buffer)
-            atomic_write_bytes(Path(best_file), buffer.getvalue())
-        if report is not None:
-            report(metrics, checkpoint)
-    if history:
-        write_metrics(Path(out_dir), history)
-    return TrainResult(model=model, history=history, last_checkpoint=last_checkpoint)
+        due = is_boundary or bool(config.checkpoint_every and epoch % config.checkpoint_every == 0)
+        ended = EpochState(epoch, plan, history, due, partial(snapshot, epoch))
+        for callback in callbacks:
+            callback.on_epoch_end(metrics, ended)
+        if any(callback.should_stop(epoch) for callback in callbacks):
+            break
+    return TrainResult(model=model, history=history, plan=plan)

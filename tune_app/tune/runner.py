@@ -17,8 +17,9 @@ from ray import tune
 from tune_app import __version__
 from tune_app.errors import InputError, RunFailed
 from tune_app.plan.search_space import SearchSpace, to_optuna
+from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec
-from tune_app.runs.storage import MANIFEST, Location, locate
+from tune_app.runs.storage import Location, locate
 from tune_app.training.data import SeriesTable
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
 from tune_app.tune.trainable import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY, trainable_for, with_capacity
@@ -106,22 +107,23 @@ def init_ray(address: str | None) -> None:
 def write_manifest(
     location: Location, kind: str, spec: RunSpec, table: SeriesTable, extra: dict[str, Any]
 ) -> None:
-    manifest = {
-        "kind": kind,
-        "tune_app_version": __version__,
-        "created": time.time(),
-        "spec": spec.to_dict(),
-        "data_fingerprint": table.fingerprint,
-        "components": list(table.components),
-        "rank": {
+    manifest = RunManifest(
+        kind=kind,
+        name=location.name,
+        spec=spec.to_dict(),
+        data_fingerprint=table.fingerprint,
+        components=tuple(table.components),
+        rank={
             "metric": "val_free_loss",
             "mode": "min",
             "alpha": spec.train.rank_alpha,
             "max_lag": spec.train.rank_max_lag,
         },
+        tune_app_version=__version__,
+        created=time.time(),
         **extra,
-    }
-    location.join(MANIFEST).write_bytes(json.dumps(manifest, indent=2).encode())
+    )
+    location.join(MANIFEST).write_bytes(manifest.to_json())
 
 
 def _reporter(extra: dict[str, str] | None = None) -> tune.CLIReporter:
@@ -204,7 +206,7 @@ def run_baseline(
     init_ray(launch.address)
     trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
     if not launch.resume:
-        write_manifest(location, "baseline", spec, table, {"name": location.name})
+        write_manifest(location, "baseline", spec, table, {})
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
@@ -263,11 +265,10 @@ def run_search(
             spec,
             table,
             {
-                "name": location.name,
                 "population": options.population,
                 "perturb_every": interval,
                 "space": space.source,
-                "members": members,
+                "members": tuple(members),
             },
         )
 
@@ -329,7 +330,6 @@ def run_capacity(
             spec,
             table,
             {
-                "name": location.name,
                 "trials": options.trials,
                 "space": space.source,
                 "grace_epochs": grace,

@@ -10,7 +10,6 @@ applied to the plan from the next epoch on, so each checkpoint's plan is its exa
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import tempfile
@@ -23,16 +22,27 @@ import torch
 from pyarrow.fs import FileType
 from ray import tune
 
-from tune_app.errors import DivergedError
+from tune_app.errors import CheckpointError, DivergedError
 from tune_app.plan.modifications import modification_from_params
 from tune_app.plan.plan import Plan
 from tune_app.plan.rules import MonitorRules
+from tune_app.runs.records import (
+    CAPACITY_KEY,
+    MEMBER_KEY,
+    SPEC_KEY,
+    CheckpointMeta,
+    SearchMember,
+    scan_checkpoints,
+)
 from tune_app.runs.spec import RunSpec
-from tune_app.runs.storage import Location
-from tune_app.training.checkpoint import META_FILE, CheckpointError, load_state, read_meta
+from tune_app.runs.storage import Location, locate
+from tune_app.runs.writers import CheckpointWriter
+from tune_app.training.checkpoint import load_state
 from tune_app.training.data import SeriesTable
 from tune_app.training.model import ModelConfig
+from tune_app.training.monitors import BoundaryRule, Callback, EpochState, monitors
 from tune_app.training.trainer import train
+from tune_app.tune import _ray_internals
 
 __all__ = [
     "CAPACITY_KEY",
@@ -44,29 +54,24 @@ __all__ = [
     "with_capacity",
 ]
 
-SPEC_KEY = "spec"
-CAPACITY_KEY = "capacity"  # a capacity search's {hidden, layers, dropout, cell, input_len}
-MEMBER_KEY = (
-    "member"  # a search's {"index", "control", "params"}; params: search_spaces/modifications.yaml
-)
-
 
 def trial_plan(
     base: Plan,
     config: dict[str, Any],
-    checkpoint_meta: dict[str, Any] | None,
+    checkpoint_meta: CheckpointMeta | None,
     components: Sequence[str],
 ) -> Plan:
     """The plan a trial trains on: the checkpoint's plan (its lineage so far, or `base` at the
     start) with the config's modification in force from the next epoch, if the config's
     parameters differ from those the checkpoint was trained with (a PBT exploit/explore).
     A plain restart (failure, pause, resume) keeps the checkpoint's plan, rule changes included."""
-    done = int(checkpoint_meta["epoch"]) if checkpoint_meta else 0
-    plan = Plan.from_dict(checkpoint_meta["plan"]) if checkpoint_meta else base
-    params = config.get(MEMBER_KEY, {}).get("params")
+    done = checkpoint_meta.epoch if checkpoint_meta else 0
+    plan = Plan.from_dict(checkpoint_meta.plan) if checkpoint_meta else base
+    member = SearchMember.of_config(config)
+    params = member.params if member else None
     if done >= plan.total_epochs or not params:
         return plan
-    if checkpoint_meta and checkpoint_meta.get("params") == params:
+    if checkpoint_meta and checkpoint_meta.params == params:
         return plan
     phase_epochs = plan.phases[plan.phase_index(done + 1)].epochs
     wanted = modification_from_params(params, done + 1, phase_epochs, components)
@@ -90,23 +95,12 @@ def _own_checkpoints(params: dict[str, Any] | None) -> list[tuple[int, Location]
     """This trial's checkpoints in its own storage folder that were trained with `params`,
     oldest first. (After an exploit, the older ones carry other parameters and are skipped.)"""
     try:
-        storage = tune.get_context().get_storage()
+        storage = _ray_internals.trial_storage()
         folder = Location(storage.storage_filesystem, storage.trial_fs_path, storage.trial_fs_path)
-        children = folder.children()
-    except Exception:
+        found = scan_checkpoints(folder)
+    except OSError:
         return []
-    found = []
-    for child in children:
-        meta_file = child.join(META_FILE)
-        if not child.name.startswith("checkpoint_") or not meta_file.exists():
-            continue
-        try:
-            meta = json.loads(meta_file.read_text())
-        except ValueError:
-            continue  # half-written: never mistaken for a checkpoint
-        if meta.get("params") == params:
-            found.append((int(meta["epoch"]), child))
-    return sorted(found, key=lambda item: item[0])
+    return [(meta.epoch, child) for child, meta in found if meta.params == params]
 
 
 def _usable(location: Location | Path, workdir: Path, name: str) -> Path | None:
@@ -132,10 +126,10 @@ def choose_checkpoint(
     meta = None
     if given is not None:
         with contextlib.suppress(CheckpointError):
-            meta = read_meta(given)
-    if meta is not None and meta.get("params") != params:
+            meta = CheckpointMeta.read(locate(str(given)))
+    if meta is not None and meta.params != params:
         return given if _usable(given, workdir, "given") else None  # type: ignore[arg-type]
-    epoch = int(meta["epoch"]) if meta else 0
+    epoch = meta.epoch if meta else 0
     own = _own_checkpoints(params)
     for own_epoch, location in reversed(own):
         if own_epoch > epoch and (path := _usable(location, workdir, f"own_{own_epoch}")):
@@ -152,17 +146,26 @@ def _never_overwrite_a_checkpoint() -> None:
     """Tune numbers checkpoint folders by its own count, which a killed driver can set back;
     a trial resumed from a newer checkpoint of its own would then write over it. Move the
     index past folders that exist. (Tune keeps the index in its private StorageContext.)"""
-    try:
-        storage = tune.get_context().get_storage()
+    storage = _ray_internals.trial_storage()
+    fs = storage.storage_filesystem
+    while fs.get_file_info(_ray_internals.next_checkpoint_path(storage)).type != FileType.NotFound:
+        _ray_internals.skip_checkpoint_index(storage)
 
-        def next_folder() -> str:  # Tune adds 1 to the index, then writes there
-            name = storage._make_checkpoint_dir_name(storage.current_checkpoint_index + 1)
-            return f"{storage.trial_fs_path}/{name}"
 
-        while storage.storage_filesystem.get_file_info(next_folder()).type != FileType.NotFound:
-            storage.current_checkpoint_index += 1
-    except AttributeError:
-        pass
+class _TuneReport(Callback):
+    """One `tune.report` per epoch; at a checkpoint epoch, the checkpoint the writer just made
+    goes with it (Tune persists it to the run's storage, then the local copy is removed)."""
+
+    def __init__(self, writer: CheckpointWriter) -> None:
+        self.writer = writer
+
+    def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
+        if not state.checkpoint_due or self.writer.last is None:
+            tune.report(metrics)
+            return
+        _never_overwrite_a_checkpoint()
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.writer.last)))
+        shutil.rmtree(self.writer.last, ignore_errors=True)  # persisted to storage by now
 
 
 def _device(spec: RunSpec) -> str:
@@ -176,7 +179,8 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
     dataset = spec.dataset(table)
     workdir = Path(tempfile.mkdtemp(prefix="tune_app_trial_"))
     try:
-        params = config.get(MEMBER_KEY, {}).get("params") or None
+        member = SearchMember.of_config(config)
+        params = (member.params if member else None) or None
         checkpoint = tune.get_checkpoint()
         given = (
             Path(checkpoint.to_directory(str(workdir / "resume")))
@@ -184,30 +188,18 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
             else None
         )
         resume = choose_checkpoint(given, params, workdir)
-        meta = read_meta(resume) if resume is not None else None
+        meta = CheckpointMeta.read(locate(str(resume))) if resume is not None else None
         plan = trial_plan(spec.plan, config, meta, table.components)
-
-        def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-            if checkpoint_dir is None:
-                tune.report(metrics)
-                return
-            _never_overwrite_a_checkpoint()
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # persisted to storage by now
-
         rules = MonitorRules.from_params(params or {}, spec.train.plateau_epochs)
+        writer = CheckpointWriter(workdir / "out", dataset, spec.data_path, params)
+        callbacks = [
+            *monitors(spec.train.plateau_epochs),
+            *([BoundaryRule(rules)] if rules.active else []),
+            writer,
+            _TuneReport(writer),
+        ]
         try:
-            train(
-                plan,
-                dataset,
-                spec.model,
-                spec.train,
-                out_dir=workdir / "out",
-                resume=resume,
-                report=report,
-                on_boundary=rules if rules.active else None,
-                meta_extra={"params": params} if params else None,
-            )
+            train(plan, dataset, spec.model, spec.train, resume=resume, callbacks=callbacks)
         except DivergedError as exc:
             # a diverged trial ends here, reported as such; PBT never picks it as a donor
             tune.report(
