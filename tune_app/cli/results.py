@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tune_app.cli.args import positive_int
 
 __all__ = ["add_result_commands"]
 
@@ -88,7 +89,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_result_commands(commands: Any, positive_int: Callable[[str], int]) -> None:
+def add_result_commands(commands: Any) -> None:
     best = commands.add_parser(
         "best", help="export the best checkpoint of a run, with its plan and lineage"
     )

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from tune_app.cli.args import add_run_args, build_spec
 from tune_app.errors import InputError
 
 __all__ = ["add_run_commands"]
@@ -47,10 +48,7 @@ def _launch(args: argparse.Namespace) -> Any:
         raise InputError(
             f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got {args.cpus_per_trial}, {args.gpus_per_trial})"
         )
-    from tune_app.runs.storage import locate
-
-    locate(args.storage)  # an unsupported URI fails here, before Ray starts
-    return Launch(
+    launch = Launch(
         name=args.name,
         storage=args.storage,
         address=args.address,
@@ -59,6 +57,8 @@ def _launch(args: argparse.Namespace) -> Any:
         resume=args.resume,
         max_failures=args.max_failures,
     )
+    launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
+    return launch
 
 
 def _last_line(error: BaseException) -> str:
@@ -89,22 +89,20 @@ def _finish(grid: Any, location: Any) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from tune_app.cli.main import build_spec
     from tune_app.tune.runner import run_baseline
 
-    spec = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
     launch = _launch(args)
-    grid, location = run_baseline(spec, spec.open_table(), launch)
+    grid, location = run_baseline(spec, table, launch)
     return _finish(grid, location)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tune_app.cli.main import build_spec
     from tune_app.plan.search_space import load_space
     from tune_app.tune.runner import SearchOptions, run_search
 
     space = load_space(args.space, "modifications.yaml", "pbt")
-    spec = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
     launch = _launch(args)
     if not 0.0 < args.quantile_fraction <= 0.5:
         raise InputError(
@@ -115,27 +113,26 @@ def cmd_search(args: argparse.Namespace) -> int:
         perturb_every=args.perturb_every,
         quantile_fraction=args.quantile_fraction,
     )
-    grid, location = run_search(spec, spec.open_table(), space, options, launch)
+    grid, location = run_search(spec, table, space, options, launch)
     return _finish(grid, location)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from tune_app.cli.main import build_spec
     from tune_app.plan.search_space import load_space
     from tune_app.tune.runner import CapacityOptions, run_capacity
 
     space = load_space(args.space, "capacity.yaml", "capacity")
-    spec = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
     launch = _launch(args)
     options = CapacityOptions(
         trials=args.trials, grace_epochs=args.grace_epochs, max_concurrent=args.max_concurrent
     )
-    grid, location = run_capacity(spec, spec.open_table(), space, options, launch)
+    grid, location = run_capacity(spec, table, space, options, launch)
     print(f"best capacity: {location.uri}/best_model_config.json (use it with --model-config)")
     return _finish(grid, location)
 
 
-def add_run_commands(commands: Any, add_run_args: Any) -> None:
+def add_run_commands(commands: Any) -> None:
     baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
     add_run_args(baseline)
     _add_launch_args(baseline)

@@ -9,6 +9,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import ray
@@ -62,8 +63,13 @@ class Launch:
     def run_name(self, kind: str) -> str:
         return self.name or f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
 
+    @cached_property
+    def root(self) -> Location:
+        """`storage` resolved, once. Raises InputError for a URI pyarrow cannot open."""
+        return locate(self.storage)
+
     def location(self, kind: str) -> Location:
-        return locate(self.storage).join(self.run_name(kind))
+        return self.root.join(self.run_name(kind))
 
 
 def _check_reachable(address: str) -> None:
@@ -136,7 +142,7 @@ def _reporter(extra: dict[str, str] | None = None) -> tune.CLIReporter:
 
 
 def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> tune.RunConfig:
-    storage = locate(launch.storage)
+    storage = launch.root
     return tune.RunConfig(
         name=location.name,
         storage_path=storage.uri if not storage.is_local else storage.path,
