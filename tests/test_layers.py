@@ -72,3 +72,18 @@ def test_no_import_cycles_between_modules():
 
     for module in sorted(modules):
         visit(module, [])
+
+
+def test_the_public_surface_loads_lazily_and_fully():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, tune_app; assert 'torch' not in sys.modules and 'ray' not in sys.modules; "
+        "[getattr(tune_app, n) for n in tune_app.__all__]; print(len(tune_app.__all__))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "10"

@@ -143,15 +143,8 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
             model_raw[key] = getattr(args, key)
     if not 0.0 <= args.rank_alpha <= 1.0:
         raise InputError(f"--rank-alpha: must lie in [0, 1] (got {args.rank_alpha})")
-    train = TrainConfig(
-        seed=args.seed,
-        batch_size=args.batch_size,
-        checkpoint_every=args.checkpoint_every,
-        rank_alpha=args.rank_alpha,
-        rank_max_lag=args.rank_max_lag,
-        threads=args.threads,
-        device=device,
-    )
+    flags = ("seed", "batch_size", "checkpoint_every", "rank_alpha", "rank_max_lag", "threads")
+    train = TrainConfig(**{flag: getattr(args, flag) for flag in flags}, device=device)
     spec = RunSpec(
         plan=plan,
         model=ModelConfig.from_dict(model_raw),

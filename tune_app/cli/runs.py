@@ -48,15 +48,8 @@ def _launch(args: argparse.Namespace) -> Any:
         raise InputError(
             f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got {args.cpus_per_trial}, {args.gpus_per_trial})"
         )
-    launch = Launch(
-        name=args.name,
-        storage=args.storage,
-        address=args.address,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        resume=args.resume,
-        max_failures=args.max_failures,
-    )
+    flags = ("name", "storage", "address", "cpus_per_trial", "gpus_per_trial", "resume")
+    launch = Launch(**{flag: getattr(args, flag) for flag in flags}, max_failures=args.max_failures)
     launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
     return launch
 

@@ -32,12 +32,9 @@ class Constant:
 
 
 @dataclass(frozen=True)
-class Linear:
+class _StartEnd:
     start: float
     end: float
-
-    def at(self, t: float) -> float:
-        return self.start + (self.end - self.start) * t
 
     @property
     def peak(self) -> float:
@@ -49,20 +46,15 @@ class Linear:
 
 
 @dataclass(frozen=True)
-class Cosine:
-    start: float
-    end: float
+class Linear(_StartEnd):
+    def at(self, t: float) -> float:
+        return self.start + (self.end - self.start) * t
 
+
+@dataclass(frozen=True)
+class Cosine(_StartEnd):
     def at(self, t: float) -> float:
         return _cosine(self.start, self.end, t)
-
-    @property
-    def peak(self) -> float:
-        return max(self.start, self.end)
-
-    @property
-    def final(self) -> float:
-        return self.end
 
 
 @dataclass(frozen=True)
