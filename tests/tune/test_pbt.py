@@ -157,7 +157,7 @@ def test_exported_plans_replay_exactly(search_run: Path, tmp_path: Path):
     from tune_app.runs.results import export_checkpoint, open_run
 
     run = open_run(str(search_run))
-    journal_trials = {e["trial"] for e in run.journal()}
+    journal_trials = {e.trial for e in run.journal()}
     chosen = [t for t in run.trials if t.trial_id in journal_trials]
     assert chosen
     exports = []
