@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
-from tune_app.checkpoint import package_versions
-from tune_app.data import DataConfig, build_dataset, open_series
-from tune_app.model import ModelConfig
+from tune_app.training.checkpoint import package_versions
+from tune_app.training.data import DataConfig, build_dataset, open_series
+from tune_app.training.model import ModelConfig
 
 DEMO_DATA = DataConfig(stride=2)
 DEMO_MODEL = ModelConfig(components=3, hidden=32)
@@ -41,3 +42,14 @@ def write(name: str, payload: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def stamps_callback(stamps: list[float]):  # type: ignore[no-untyped-def]
+    """A trainer callback appending the time at the end of every epoch to `stamps`."""
+    from tune_app.training.monitors import Callback
+
+    class Stamp(Callback):
+        def on_epoch_end(self, metrics, state):  # type: ignore[no-untyped-def]
+            stamps.append(time.perf_counter())
+
+    return Stamp()

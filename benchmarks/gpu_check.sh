@@ -28,18 +28,21 @@ echo "== epoch time, cuda vs cpu (in-process, hidden 64)"
 $PY - "$OUT/data.parquet" <<'PY'
 import sys, tempfile, time
 from pathlib import Path
-from tune_app.data import DataConfig, build_dataset, open_series
-from tune_app.model import ModelConfig
-from tune_app.plan import load_plan
-from tune_app.trainer import TrainConfig, train
+from tune_app.plan.plan import load_plan
+from tune_app.runs.local import train_locally
+from tune_app.runs.spec import RunSpec
+from tune_app.training.data import DataConfig, build_dataset, open_series
+from tune_app.training.model import ModelConfig
+from tune_app.training.trainer import TrainConfig
 data = build_dataset(open_series(sys.argv[1], DataConfig()), DataConfig())
 plan = load_plan(phase_epochs=2)
 times = {}
 for device in ("cpu", "cuda"):
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
-        train(plan, data, ModelConfig(components=len(data.components), hidden=64),
-              TrainConfig(device=device), out_dir=Path(tmp))
+        model = ModelConfig(components=len(data.components), hidden=64)
+        spec = RunSpec(plan, model, DataConfig(), TrainConfig(device=device), sys.argv[1])
+        train_locally(spec, data, Path(tmp))
         times[device] = (time.perf_counter() - began) / plan.total_epochs
     print(f"{device}: {times[device] * 1000:.1f} ms/epoch")
 print(f"cuda / cpu epoch time: {times['cuda'] / times['cpu']:.3f}")

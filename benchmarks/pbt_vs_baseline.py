@@ -30,12 +30,14 @@ import pandas as pd
 import torch
 from _common import write
 
-from tune_app.data import DataConfig
-from tune_app.model import ModelConfig
-from tune_app.plan import load_plan
-from tune_app.spec import RunSpec
-from tune_app.synthetic import make_synthetic
-from tune_app.trainer import TrainConfig, evaluate_free, train
+from tune_app.plan.plan import load_plan
+from tune_app.runs.local import train_locally
+from tune_app.runs.spec import RunSpec
+from tune_app.runs.writers import BestStateWriter
+from tune_app.training.data import DataConfig
+from tune_app.training.model import ModelConfig
+from tune_app.training.synthetic import make_synthetic
+from tune_app.training.trainer import TrainConfig, evaluate_free
 
 
 def _long(values: np.ndarray, columns: list[str], series: str = "s0") -> pd.DataFrame:
@@ -106,14 +108,8 @@ def baselines(spec: RunSpec, population: int) -> list[tuple[float, float]]:
         seeded = RunSpec(spec.plan, spec.model, spec.data, TrainConfig(seed=seed), spec.data_path)
         with tempfile.TemporaryDirectory() as tmp:
             best_file = Path(tmp) / "best.pth"
-            result = train(
-                seeded.plan,
-                dataset,
-                seeded.model,
-                seeded.train,
-                out_dir=Path(tmp),
-                best_file=best_file,
-            )
+            best_writer = BestStateWriter(best_file, seeded.data_path)
+            result = train_locally(seeded, dataset, Path(tmp), extra=[best_writer])
             best = min(row["val_free_loss"] for row in result.history)
             state = torch.load(best_file, weights_only=True)
             result.model.load_state_dict(state["model"])
@@ -122,10 +118,10 @@ def baselines(spec: RunSpec, population: int) -> list[tuple[float, float]]:
 
 
 def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: str) -> dict:
-    from tune_app.evaluate import load_model
-    from tune_app.results import export_best, open_run
+    from tune_app.analysis.evaluate import load_model
+    from tune_app.plan.search_space import load_space
+    from tune_app.runs.results import export_best, open_run
     from tune_app.tune.runner import Launch, SearchOptions, run_search
-    from tune_app.tune.search_space import load_space
 
     space = load_space(None, "modifications.yaml", "pbt")
     launch = Launch(name=name, storage=storage, cpus_per_trial=2 / population, verbose=0)
@@ -135,17 +131,17 @@ def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: s
     export = Path(storage) / f"{name}_best"
     config = export_best(run, export)
     loaded = load_model(export)
-    control = [t for t in run.trials if t.params.get("member", {}).get("control")]
+    control = [t for t in run.trials if t.member and t.member.control]
     control_best = min(
-        (float(c.meta["metrics"]["val_free_loss"]) for c in control[0].checkpoints),
+        (float(c.meta.metrics["val_free_loss"]) for c in control[0].checkpoints),
         default=float("nan"),
     )
     segments = json.loads((export / "lineage.json").read_text())["segments"]
     return {
-        "val": float(config["value"]),
+        "val": float(config.value),
         "test": _test_loss(loaded.model, spec),
         "control_val": control_best,
-        "exploits": len(run.exploits()),
+        "exploits": len(run.journal()),
         "rounds": len(run.rounds()),
         "lineage": [
             {"epochs": [s["from_epoch"], s["to_epoch"]], "modification": s["modification"]}

@@ -11,6 +11,7 @@ each N (target <= 1.15). Ray is started afresh for each search, so S is measured
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from _common import DEMO_DATA, write
 
-from tune_app.model import ModelConfig
-from tune_app.plan import load_plan
-from tune_app.spec import RunSpec
-from tune_app.trainer import TrainConfig, train
+from tune_app.plan.plan import load_plan
+from tune_app.runs.local import train_locally
+from tune_app.runs.spec import RunSpec
+from tune_app.training.model import ModelConfig
+from tune_app.training.trainer import TrainConfig
 
 SLOTS = 2
 
@@ -31,8 +33,16 @@ def in_process(spec: RunSpec) -> float:
     began = time.perf_counter()
     data = spec.dataset(spec.open_table())
     with tempfile.TemporaryDirectory() as tmp:
-        train(spec.plan, data, spec.model, spec.train, out_dir=Path(tmp))
+        train_locally(spec, data, Path(tmp))
     return time.perf_counter() - began
+
+
+def _worker_pids(run: str) -> set[int]:
+    """The worker processes that trained any member (Tune records each result's pid)."""
+    pids = set()
+    for rows in Path(run).glob("*/result.json"):
+        pids |= {json.loads(line)["pid"] for line in rows.read_text().splitlines() if line}
+    return pids
 
 
 def search(spec: RunSpec, population: int) -> tuple[float, float, int, int]:
@@ -40,9 +50,9 @@ def search(spec: RunSpec, population: int) -> tuple[float, float, int, int]:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
-    from tune_app.results import open_run
+    from tune_app.plan.search_space import load_space
+    from tune_app.runs.results import open_run
     from tune_app.tune.runner import Launch, SearchOptions, run_search
-    from tune_app.tune.search_space import load_space
 
     space = load_space(None, "modifications.yaml", "pbt")
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,10 +68,10 @@ def search(spec: RunSpec, population: int) -> tuple[float, float, int, int]:
         )
         wall = time.perf_counter() - began
         run = open_run(location.uri)
-        exploits = len(run.exploits())
-        pids = {row.get("pid") for trial in run.trials for row in trial.rows}
+        exploits = len(run.journal())
+        pids = _worker_pids(location.path)
     ray.shutdown()
-    return startup, wall, exploits, len(pids - {None})
+    return startup, wall, exploits, len(pids)
 
 
 def main() -> None:

@@ -18,11 +18,14 @@ import time
 from pathlib import Path
 
 import torch
-from _common import DEMO_MODEL, demo_dataset, summary, write
+from _common import DEMO_MODEL, demo_dataset, stamps_callback, summary, write
 
-from tune_app.model import Seq2Seq
-from tune_app.plan import load_plan
-from tune_app.trainer import TrainConfig, train
+from tune_app.plan.plan import load_plan
+from tune_app.runs.local import train_locally
+from tune_app.runs.spec import RunSpec
+from tune_app.training.model import Seq2Seq
+from tune_app.training.monitors import StopAfter
+from tune_app.training.trainer import TrainConfig
 
 
 def bare_epochs(data, epochs: int, batch_size: int = 64) -> list[float]:  # type: ignore[no-untyped-def]
@@ -53,15 +56,9 @@ def full_epochs(data, epochs: int) -> list[float]:  # type: ignore[no-untyped-de
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
-        train(
-            plan,
-            data,
-            DEMO_MODEL,
-            TrainConfig(),
-            out_dir=Path(tmp),
-            stop_after=epochs,
-            report=lambda m, c: stamps.append(time.perf_counter()),
-        )
+        spec = RunSpec(plan, DEMO_MODEL, data.config, TrainConfig())
+        extra = [StopAfter(epochs), stamps_callback(stamps)]
+        train_locally(spec, data, Path(tmp), extra=extra)
     edges = [began, *stamps]
     return [b - a for a, b in itertools.pairwise(edges)]
 

@@ -17,12 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DEMO_DATA, DEMO_MODEL, summary, write
+from _common import DEMO_DATA, DEMO_MODEL, stamps_callback, summary, write
 
-from tune_app.data import open_series
-from tune_app.plan import load_plan
-from tune_app.spec import RunSpec
-from tune_app.trainer import TrainConfig, train
+from tune_app.plan.plan import load_plan
+from tune_app.runs.local import train_locally
+from tune_app.runs.spec import RunSpec
+from tune_app.training.data import open_series
+from tune_app.training.trainer import TrainConfig
 
 
 def in_process(spec: RunSpec) -> tuple[list[float], float]:
@@ -32,21 +33,14 @@ def in_process(spec: RunSpec) -> tuple[list[float], float]:
     data = spec.dataset(table)
     with tempfile.TemporaryDirectory() as tmp:
         epoch_start = time.perf_counter()
-        train(
-            spec.plan,
-            data,
-            spec.model,
-            spec.train,
-            out_dir=Path(tmp),
-            report=lambda m, c: stamps.append(time.perf_counter()),
-        )
+        train_locally(spec, data, Path(tmp), extra=[stamps_callback(stamps)])
     edges = [epoch_start, *stamps]
     return [b - a for a, b in itertools.pairwise(edges)], time.perf_counter() - began
 
 
 def in_tune(spec: RunSpec) -> tuple[list[float], list[float], float]:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from tune_app.results import open_run
+    from tune_app.runs.results import open_run
     from tune_app.tune.runner import Launch, run_baseline
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from tiny import TINY_DATA
 
-from tune_app.data import build_dataset, series_from_arrow
-from tune_app.synthetic import make_synthetic
+from tune_app.training.data import build_dataset, series_from_arrow
+from tune_app.training.synthetic import make_synthetic
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import yaml
 from tiny import TRAIN_FLAGS, export_train_checkpoint
 
 from tune_app.cli import main
-from tune_app.plan import load_plan
-from tune_app.synthetic import make_synthetic
+from tune_app.plan.plan import load_plan
+from tune_app.training.synthetic import make_synthetic
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -70,6 +70,19 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
             {"kind": "pbt", "params": {"alpha_shift": {"type": "float", "low": 1, "high": 0}}}
         )
     )
+    (tmp_path / "hidden_space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "kind": "pbt",
+                "params": {"hidden": {"type": "int", "low": 16, "high": 128, "mutate": "resample"}},
+            }
+        )
+    )
+    (tmp_path / "typo_space.yaml").write_text(
+        yaml.safe_dump(
+            {"kind": "pbt", "params": {"alpha_shfit": {"type": "float", "low": 0, "high": 1}}}
+        )
+    )
     frame = make_synthetic(series=2, length=200)
     frame.loc[50, "c1"] = np.nan
     frame.to_parquet(tmp_path / "nan.parquet")
@@ -121,6 +134,16 @@ CASES = [
         ["search", "--space", "space.yaml", "--phase-epochs", "1"],
         "params.alpha_shift",
         "low < high",
+    ),
+    (
+        ["search", "--space", "hidden_space.yaml", "--phase-epochs", "1"],
+        "params.hidden: PBT cannot change 'hidden'",
+        "search it with `tune-app capacity`",
+    ),
+    (
+        ["search", "--space", "typo_space.yaml", "--phase-epochs", "1"],
+        "unknown PBT parameter 'alpha_shfit'",
+        "PBT can change: alpha_shift, teacher_forcing_shift",
     ),
     (
         ["baseline", "--address", "127.0.0.1:9", "--phase-epochs", "1"],
@@ -251,3 +274,15 @@ def test_no_traceback_from_the_real_console_script(workdir: Path):
     )
     assert done.returncode == 2
     assert "phases.2.alpha" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_pbt_space_naming_model_capacity_stops_before_ray_starts(workdir: Path, capsys):
+    """Failure 1 of issue 12: `hidden` in a PBT space was searched, named in trial names, and
+    never applied. Now: exit 2, the known parameters listed, Ray never started."""
+    import ray
+
+    assert main(["search", "--space", "hidden_space.yaml", "--phase-epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    for known in ("alpha_shift", "lr_restart", "curriculum_start", "component_weight"):
+        assert known in err
+    assert not ray.is_initialized()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune_app.cli import build_parser
+from tune_app.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"

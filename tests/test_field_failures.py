@@ -14,9 +14,9 @@ import pytest
 from tiny import TRAIN_FLAGS, export_train_checkpoint
 
 from tune_app.cli import main
-from tune_app.data import read_series
-from tune_app.monitors import DivergenceMonitor
-from tune_app.synthetic import make_synthetic
+from tune_app.training.data import read_series
+from tune_app.training.monitors import DivergenceMonitor
+from tune_app.training.synthetic import make_synthetic
 
 
 def _files(root: Path) -> set[str]:
@@ -103,7 +103,7 @@ def test_gaps_are_listed_by_inspect_and_filled_by_ffill(tmp_path: Path, monkeypa
     assert "gap in series 's01': 1 step(s) missing from step 7" in out
     assert main(["data", "inspect", "gap.parquet", "--fill", "ffill"]) == 0
     assert "problems: none" in capsys.readouterr().out
-    from tune_app.data import DataConfig
+    from tune_app.training.data import DataConfig
 
     filled = read_series("gap.parquet", DataConfig(fill="ffill"))
     s00 = filled.values[0]
@@ -176,16 +176,16 @@ def test_exploding_finite_loss_exits_1(tmp_path: Path, monkeypatch, capsys):
 
 
 def test_ctrl_c_in_train_names_trains_own_resume(tmp_path: Path, monkeypatch, capsys):
-    import tune_app.reporting as reporting
+    import tune_app.runs.reporting as reporting
 
-    real = reporting.ProgressPrinter.__call__
+    real = reporting.ProgressPrinter.on_epoch_end
 
-    def interrupt_at_epoch_3(self, metrics, checkpoint):  # type: ignore[no-untyped-def]
+    def interrupt_at_epoch_3(self, metrics, state):  # type: ignore[no-untyped-def]
         if metrics["epoch"] == 3:
             raise KeyboardInterrupt
-        return real(self, metrics, checkpoint)
+        return real(self, metrics, state)
 
-    monkeypatch.setattr(reporting.ProgressPrinter, "__call__", interrupt_at_epoch_3)
+    monkeypatch.setattr(reporting.ProgressPrinter, "on_epoch_end", interrupt_at_epoch_3)
     monkeypatch.chdir(tmp_path)
     assert main(["train", *TRAIN_FLAGS, "--out", "t"]) == 130
     err = capsys.readouterr().err
@@ -242,7 +242,7 @@ def _result(metrics: dict | None, error: Exception | None = None) -> SimpleNames
     ],
 )
 def test_run_summary_exits_1_when_no_trial_finished(results, code, said, capsys):
-    from tune_app.cli_runs import _finish
+    from tune_app.cli.runs import _finish
 
     assert _finish(results, SimpleNamespace(uri="results/x")) == code
     captured = capsys.readouterr()

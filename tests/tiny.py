@@ -1,8 +1,8 @@
 """Tiny shapes shared by the tests, so the default suite stays fast."""
 
-from tune_app.data import DataConfig
-from tune_app.model import ModelConfig
-from tune_app.trainer import TrainConfig
+from tune_app.training.data import DataConfig
+from tune_app.training.model import ModelConfig
+from tune_app.training.trainer import TrainConfig
 
 TINY_DATA = DataConfig(input_len=16, output_len=8, stride=4)
 TINY_MODEL = ModelConfig(components=3, hidden=16)
@@ -16,13 +16,28 @@ def export_train_checkpoint(run_dir, checkpoint, out):  # type: ignore[no-untype
     """Export a `tune-app train` checkpoint exactly as `tune-app best` exports a run's."""
     import json
 
-    from tune_app.checkpoint import read_meta
-    from tune_app.results import CheckpointRecord, Run, TrialRecord, export_checkpoint
-    from tune_app.storage import locate
+    from tune_app.runs.records import CheckpointMeta, RunManifest
+    from tune_app.runs.results import CheckpointRecord, Run, TrialRecord, export_checkpoint
+    from tune_app.runs.storage import locate
 
     spec = json.loads((run_dir / "config.json").read_text())
-    run = Run(locate(run_dir), {"kind": "train", "spec": spec}, [])
-    trial = TrialRecord("train", locate(run_dir), {}, [])
-    return export_checkpoint(
-        run, trial, CheckpointRecord(locate(checkpoint), read_meta(checkpoint)), out
-    )
+    run = Run(locate(run_dir), RunManifest(kind="train", name="train", spec=spec), [])
+    trial = TrialRecord("train", locate(run_dir), {})
+    meta = CheckpointMeta.read(locate(checkpoint))
+    return export_checkpoint(run, trial, CheckpointRecord(locate(checkpoint), meta), out)
+
+
+def train_tiny(plan, dataset, out_dir, *, model=TINY_MODEL, stop_after=None, report=None, **kw):  # type: ignore[no-untyped-def]
+    """An in-process run with the tiny shapes, saving under `out_dir` (runs/local.py does it
+    the same way); `report(metrics, state)` sees every epoch."""
+    from tune_app.runs.local import train_locally
+    from tune_app.runs.spec import RunSpec
+    from tune_app.training.monitors import Callback, StopAfter
+
+    class _Report(Callback):
+        def on_epoch_end(self, metrics, state):  # type: ignore[no-untyped-def]
+            report(metrics, state)
+
+    extra = [StopAfter(stop_after), *([_Report()] if report else [])]
+    spec = RunSpec(plan, model, dataset.config, TINY_TRAIN)
+    return train_locally(spec, dataset, out_dir, extra=extra, **kw)

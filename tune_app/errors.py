@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DivergedError", "ErrorList", "InputError", "Interrupted", "RunFailed"]
+__all__ = [
+    "CheckpointError",
+    "DivergedError",
+    "ErrorList",
+    "InputError",
+    "Interrupted",
+    "RunFailed",
+]
 
 
 class InputError(ValueError):
@@ -12,6 +19,10 @@ class InputError(ValueError):
 
     The CLI prints the message (no traceback) and exits with status 2, before any work starts.
     """
+
+
+class CheckpointError(InputError):
+    """A checkpoint that is missing, truncated, foreign, or would run code when loaded (exit 2)."""
 
 
 class RunFailed(RuntimeError):
@@ -39,6 +50,7 @@ class DivergedError(RuntimeError):
         self.epoch = epoch
         self.loss = loss
         self.last_checkpoint = last_checkpoint
+        self.reason = reason
         where = last_checkpoint or "none written yet"
         super().__init__(
             f"training diverged at epoch {epoch} ({reason or f'loss = {loss}'}); last good "

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from tune_app.cli import main
-from tune_app.data import DataConfig, build_dataset, open_series
-from tune_app.model import ModelConfig, Seq2Seq
-from tune_app.trainer import evaluate_free
+from tune_app.training.data import DataConfig, build_dataset, open_series
+from tune_app.training.model import ModelConfig, Seq2Seq
+from tune_app.training.trainer import evaluate_free
 
 TINY = ["--phase-epochs", "2", "--stride", "4", "--hidden", "16"]
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tune_app.plan.search_space import load_space
 from tune_app.tune.explore import Observation, explore
 from tune_app.tune.pbt import population
-from tune_app.tune.search_space import load_space
 
 SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
 

@@ -13,10 +13,11 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from tune_app.cli import main
-from tune_app.plan import load_plan
-from tune_app.storage import locate
+from tune_app.plan.plan import load_plan
+from tune_app.plan.search_space import load_space
+from tune_app.runs.records import CheckpointMeta, JournalEvent, RoundEvent, read_journal
+from tune_app.runs.storage import locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, plan_round, population
-from tune_app.tune.search_space import load_space
 from tune_app.tune.trainable import MEMBER_KEY, trial_plan
 
 SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
@@ -115,13 +116,13 @@ def test_a_round_waits_for_every_member_at_the_same_epoch(tmp_path: Path):
     # the waiting ones are not run again before the others caught up (Ray itself starts the
     # PENDING members 2 and 3)
     assert scheduler.choose_trial_to_run(controller) is None
-    assert scheduler.journal.events() == []
+    assert scheduler.journal.lines() == []
     _reach(scheduler, controller, trials[2], 2, 0.5)
     assert scheduler.choose_trial_to_run(controller) is None
-    assert scheduler.journal.events() == []
+    assert scheduler.journal.lines() == []
     # the last to arrive runs the round; it copies a donor, so it pauses too
     assert _reach(scheduler, controller, trials[3], 2, 9.0) == TrialScheduler.PAUSE
-    events = scheduler.journal.events()
+    events = scheduler.journal.lines()
     assert [e["event"] for e in events] == ["round", "exploit"]
     assert [r["trial"] for r in events[0]["ranking"]] == ["t2", "t0", "t1", "t3"]
     exploit = events[1]
@@ -145,7 +146,7 @@ def test_the_last_to_arrive_goes_on_without_pausing_unless_it_copies(tmp_path: P
     for trial, loss in zip(trials[:3], [3.0, 2.0, 9.0], strict=True):
         _reach(scheduler, controller, trial, 2, loss)
     assert _reach(scheduler, controller, trials[3], 2, 1.0) == TrialScheduler.CONTINUE
-    (exploit,) = [e for e in scheduler.journal.events() if e["event"] == "exploit"]
+    (exploit,) = [e for e in scheduler.journal.lines() if e["event"] == "exploit"]
     assert (exploit["trial"], exploit["donor"]) == ("t2", "t3")
     assert trials[2].config[MEMBER_KEY]["restore"]["trial_dir"] == "member-t3"
 
@@ -157,9 +158,9 @@ def test_a_member_that_ends_does_not_hold_up_the_round(tmp_path: Path):
     trials[3].status = Trial.TERMINATED  # diverged and stopped
     scheduler.on_trial_complete(controller, trials[3], {"diverged": 1.0})
     scheduler.choose_trial_to_run(controller)
-    (round_event,) = [e for e in scheduler.journal.events() if e["event"] == "round"]
+    (round_event,) = [e for e in scheduler.journal.lines() if e["event"] == "round"]
     assert {r["trial"] for r in round_event["ranking"]} == {"t0", "t1", "t2"}
-    assert [e["donor"] for e in scheduler.journal.events() if e["event"] == "exploit"] == ["t0"]
+    assert [e["donor"] for e in scheduler.journal.lines() if e["event"] == "exploit"] == ["t0"]
 
 
 def test_rounds_already_journalled_are_not_repeated_after_a_restore(tmp_path: Path):
@@ -176,9 +177,12 @@ def test_rounds_already_journalled_are_not_repeated_after_a_restore(tmp_path: Pa
 
 def test_journal_appends_and_survives_a_new_instance(tmp_path: Path):
     journal = Journal(locate(tmp_path))
-    journal.append({"epoch": 2, "trial": "a", "donor": "b"})
-    journal.append({"epoch": 4, "trial": "c", "donor": "a"})
-    assert [e["epoch"] for e in Journal(locate(tmp_path)).events()] == [2, 4]
+    journal.append(JournalEvent(epoch=2, trial="a", donor="b"))
+    journal.append(RoundEvent(epoch=4), JournalEvent(epoch=4, trial="c", donor="a"))
+    again = Journal(locate(tmp_path))
+    assert [e["epoch"] for e in again.lines()] == [2, 4, 4]
+    assert again.rounds_done() == {4}
+    assert [(e.trial, e.donor) for e in read_journal(locate(tmp_path))] == [("a", "b"), ("c", "a")]
     assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
 
 
@@ -187,7 +191,7 @@ def test_trial_plan_applies_changed_params_from_the_next_epoch():
     first = SPACE.sample(rng)
     start = trial_plan(PLAN, {MEMBER_KEY: {"params": first}}, None, COMPONENTS)
     assert [m.from_epoch for m in start.modifications] == [1]
-    meta = {"epoch": 4, "plan": start.to_dict()}
+    meta = CheckpointMeta(4, 2, {}, "", COMPONENTS, start.to_dict(), "", {})
     assert (
         trial_plan(PLAN, {MEMBER_KEY: {"params": first}}, meta, COMPONENTS) == start
     )  # a plain restart
@@ -215,23 +219,23 @@ def search_run(request, ray_local, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.mark.slow
 def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_run: Path):
-    from tune_app.results import open_run
+    from tune_app.runs.results import open_run
 
     run = open_run(str(search_run))
     rounds = run.rounds()
-    assert [r["epoch"] for r in rounds] == [2, 4, 6, 8]
-    assert {e["epoch"] for e in run.exploits()} == {2, 4, 6, 8}
+    assert [r.epoch for r in rounds] == [2, 4, 6, 8]
+    assert {e.epoch for e in run.journal()} == {2, 4, 6, 8}
     by_id = {t.trial_id: t for t in run.trials}
     (control,) = [t for t in run.trials if t.params[MEMBER_KEY]["control"]]
-    assert all(e["trial"] != control.trial_id for e in run.exploits())
+    assert all(e.trial != control.trial_id for e in run.journal())
     for event in rounds:  # each round ranks the members' scores at that one epoch
-        assert len(event["ranking"]) == 4
-        for entry in event["ranking"]:
-            (own,) = [c for c in by_id[entry["trial"]].checkpoints if c.epoch == event["epoch"]]
-            assert own.meta["metrics"]["val_free_loss"] == entry["val_free_loss"]
+        assert len(event.ranking) == 4
+        for entry in event.ranking:
+            (own,) = [c for c in by_id[entry["trial"]].checkpoints if c.epoch == event.epoch]
+            assert own.meta.metrics["val_free_loss"] == entry["val_free_loss"]
     assert sorted(c.epoch for c in control.checkpoints) == [2, 4, 6, 8, 10]
-    assert all(not c.meta["plan"].get("modifications") for c in control.checkpoints)
-    assert {json.dumps(c.meta.get("params"), sort_keys=True) for c in control.checkpoints} == {
+    assert all(not c.meta.plan.get("modifications") for c in control.checkpoints)
+    assert {json.dumps(c.meta.params, sort_keys=True) for c in control.checkpoints} == {
         json.dumps(control.params[MEMBER_KEY]["params"] or None, sort_keys=True)
     }
     for trial in run.trials:
@@ -243,10 +247,10 @@ def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_r
 def test_exported_plans_replay_exactly(search_run: Path, tmp_path: Path):
     """The winner, and every trial that copied a donor: one sequential run of the exported plan
     with the root seed gives the same val_free_loss."""
-    from tune_app.results import export_checkpoint, open_run
+    from tune_app.runs.results import export_checkpoint, open_run
 
     run = open_run(str(search_run))
-    journal_trials = {e["trial"] for e in run.exploits()}
+    journal_trials = {e.trial for e in run.journal()}
     chosen = [t for t in run.trials if t.trial_id in journal_trials]
     assert chosen
     exports = []

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tune_app.plan import load_plan
+from tune_app.plan.plan import load_plan
+from tune_app.plan.search_space import load_space
 from tune_app.tune.progress import TrialTable, render, trial_dirname
-from tune_app.tune.search_space import load_space
 
 SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
 SPEC = {"plan": load_plan(phase_epochs=100).to_dict(), "model": {"hidden": 64}}  # 500 epochs

@@ -1,38 +1,81 @@
 """Every use of Ray's private API, in one place, checked at import.
 
-Ray moves its internals between releases; `pyproject.toml` bounds `ray[tune]` to the versions
-tested. If a name below is gone, importing this module fails at once with the Ray version and
-what is missing, instead of a search failing (or silently misbehaving) hours in.
+- Tune's `StorageContext` (reached through `tune.get_context().get_storage()`, a developer API),
+  whose `current_checkpoint_index` and `_make_checkpoint_dir_name` name a trial's next
+  checkpoint folder (tune/trainable.py).
+- PB2's GP-bandit selection, `ray.tune.schedulers.pb2._select_config` (tune/explore.py).
+
+The PBT scheduler itself (tune/pbt.py) subclasses only Ray's public `FIFOScheduler`. A Ray
+upgrade that drops any name below fails at import with what to install, never silently.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import ray
+from ray import tune
+from ray.train._internal.storage import StorageContext
 
-TESTED = "ray[tune] 2.60"
+__all__ = [
+    "TESTED_RAY",
+    "next_checkpoint_path",
+    "pb2_select_config",
+    "skip_checkpoint_index",
+    "trial_storage",
+]
+
+TESTED_RAY = ">=2.60,<2.61"  # as pyproject.toml pins ray[tune]
 
 
-def _missing(what: str) -> ImportError:
+def _missing(names: list[str]) -> ImportError:
     return ImportError(
-        f"tune_app needs {what} from Ray, which Ray {ray.__version__} lacks; tune_app is tested "
-        f"with {TESTED}: install that version"
+        f"tune_app uses Ray's private {', '.join(names)}, which ray {ray.__version__} lacks; "
+        f"tune_app is tested with ray[tune]{TESTED_RAY}: install that version"
     )
 
 
-try:  # PB2's GP-bandit step (Parker-Holder et al., 2020), module-private in Ray
-    from ray.tune.schedulers.pb2 import _select_config as _pb2_select_config
-except ImportError as exc:  # pragma: no cover - only on another Ray
-    raise _missing("ray.tune.schedulers.pb2._select_config") from exc
+def _check() -> None:
+    missing = []
+    if not callable(getattr(StorageContext, "_make_checkpoint_dir_name", None)):
+        missing.append("StorageContext._make_checkpoint_dir_name")
+    if "current_checkpoint_index" not in inspect.signature(StorageContext.__init__).parameters:
+        missing.append("StorageContext.current_checkpoint_index")
+    if missing:
+        raise _missing(missing)
 
-__all__ = ["TESTED", "pb2_select_config"]
+
+_check()
+
+try:  # module-private in Ray
+    from ray.tune.schedulers.pb2 import _select_config as _pb2_select_config
+except ImportError as exc:  # only on another Ray
+    raise _missing(["ray.tune.schedulers.pb2._select_config"]) from exc
+
+
+def trial_storage() -> StorageContext:
+    """The running trial's storage context (its filesystem and folder)."""
+    storage: StorageContext = tune.get_context().get_storage()
+    return storage
+
+
+def next_checkpoint_path(storage: StorageContext) -> str:
+    """Where Tune writes the trial's next checkpoint (it adds 1 to the index, then writes)."""
+    name = storage._make_checkpoint_dir_name(storage.current_checkpoint_index + 1)
+    return f"{storage.trial_fs_path}/{name}"
+
+
+def skip_checkpoint_index(storage: StorageContext) -> None:
+    """Move Tune's checkpoint index past one folder."""
+    storage.current_checkpoint_index += 1
 
 
 def pb2_select_config(
     X: Any, y: Any, current: Any, newpoint: Any, bounds: dict[str, tuple[float, float]], num_f: int
 ) -> Any:
-    """Ray's PB2 selection: fit the time-varying GP to (X, y), maximise UCB at `newpoint`.
+    """Ray's PB2 selection: fit the time-varying GP to (X, y), maximise UCB at `newpoint`
+    (Parker-Holder et al., 2020).
 
     Args:
         X: (n, num_f + d) rows of (epoch, reward before, d parameters), unnormalised.
@@ -43,7 +86,10 @@ def pb2_select_config(
         num_f: the number of fixed columns (2).
 
     Returns:
-        (d,) the chosen parameters. Raises ImportError without scikit-learn.
+        (d,) the chosen parameters.
+
+    Raises:
+        ImportError: without scikit-learn, which Ray's PB2 needs.
     """
     try:
         import sklearn  # noqa: F401

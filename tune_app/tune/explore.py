@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tune_app.tune.search_space import Param, SearchSpace
+from tune_app.plan.search_space import Param, SearchSpace
 
 __all__ = ["EXPLORERS", "Observation", "explore"]
 

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from tune_app.errors import Interrupted
-from tune_app.storage import Location
+from tune_app.runs.storage import Location
 
 __all__ = ["RayInterruptWatch", "fit"]
 

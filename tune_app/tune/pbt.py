@@ -35,41 +35,59 @@ from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator
 
-from tune_app.storage import JOURNAL, Location
+from tune_app.plan.search_space import SearchSpace
+from tune_app.runs.records import JOURNAL, JournalEvent, RoundEvent, read_journal, read_rounds
+from tune_app.runs.storage import Location
 from tune_app.tune.explore import EXPLORERS, Observation, explore
-from tune_app.tune.search_space import SearchSpace
 from tune_app.tune.trainable import MEMBER_KEY
 
-__all__ = ["JOURNAL", "MEMBER_KEY", "Journal", "PhaseBoundaryPBT", "plan_round", "population"]
+__all__ = [
+    "JOURNAL",
+    "MEMBER_KEY",
+    "Journal",
+    "MembersSearch",
+    "PhaseBoundaryPBT",
+    "plan_round",
+    "population",
+]
 
 
 class Journal:
-    """An append-only list of events, rewritten whole (atomically) on every append."""
+    """The run's `pbt_journal.jsonl`: round and exploit events (records.RoundEvent and
+    JournalEvent), rewritten whole and atomically on every append."""
 
     def __init__(self, location: Location) -> None:
         self.location = location
-        self._events: list[dict[str, Any]] | None = None
 
-    def events(self) -> list[dict[str, Any]]:
-        if self._events is None:  # first use, also after a restore: what the file holds
-            file = self.location.join(JOURNAL)
-            text = file.read_text() if file.exists() else ""
-            self._events = [json.loads(line) for line in text.splitlines() if line.strip()]
-        return self._events
+    def lines(self) -> list[dict[str, Any]]:
+        file = self.location.join(JOURNAL)
+        text = file.read_text() if file.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def append(self, *events: dict[str, Any]) -> None:
-        merged = [*self.events(), *events]
+    def append(self, *events: RoundEvent | JournalEvent) -> None:
+        lines = [*self.lines(), *(event.to_dict() for event in events)]
         self.location.join(JOURNAL).write_bytes(
-            "".join(json.dumps(e) + "\n" for e in merged).encode()
+            "".join(json.dumps(e) + "\n" for e in lines).encode()
         )
-        self._events = merged
 
     def rounds_done(self) -> set[int]:
-        return {int(e["epoch"]) for e in self.events() if e.get("event") == "round"}
+        return {event.epoch for event in read_rounds(self.location)}
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"location": self.location, "_events": None}
+    def history(self) -> list[Observation]:
+        """Every member's score at every journalled round, and after each exploit the donor's
+        score with the new parameters (the weights the member went on from): PB2's data."""
+        seen = [
+            (event.epoch, 0, Observation(r["trial"], event.epoch, r["val_free_loss"], r["params"]))
+            for event in read_rounds(self.location)
+            for r in event.ranking
+        ]
+        seen += [
+            (e.epoch, 1, Observation(e.trial, e.epoch, float(e.donor_val_free_loss or 0), e.new))
+            for e in read_journal(self.location)
+        ]
+        return [observation for _, _, observation in sorted(seen, key=lambda item: item[:2])]
 
 
 def population(space: SearchSpace, size: int, seed: int) -> list[dict[str, Any]]:
@@ -174,6 +192,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
         ] = {}  # id -> epoch, score, result
         self._rounds = 0
         self._exploits = 0
+        self._members: list[Trial] = []
 
     # -- what Ray asks ------------------------------------------------------------------------
     @property
@@ -197,6 +216,13 @@ class PhaseBoundaryPBT(FIFOScheduler):
         if exploited is not None and trial.trial_id not in exploited:
             return TrialScheduler.CONTINUE
         return TrialScheduler.PAUSE  # wait for the others; frees the slot for members taking turns
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        self._members.append(trial)
+
+    def all_finished(self) -> bool:
+        """Whether every member has finished (terminated, or errored for good)."""
+        return bool(self._members) and all(t.is_finished() for t in self._members)
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
         self._waiting.pop(trial.trial_id, None)
@@ -255,13 +281,13 @@ class PhaseBoundaryPBT(FIFOScheduler):
         controls = {t.trial_id for t in members if _member(t).get("control")}
         rng = random.Random(self.seed * 1_000_003 + epoch)
         decided = plan_round(scores, controls, self.quantile_fraction, rng)
-        history = self._history()
+        history = self.journal.history()
         history += [
             Observation(t, epoch, s, _member(by_id[t])["params"]) for t, s in decided.ranking
         ]
         losers = {loser for loser, _ in decided.exploits}
         others = [_member(t)["params"] for t in members if t.trial_id not in losers]
-        events: list[dict[str, Any]] = []
+        events: list[JournalEvent] = []
         for loser_id, donor_id in decided.exploits:
             loser, donor = by_id[loser_id], by_id[donor_id]
             params, how = explore(
@@ -277,10 +303,9 @@ class PhaseBoundaryPBT(FIFOScheduler):
             )
             events.append(self._exploit(epoch, loser, donor, scores, params, how))
             others.append(params)
-        round_event = {
-            "event": "round",
-            "epoch": epoch,
-            "ranking": [
+        round_event = RoundEvent(
+            epoch=epoch,
+            ranking=tuple(
                 {
                     "trial": t,
                     "member": _member(by_id[t]).get("index"),
@@ -288,36 +313,18 @@ class PhaseBoundaryPBT(FIFOScheduler):
                     "params": _member(by_id[t])["params"],
                 }
                 for t, s in decided.ranking
-            ],
-            "exploits": [{"trial": loser, "donor": donor} for loser, donor in decided.exploits],
-            "left_alone": [
+            ),
+            exploits=tuple({"trial": loser, "donor": donor} for loser, donor in decided.exploits),
+            left_alone=tuple(
                 {"trial": t, "member": _member(by_id[t]).get("index"), "reason": why}
                 for t, why in decided.left_alone.items()
-            ],
-            "time": time.time(),
-        }
+            ),
+            time=time.time(),
+        )
         self.journal.append(round_event, *events)
         self._rounds += 1
         self._exploits += len(events)
         return losers
-
-    def _history(self) -> list[Observation]:
-        """Every member's score at every journalled round, and after each exploit the donor's
-        score with the new parameters (the weights the member went on from): PB2's data."""
-        history: list[Observation] = []
-        for event in self.journal.events():
-            if event.get("event") == "round":
-                history += [
-                    Observation(r["trial"], event["epoch"], r["val_free_loss"], r.get("params", {}))
-                    for r in event["ranking"]
-                ]
-            elif event.get("event") == "exploit":
-                history.append(
-                    Observation(
-                        event["trial"], event["epoch"], event["donor_val_free_loss"], event["new"]
-                    )
-                )
-        return history
 
     def _exploit(
         self,
@@ -327,7 +334,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
         scores: dict[str, float],
         params: dict[str, Any],
         how: str,
-    ) -> dict[str, Any]:
+    ) -> JournalEvent:
         assert not _member(trial).get("control"), "the control is never exploited"
         if donor.path is None:
             raise RuntimeError(f"PBT round at epoch {epoch}: donor {donor.trial_id} has no folder")
@@ -348,24 +355,39 @@ class PhaseBoundaryPBT(FIFOScheduler):
             "restore": restore,
         }
         trial.set_config({**donor.config, MEMBER_KEY: member})
-        return {
-            "event": "exploit",
-            "epoch": epoch,
-            "trial": trial.trial_id,
-            "member": old["index"],
-            "donor": donor.trial_id,
-            "donor_member": donor_member.get("index"),
-            "val_free_loss": scores[trial.trial_id],
-            "donor_val_free_loss": scores[donor.trial_id],
-            "old": old["params"],
-            "donor_params": donor_member["params"],
-            "new": params,
-            "explore": how,
-            "donor_dir": restore["trial_dir"],
-            "time": time.time(),
-        }
+        return JournalEvent(
+            epoch=epoch,
+            trial=trial.trial_id,
+            donor=donor.trial_id,
+            val_free_loss=scores[trial.trial_id],
+            donor_val_free_loss=scores[donor.trial_id],
+            old=old["params"],
+            donor_params=donor_member["params"],
+            new=params,
+            time=time.time(),
+            member=old["index"],
+            donor_member=donor_member.get("index"),
+            explore=how,
+            donor_dir=str(restore["trial_dir"]),
+        )
 
 
 def _member(trial: Trial) -> dict[str, Any]:
     member = trial.config.get(MEMBER_KEY) or {}
     return dict(member)
+
+
+class MembersSearch(BasicVariantGenerator):
+    """Ray's grid of members, "finished" only once every member has finished.
+
+    Tune keeps an idle worker process for reuse only while its search algorithm may still add
+    trials; once the grid is generated, a member that pauses for its round would lose its
+    worker, and the next phase would start new processes (import torch, build windows). Members
+    of a round always come back, so the search is not over until they all finish."""
+
+    def __init__(self, scheduler: PhaseBoundaryPBT) -> None:
+        super().__init__()
+        self._scheduler = scheduler
+
+    def is_finished(self) -> bool:
+        return bool(super().is_finished()) and self._scheduler.all_finished()

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from tune_app.tune.trainable import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY
+from tune_app.runs.records import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY
 
 __all__ = ["TrialTable", "trial_dirname", "trial_number"]
 

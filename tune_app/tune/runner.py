@@ -9,21 +9,23 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import ray
 from ray import tune
 
 from tune_app import __version__
-from tune_app.data import SeriesTable
 from tune_app.errors import InputError, RunFailed
-from tune_app.spec import RunSpec
-from tune_app.storage import MANIFEST, Location, locate
+from tune_app.plan.search_space import SearchSpace, to_optuna
+from tune_app.runs.records import MANIFEST, RunManifest
+from tune_app.runs.spec import RunSpec
+from tune_app.runs.storage import Location, locate
+from tune_app.training.data import SeriesTable
 from tune_app.tune.interrupt import fit
 from tune_app.tune.logs import KeepTrialLogs
-from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, population
+from tune_app.tune.pbt import Journal, MembersSearch, PhaseBoundaryPBT, population
 from tune_app.tune.progress import TrialTable, trial_dirname
-from tune_app.tune.search_space import SearchSpace, to_optuna
 from tune_app.tune.trainable import (
     CAPACITY_KEY,
     MEMBER_KEY,
@@ -44,7 +46,6 @@ __all__ = [
 ]
 
 BEST_MODEL_CONFIG = "best_model_config.json"
-CAPACITY_FIELDS = ("hidden", "layers", "dropout", "cell", "input_len")
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,13 @@ class Launch:
     def run_name(self, kind: str) -> str:
         return self.name or f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
 
+    @cached_property
+    def root(self) -> Location:
+        """`storage` resolved, once. Raises InputError for a URI pyarrow cannot open."""
+        return locate(self.storage)
+
     def location(self, kind: str) -> Location:
-        return locate(self.storage).join(self.run_name(kind))
+        return self.root.join(self.run_name(kind))
 
 
 def _check_reachable(address: str) -> None:
@@ -113,22 +119,23 @@ def init_ray(address: str | None) -> None:
 def write_manifest(
     location: Location, kind: str, spec: RunSpec, table: SeriesTable, extra: dict[str, Any]
 ) -> None:
-    manifest = {
-        "kind": kind,
-        "tune_app_version": __version__,
-        "created": time.time(),
-        "spec": spec.to_dict(),
-        "data_fingerprint": table.fingerprint,
-        "components": list(table.components),
-        "rank": {
+    manifest = RunManifest(
+        kind=kind,
+        name=location.name,
+        spec=spec.to_dict(),
+        data_fingerprint=table.fingerprint,
+        components=tuple(table.components),
+        rank={
             "metric": "val_free_loss",
             "mode": "min",
             "alpha": spec.train.rank_alpha,
             "max_lag": spec.train.rank_max_lag,
         },
+        tune_app_version=__version__,
+        created=time.time(),
         **extra,
-    }
-    location.join(MANIFEST).write_bytes(json.dumps(manifest, indent=2).encode())
+    )
+    location.join(MANIFEST).write_bytes(manifest.to_json())
 
 
 def _reporter() -> TrialTable:
@@ -136,7 +143,7 @@ def _reporter() -> TrialTable:
 
 
 def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> tune.RunConfig:
-    storage = locate(launch.storage)
+    storage = launch.root
     return tune.RunConfig(
         name=location.name,
         storage_path=storage.uri if not storage.is_local else storage.path,
@@ -207,7 +214,7 @@ def run_baseline(
     init_ray(launch.address)
     trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
     if not launch.resume:
-        write_manifest(location, "baseline", spec, table, {"name": location.name})
+        write_manifest(location, "baseline", spec, table, {})
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
@@ -285,12 +292,11 @@ def run_search(
             spec,
             table,
             {
-                "name": location.name,
                 "population": options.population,
                 "perturb_every": interval,
                 "scheduler": options.scheduler,
                 "space": space.source,
-                "members": members,
+                "members": tuple(members),
             },
         )
 
@@ -306,6 +312,7 @@ def run_search(
             # imported, windows built) to the next member instead of a new process starting
             tune_config=tune.TuneConfig(
                 scheduler=scheduler,
+                search_alg=MembersSearch(scheduler),
                 num_samples=1,
                 reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
@@ -336,11 +343,6 @@ def run_capacity(
 
     if options.trials < 1:
         raise InputError(f"--trials: must be >= 1 (got {options.trials})")
-    unknown = [p.name for p in space.params if p.name not in CAPACITY_FIELDS]
-    if unknown:
-        raise InputError(
-            f"{space.source}: unknown capacity parameter(s) {unknown}; use {', '.join(CAPACITY_FIELDS)}"
-        )
     location = launch.location("capacity")
     claim(location, launch)
     init_ray(launch.address)
@@ -369,7 +371,6 @@ def run_capacity(
             spec,
             table,
             {
-                "name": location.name,
                 "trials": options.trials,
                 "space": space.source,
                 "grace_epochs": grace,

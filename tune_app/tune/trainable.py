@@ -23,16 +23,29 @@ import torch
 from pyarrow.fs import FileType
 from ray import tune
 
-from tune_app.checkpoint import META_FILE, CheckpointError, load_state, read_meta
-from tune_app.data import Dataset, SeriesTable
-from tune_app.errors import DivergedError
-from tune_app.model import ModelConfig
-from tune_app.modification import modification_from_params
-from tune_app.plan import Plan
-from tune_app.rules import MonitorRules
-from tune_app.spec import RunSpec
-from tune_app.storage import JOURNAL, Location
-from tune_app.trainer import train
+from tune_app.errors import CheckpointError, DivergedError
+from tune_app.plan.modifications import modification_from_params
+from tune_app.plan.plan import Plan
+from tune_app.plan.rules import MonitorRules
+from tune_app.runs.records import (
+    CAPACITY_KEY,
+    JOURNAL,
+    MEMBER_KEY,
+    ROUNDS_KEY,
+    SPEC_KEY,
+    CheckpointMeta,
+    SearchMember,
+    scan_checkpoints,
+)
+from tune_app.runs.spec import RunSpec
+from tune_app.runs.storage import Location, locate
+from tune_app.runs.writers import CheckpointWriter
+from tune_app.training.checkpoint import load_state
+from tune_app.training.data import Dataset, SeriesTable
+from tune_app.training.model import ModelConfig
+from tune_app.training.monitors import BoundaryRule, Callback, EpochState, monitors
+from tune_app.training.trainer import train
+from tune_app.tune import _ray_internals
 
 __all__ = [
     "CAPACITY_KEY",
@@ -45,28 +58,24 @@ __all__ = [
     "with_capacity",
 ]
 
-SPEC_KEY = "spec"
-CAPACITY_KEY = "capacity"  # a capacity search's {hidden, layers, dropout, cell, input_len}
-MEMBER_KEY = "member"  # a search's {"index", "control", "params", "version", "restore"}
-ROUNDS_KEY = "rounds"  # a search's {"every": epochs between PBT rounds}
-
 
 def trial_plan(
     base: Plan,
     config: dict[str, Any],
-    checkpoint_meta: dict[str, Any] | None,
+    checkpoint_meta: CheckpointMeta | None,
     components: Sequence[str],
 ) -> Plan:
     """The plan a trial trains on: the checkpoint's plan (its lineage so far, or `base` at the
     start) with the config's modification in force from the next epoch, if the config's
     parameters differ from those the checkpoint was trained with (a PBT exploit/explore).
     A plain restart (failure, pause, resume) keeps the checkpoint's plan, rule changes included."""
-    done = int(checkpoint_meta["epoch"]) if checkpoint_meta else 0
-    plan = Plan.from_dict(checkpoint_meta["plan"]) if checkpoint_meta else base
-    params = config.get(MEMBER_KEY, {}).get("params")
+    done = checkpoint_meta.epoch if checkpoint_meta else 0
+    plan = Plan.from_dict(checkpoint_meta.plan) if checkpoint_meta else base
+    member = SearchMember.of_config(config)
+    params = member.params if member else None
     if done >= plan.total_epochs or not params:
         return plan
-    if checkpoint_meta and checkpoint_meta.get("params") == params:
+    if checkpoint_meta and checkpoint_meta.params == params:
         return plan
     phase_epochs = plan.phases[plan.phase_index(done + 1)].epochs
     wanted = modification_from_params(params, done + 1, phase_epochs, components)
@@ -89,10 +98,10 @@ def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
 def _trial_folder() -> Location | None:
     """This trial's folder in the run's storage (local or remote), or None outside Tune."""
     try:
-        storage = tune.get_context().get_storage()
-        return Location(storage.storage_filesystem, storage.trial_fs_path, storage.trial_fs_path)
+        storage = _ray_internals.trial_storage()
     except Exception:
         return None
+    return Location(storage.storage_filesystem, storage.trial_fs_path, storage.trial_fs_path)
 
 
 def _run_folder(trial_folder: Location) -> Location:
@@ -121,41 +130,22 @@ def _round_pending(epoch: int, every: int, total: int) -> bool:
     return True
 
 
-def _same_member(meta: dict[str, Any], member: dict[str, Any]) -> bool:
+def _same_member(meta: CheckpointMeta, member: SearchMember | None) -> bool:
     """Whether a checkpoint was trained by this member as it is now: same parameters and the
     same number of exploits (a member exploited twice may draw equal parameters again)."""
-    return meta.get("params") == (member.get("params") or None) and int(
-        meta.get("version", 0)
-    ) == int(member.get("version", 0))
+    params = (member.params if member else None) or None
+    return meta.params == params and meta.version == (member.version if member else 0)
 
 
 def _checkpoints_in(
-    folder: Location | None, keep: Callable[[dict[str, Any]], bool]
+    folder: Location | None, keep: Callable[[CheckpointMeta], bool]
 ) -> list[tuple[int, Location]]:
-    """The checkpoint folders in `folder` whose meta passes `keep`, oldest epoch first;
-    half-written ones (no readable meta.json) are never mistaken for checkpoints."""
+    """The checkpoint folders in `folder` whose meta passes `keep`, oldest epoch first."""
     try:
-        children = folder.children() if folder is not None else []
+        found = scan_checkpoints(folder) if folder is not None else []
     except OSError:
         return []
-    found = []
-    for child in children:
-        meta_file = child.join(META_FILE)
-        if not child.name.startswith("checkpoint_") or not meta_file.exists():
-            continue
-        try:
-            meta = json.loads(meta_file.read_text())
-        except ValueError:
-            continue
-        if keep(meta):
-            found.append((int(meta["epoch"]), child))
-    return sorted(found, key=lambda item: (item[0], item[1].name))
-
-
-def _own_checkpoints(member: dict[str, Any]) -> list[tuple[int, Location]]:
-    """This trial's checkpoints in its own storage folder trained as the member is now,
-    oldest first. (After an exploit, the older ones belong to its former self.)"""
-    return _checkpoints_in(_trial_folder(), lambda meta: _same_member(meta, member))
+    return [(meta.epoch, child) for child, meta in found if keep(meta)]
 
 
 def _usable(location: Location | Path, workdir: Path, name: str) -> Path | None:
@@ -169,29 +159,28 @@ def _usable(location: Location | Path, workdir: Path, name: str) -> Path | None:
     return local
 
 
-def _donor_checkpoint(member: dict[str, Any], workdir: Path) -> Path:
+def _donor_checkpoint(member: SearchMember, workdir: Path) -> Path:
     """The checkpoint a PBT exploit copied: in the donor's folder (`member.restore`), the one of
     the round's epoch that the donor wrote as the member it was then (its version)."""
-    restore = member["restore"]
+    restore = member.restore or {}
     folder = _trial_folder()
     if folder is None:
         raise CheckpointError("a PBT exploit can only be restored inside a Tune trial")
     donor = _run_folder(folder).join(str(restore["trial_dir"]))
-    wanted = {"epoch": int(restore["epoch"]), "version": int(restore.get("version", 0))}
-    for _epoch, location in reversed(_checkpoints_in(donor, lambda meta: _at(meta) == wanted)):
+    epoch, version = int(restore["epoch"]), int(restore.get("version", 0))
+    found = _checkpoints_in(donor, lambda meta: (meta.epoch, meta.version) == (epoch, version))
+    for _epoch, location in reversed(found):
         if path := _usable(location, workdir, "donor"):
             return path
     raise CheckpointError(
-        f"no sound checkpoint of epoch {wanted['epoch']} in {donor.uri}, which a PBT exploit "
-        "copies; was the donor's folder moved or damaged?"
+        f"no sound checkpoint of epoch {epoch} in {donor.uri}, which a PBT exploit copies; "
+        "was the donor's folder moved or damaged?"
     )
 
 
-def _at(meta: dict[str, Any]) -> dict[str, int]:
-    return {"epoch": int(meta["epoch"]), "version": int(meta.get("version", 0))}
-
-
-def choose_checkpoint(given: Path | None, member: dict[str, Any], workdir: Path) -> Path | None:
+def choose_checkpoint(
+    given: Path | None, member: SearchMember | None, workdir: Path
+) -> Path | None:
     """Where a (re)started trial continues from: the newest sound checkpoint it trained as the
     member it is now (its own storage folder, or the one Tune hands over), else the donor's
     checkpoint of its last exploit, else nothing (a fresh start).
@@ -199,18 +188,19 @@ def choose_checkpoint(given: Path | None, member: dict[str, Any], workdir: Path)
     Newest, not the handed-over one: a killed driver can lose the record of the last
     checkpoints a trial persisted, and restoring an older one would retrain epochs. A damaged
     checkpoint is skipped for the next older one."""
+    own = _checkpoints_in(_trial_folder(), lambda meta: _same_member(meta, member))
     candidates: list[tuple[int, Location | Path, str]] = [
-        (epoch, location, f"own_{epoch}") for epoch, location in _own_checkpoints(member)
+        (epoch, location, f"own_{epoch}") for epoch, location in own
     ]
     if given is not None:
         with contextlib.suppress(CheckpointError):
-            meta = read_meta(given)
+            meta = CheckpointMeta.read(locate(str(given)))
             if _same_member(meta, member):
-                candidates.append((int(meta["epoch"]), given, "given"))
+                candidates.append((meta.epoch, given, "given"))
     for _epoch, location, name in sorted(candidates, key=lambda c: -c[0]):
         if path := _usable(location, workdir, name):
             return path
-    if member.get("restore"):
+    if member is not None and member.restore:
         return _donor_checkpoint(member, workdir)
     return None
 
@@ -219,17 +209,26 @@ def _never_overwrite_a_checkpoint() -> None:
     """Tune numbers checkpoint folders by its own count, which a killed driver can set back;
     a trial resumed from a newer checkpoint of its own would then write over it. Move the
     index past folders that exist. (Tune keeps the index in its private StorageContext.)"""
-    try:
-        storage = tune.get_context().get_storage()
+    storage = _ray_internals.trial_storage()
+    fs = storage.storage_filesystem
+    while fs.get_file_info(_ray_internals.next_checkpoint_path(storage)).type != FileType.NotFound:
+        _ray_internals.skip_checkpoint_index(storage)
 
-        def next_folder() -> str:  # Tune adds 1 to the index, then writes there
-            name = storage._make_checkpoint_dir_name(storage.current_checkpoint_index + 1)
-            return f"{storage.trial_fs_path}/{name}"
 
-        while storage.storage_filesystem.get_file_info(next_folder()).type != FileType.NotFound:
-            storage.current_checkpoint_index += 1
-    except AttributeError:
-        pass
+class _TuneReport(Callback):
+    """One `tune.report` per epoch; at a checkpoint epoch, the checkpoint the writer just made
+    goes with it (Tune persists it to the run's storage, then the local copy is removed)."""
+
+    def __init__(self, writer: CheckpointWriter) -> None:
+        self.writer = writer
+
+    def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
+        if not state.checkpoint_due or self.writer.last is None:
+            tune.report(metrics)
+            return
+        _never_overwrite_a_checkpoint()
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.writer.last)))
+        shutil.rmtree(self.writer.last, ignore_errors=True)  # persisted to storage by now
 
 
 def _device(spec: RunSpec) -> str:
@@ -255,8 +254,8 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
     dataset = _cached_dataset(spec, table)
     workdir = Path(tempfile.mkdtemp(prefix="tune_app_trial_"))
     try:
-        member = dict(config.get(MEMBER_KEY) or {})
-        params = member.get("params") or None
+        member = SearchMember.of_config(config)
+        params = (member.params if member else None) or None
         checkpoint = tune.get_checkpoint()
         given = (
             Path(checkpoint.to_directory(str(workdir / "resume")))
@@ -264,40 +263,27 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
             else None
         )
         resume = choose_checkpoint(given, member, workdir)
-        meta = read_meta(resume) if resume is not None else None
+        meta = CheckpointMeta.read(locate(str(resume))) if resume is not None else None
         plan = trial_plan(spec.plan, config, meta, table.components)
         every = int((config.get(ROUNDS_KEY) or {}).get("every", 0))
-        if meta is not None and _round_pending(int(meta["epoch"]), every, plan.total_epochs):
-            # the scheduler pauses it there; the copy becomes Tune's latest (donor) checkpoint
+        if meta is not None and _round_pending(meta.epoch, every, plan.total_epochs):
+            # the scheduler pauses it there; the copy becomes Tune's latest checkpoint
             _never_overwrite_a_checkpoint()
             tune.report(
-                {**meta["metrics"], "rejoined_round": 1.0},
+                {**meta.metrics, "rejoined_round": 1.0},
                 checkpoint=tune.Checkpoint.from_directory(str(resume)),
             )
-
-        def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-            if checkpoint_dir is None:
-                tune.report(metrics)
-                return
-            _never_overwrite_a_checkpoint()
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # persisted to storage by now
-
         rules = MonitorRules.from_params(params or {}, spec.train.plateau_epochs)
+        version = member.version if member else 0
+        writer = CheckpointWriter(workdir / "out", dataset, spec.data_path, params, version)
+        callbacks = [
+            *monitors(spec.train.plateau_epochs),
+            *([BoundaryRule(rules)] if rules.active else []),
+            writer,
+            _TuneReport(writer),
+        ]
         try:
-            train(
-                plan,
-                dataset,
-                spec.model,
-                spec.train,
-                out_dir=workdir / "out",
-                resume=resume,
-                report=report,
-                on_boundary=rules if rules.active else None,
-                meta_extra={"params": params, "version": int(member.get("version", 0))}
-                if params
-                else None,
-            )
+            train(plan, dataset, spec.model, spec.train, resume=resume, callbacks=callbacks)
         except DivergedError as exc:
             # a diverged trial ends here, reported as such; PBT never picks it as a donor
             print(f"tune_app: {exc}", flush=True)

@@ -15,15 +15,17 @@ if os.environ.get("TUNE_APP_TEST_DIVERGE_MEMBER"):
 
         member = int(os.environ["TUNE_APP_TEST_DIVERGE_MEMBER"])
         at_epoch = int(os.environ.get("TUNE_APP_TEST_DIVERGE_EPOCH", "3"))
+        from tune_app.training.monitors import Callback
+
         real_run_trial, real_train = trainable.run_trial, trainable.train
 
-        def diverging_train(*args, report=None, **kwargs):
-            def watch(metrics, checkpoint):
+        class Diverge(Callback):  # first in line: the epoch is never saved nor reported
+            def on_epoch_end(self, metrics, state):
                 if metrics["epoch"] >= at_epoch:
                     raise DivergedError(int(metrics["epoch"]), float("nan"), None)
-                report(metrics, checkpoint)
 
-            return real_train(*args, report=watch, **kwargs)
+        def diverging_train(*args, callbacks=(), **kwargs):
+            return real_train(*args, callbacks=[Diverge(), *callbacks], **kwargs)
 
         def run_trial(config, table):
             diverges = config.get("member", {}).get("index") == member

@@ -1,0 +1,262 @@
+"""The report: every section and image, on a finished run and on one still going."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tiny import TINY_DATA, TINY_MODEL, train_tiny
+
+from tune_app.analysis.report import plateaus
+from tune_app.cli import main
+from tune_app.plan.plan import load_plan
+from tune_app.training.data import build_dataset, series_from_arrow
+
+COMPONENTS = ["ozone", "no2", "temperature"]  # named, to check the report uses the names
+
+
+@pytest.fixture(scope="module")
+def named(synthetic_file: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The synthetic data with its components named, as a file and as a data set."""
+    import pyarrow.parquet as pq
+
+    frame = pd.read_parquet(synthetic_file).rename(
+        columns=dict(zip(["c0", "c1", "c2"], COMPONENTS, strict=True))
+    )
+    path = tmp_path_factory.mktemp("named") / "named.parquet"
+    frame.to_parquet(path, index=False)
+    return path, build_dataset(series_from_arrow(pq.read_table(path), TINY_DATA, "t"), TINY_DATA)
+
+
+BASE_SECTIONS = [
+    "Summary",
+    "Trials",
+    "Learning curves",
+    "Train/val gap",
+    "Per-component validation losses",
+    "Schedules used",
+]
+
+
+def fake_run(
+    root: Path,
+    dataset,
+    kind: str = "baseline",
+    trials: int = 1,
+    epochs: int | None = None,
+    data_path: Path | None = None,
+) -> Path:  # type: ignore[no-untyped-def]
+    """A run directory laid out as Ray Tune writes one, from real in-process training."""
+    plan = load_plan(phase_epochs=2)
+    run = root / kind
+    run.mkdir(parents=True)
+    spec = {"plan": plan.to_dict(), "train": {}, "data_path": str(data_path) if data_path else None}
+    (run / "tune_app_run.json").write_text(
+        json.dumps({"kind": kind, "spec": spec, "components": COMPONENTS})
+    )
+    for index in range(trials):
+        trial_dir = run / f"member-{index:02d}"
+        # a search's control gets a much smaller model, so a searcher surely beats it
+        model = replace(TINY_MODEL, hidden=2) if kind == "search" and index == 0 else TINY_MODEL
+        result = train_tiny(plan, dataset, trial_dir / "work", model=model, stop_after=epochs)
+        member = {"index": index, "control": index == 0, "params": {"alpha_shift": 0.1 * index}}
+        params = (
+            {"member": member}
+            if kind == "search"
+            else {"capacity": {"hidden": 16 + index, "layers": 1}}
+            if kind == "capacity"
+            else {}
+        )
+        (trial_dir / "params.json").write_text(json.dumps(params))
+        rows = [
+            {**row, "trial_id": f"t{index}", "training_iteration": row["epoch"], "config": params}
+            for row in result.history
+        ]
+        (trial_dir / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for number, checkpoint in enumerate(sorted((trial_dir / "work" / "checkpoints").iterdir())):
+            shutil.copytree(checkpoint, trial_dir / f"checkpoint_{number:06d}")
+    if kind == "search":  # an older exploit line (no "event"), a round and a newer exploit
+        events = [
+            {"epoch": 2, "trial": "t1", "donor": "t0", "val_free_loss": 1.0,
+             "donor_val_free_loss": 0.9, "old": {"alpha_shift": 0.1},
+             "new": {"alpha_shift": 0.15}},
+            {"event": "round", "epoch": 4, "ranking": [["t0", 0.8], ["t1", 0.9], ["t2", 1.1]],
+             "exploits": [{"trial": "t2", "donor": "t1"}], "left_alone": {"t0": "control"}},
+            {"event": "exploit", "epoch": 4, "trial": "t2", "donor": "t1",
+             "val_free_loss": 1.1, "donor_val_free_loss": 0.9, "old": {"alpha_shift": 0.2},
+             "donor_params": {"alpha_shift": 0.15}, "new": {"alpha_shift": 0.05}},
+        ]  # fmt: skip
+        (run / "pbt_journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return run
+
+
+def _check(out: Path, sections: list[str], images_expected: int = 4) -> str:
+    page = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    for title in sections:
+        assert f"<h2>{title}</h2>" in page, title
+        assert f"## {title}" in markdown, title
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) == len(re.findall(r"!\[", markdown)) == images_expected
+    assert all(len(i) > 1000 for i in images)
+    for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (out / name).is_file()
+    return page
+
+
+def _summary(page: str) -> str:
+    """The text of the Summary section, which must be the first."""
+    first = page.index("<h2>")
+    assert page[first:].startswith("<h2>Summary</h2>"), page[first : first + 80]
+    return page[first : page.index("<h2>", first + 1)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "images", "said"),
+    [
+        ("baseline", [], 4, ["baseline: the plan as written", "free-running) validation"]),
+        (
+            "search",
+            ["PBT family tree", "Modifications ranked"],
+            5,
+            [
+                "against the control",
+                "test mse_z",
+                "Exploits behind the winner",
+                "Modifications in force",
+            ],
+        ),
+        (
+            "capacity",
+            ["Parameter importances"],
+            5,
+            ["Capacity of the winner", "free-running) validation"],
+        ),
+    ],
+)
+def test_report_opens_with_its_answer_and_has_every_section(
+    kind, extra, images, said, named, tmp_path: Path
+):
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, kind, trials=1 if kind == "baseline" else 3, data_path=path)
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    page = _check(tmp_path / "out", BASE_SECTIONS + extra, images)
+    summary = _summary(page)
+    for words in said:
+        assert words in summary, (words, summary)
+    assert "10 epochs in 5 phases" in summary and str(path) in summary
+    assert "could not be computed" not in summary
+    assert re.search(r"test (mse_z )?\d\.\d+", summary), summary  # scored on the test split
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert markdown.index("## Summary") < markdown.index("## Trials")
+    for name in COMPONENTS:
+        assert name in summary and name in markdown
+    assert "val_c0" not in page and "val_c0" not in markdown
+
+
+def test_report_counts_epochs_from_checkpoints_not_tunes_cut_short_results(named, tmp_path: Path):
+    """An exploited trial's result.json can stop short; the report reads the checkpoint's history
+    (as `best` does) and shows the finished trial as finished."""
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "search", trials=2, data_path=path)
+    result = run / "member-01" / "result.json"
+    result.write_text("".join(result.read_text().splitlines(keepends=True)[:7]))
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "not finished yet" not in page
+    assert page.count("<td>10/10</td>") == 2
+
+
+def test_report_names_each_exploit_and_its_change(named, tmp_path: Path):
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "search", trials=3, data_path=path)
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    tree = markdown[markdown.index("## PBT family tree") : markdown.index("## Modifications")]
+    assert "2 exploit(s)" in tree  # the round event is not an exploit
+    assert "| 2 | member-01 | member-00 (control) |" in tree
+    assert "alpha_shift 0.1→0.15" in tree and "alpha_shift 0.15→0.05" in tree
+    mods = markdown[markdown.index("## Modifications ranked") :]
+    header = next(line for line in mods.splitlines() if line.startswith("| parameter"))
+    assert header.count("member-0") == 3  # one column per member: the table is transposed
+
+
+def test_search_summary_names_members_as_the_report_does(named, tmp_path: Path):
+    """The lines `tune-app search` ends with: rounds, the winner's lineage, against the control."""
+    from tune_app.analysis.search_summary import search_summary
+    from tune_app.runs.results import open_run
+
+    path, dataset = named
+    lines = search_summary(open_run(str(fake_run(tmp_path, dataset, "search", 3, data_path=path))))
+    assert lines[0] == "PBT: 1 rounds, 1 exploits (epoch 4: 1)"
+    assert re.fullmatch(r"winner: (member-0[12]) at epoch \d+: \1 epochs 1-\d+", lines[1])
+    # the control trains a much smaller model (see fake_run): the winner beats it
+    assert re.fullmatch(
+        r"winner val_free_loss \S+ = 0\.\d+ x the control's best \(\S+, the plan as written\)",
+        lines[2],
+    )
+
+
+def test_report_on_a_run_still_going(named, tmp_path: Path):
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "baseline", epochs=3, data_path=path)
+    with open(next(run.glob("member-*")) / "result.json", "a") as handle:
+        handle.write('{"epoch": 4, "val_free')  # a line being written right now
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    page = _check(tmp_path / "out", BASE_SECTIONS)
+    assert "not finished yet" in page
+
+
+def test_report_on_a_run_with_no_results_yet(tmp_path: Path):
+    run = tmp_path / "fresh"
+    run.mkdir()
+    (run / "tune_app_run.json").write_text(json.dumps({"kind": "search"}))
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    assert "No trial has reported" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_report_on_something_that_is_not_a_run(tmp_path: Path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a tune_app run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("losses", "expected"),
+    [
+        ([5, 4, 3, 2, 1], []),
+        ([5] + [6] * 35 + [4], [(2, 36)]),
+        ([5] + [6] * 31, [(2, 32)]),
+        ([5] + [6] * 30, []),
+    ],
+)
+def test_plateaus_longer_than_30_epochs(losses, expected):
+    frame = pd.DataFrame({"epoch": range(1, len(losses) + 1), "val_free_loss": losses})
+    assert plateaus(frame, 30) == expected
+
+
+def test_tables_use_the_checkpoint_history_not_a_cut_short_result_json(
+    tiny_dataset, tmp_path: Path, capsys
+):
+    """Failure 2 of issue 12: an exploited trial's result.json can stop early (6 rows where its
+    checkpoints hold 10 epochs); `best` and `report` showed the winner at a worse value."""
+    from tune_app.runs.results import open_run, trial_table
+
+    run = fake_run(tmp_path, tiny_dataset, "search", trials=2)
+    cut = run / "member-01" / "result.json"
+    rows = cut.read_text().splitlines()
+    cut.write_text("\n".join(rows[:2]) + "\n")  # Tune's record of trial 1 cut short
+    history = pd.read_parquet(sorted(run.glob("member-01/checkpoint_*"))[-1] / "metrics.parquet")
+    assert len(history) == len(rows) == 10
+    (row,) = [r for r in trial_table(open_run(str(run))) if r["trial"] == "t1"]
+    assert row["epochs"] == 10
+    assert row["best_val_free_loss"] == pytest.approx(history["val_free_loss"].min())
+    assert main(["best", str(run), "--out", str(tmp_path / "best")]) == 0
+    summary = capsys.readouterr().out
+    assert f"{history['val_free_loss'].min():.6f}" in summary
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    assert f"{history['val_free_loss'].min():.6g}" in (tmp_path / "out" / "report.html").read_text()

@@ -1,0 +1,213 @@
+"""Search spaces: validation, sampling, clamped mutation, and parameters -> plan modifications."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tune_app.errors import InputError
+from tune_app.plan.modifications import modification_from_params
+from tune_app.plan.plan import load_plan
+from tune_app.plan.search_space import load_space, parse_space
+from tune_app.tune.pbt import population
+
+SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
+
+
+def test_default_space_has_the_plans_modifications():
+    names = {p.name for p in SPACE.params}
+    assert {
+        "alpha_shift",
+        "teacher_forcing_shift",
+        "lr_restart",
+        "lr_restart_factor",
+        "curriculum_start",
+        "component_weight_c0",
+        "component_weight_c2",
+    } <= names
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rounds=st.integers(1, 30), resample=st.floats(0.0, 1.0))
+def test_every_mutation_stays_within_bounds(seed, rounds, resample):
+    rng = random.Random(seed)
+    values = SPACE.sample(rng)
+    for _ in range(rounds):
+        values = SPACE.mutate(values, rng, resample)
+        for param in SPACE.params:
+            if param.type in ("float", "int"):
+                assert param.low <= values[param.name] <= param.high, (
+                    param.name,
+                    values[param.name],
+                )
+
+
+def test_mutation_clamps_values_pushed_out_of_bounds():
+    rng = random.Random(0)
+    (alpha,) = [p for p in SPACE.params if p.name == "alpha_shift"]
+    assert all(alpha.low <= alpha.mutated(alpha.high, rng, 0.0) <= alpha.high for _ in range(100))
+    assert alpha.clamp(5.0) == alpha.high and alpha.clamp(-5.0) == alpha.low
+
+
+def test_population_starts_with_the_control():
+    members = population(SPACE, 5, seed=3)
+    assert members[0]["control"] and not any(m["control"] for m in members[1:])
+    control = modification_from_params(members[0]["params"], 1, 100, ["c0", "c1", "c2"])
+    assert control.is_identity
+    assert population(SPACE, 5, seed=3) == members  # deterministic per seed
+
+
+def test_params_become_a_plan_modification():
+    params = {
+        **SPACE.neutral(),
+        "alpha_shift": -0.1,
+        "lr_restart": True,
+        "lr_restart_factor": 2.0,
+        "lr_restart_period": 0.5,
+        "curriculum_start": 0.5,
+        "curriculum_epochs": 0.2,
+        "component_weight_c1": 1.5,
+    }
+    mod = modification_from_params(params, 101, 100, ["c0", "c1", "c2"])
+    assert mod.alpha_shift == -0.1
+    assert (mod.lr_restart.period, mod.lr_restart.factor) == (50, 2.0)
+    assert (mod.curriculum.start, mod.curriculum.epochs) == (0.5, 20)
+    assert mod.component_weights == (1.0, 1.5, 1.0)
+    plan = load_plan().apply(mod)
+    assert plan.values_at(101).alpha == pytest.approx(0.65)
+    assert plan.lr_at(101) == pytest.approx(2.0 * 0.0005)
+
+
+def _space(**param) -> dict:  # type: ignore[no-untyped-def]
+    return {"kind": "pbt", "params": {"alpha_shift": param}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (_space(type="float", low=1, high=0), "params.alpha_shift: needs numbers low < high"),
+        (
+            _space(type="float", low=0, high=1, mutate="wiggle"),
+            "params.alpha_shift.mutate: unknown mutation",
+        ),
+        (
+            _space(type="float", low=0, high=1, mutate="shift"),
+            "params.alpha_shift.step: a shift needs step > 0",
+        ),
+        (_space(type="float", low=0, high=1, initial=[0.5, 2]), "params.alpha_shift.initial"),
+        (
+            _space(type="float", low=0, high=1, colour="red"),
+            "params.alpha_shift.colour: unknown key",
+        ),
+        (_space(type="complex"), "params.alpha_shift.type: unknown type"),
+        (_space(type="choice", values=[]), "params.alpha_shift.values"),
+        ({"kind": "pbt", "params": {}}, "params: must be a non-empty mapping"),
+        (
+            {"kind": "capacity", "params": {"hidden": {"type": "bool"}}},
+            "kind: this command needs a 'pbt' space",
+        ),
+        (
+            {"kind": "pbt", "params": {"hidden": {"type": "int", "low": 16, "high": 128}}},
+            "params.hidden: PBT cannot change 'hidden'",
+        ),
+        (
+            {
+                "kind": "pbt",
+                "params": {"component_weight": {"type": "float", "low": 0.5, "high": 2}},
+            },
+            "set per_component: true for component_weight",
+        ),
+    ],
+)
+def test_bad_spaces_name_the_field(raw, fragment):
+    with pytest.raises(InputError) as info:
+        parse_space(raw, "space.yaml", "pbt")
+    assert fragment in str(info.value)
+
+
+def test_capacity_space_names_only_capacity():
+    raw = {"kind": "capacity", "params": {"alpha_shift": {"type": "float", "low": 0, "high": 1}}}
+    with pytest.raises(
+        InputError, match=r"params\.alpha_shift: unknown capacity parameter; use hidden"
+    ):
+        parse_space(raw, "space.yaml", "capacity")
+
+
+def test_every_default_space_param_is_in_the_registry_and_the_control_is_neutral():
+    from tune_app.plan import registry
+    from tune_app.plan.rules import MonitorRules
+
+    for param in SPACE.params:
+        assert registry.lookup(param.name) is not None, param.name
+    neutral = SPACE.neutral()
+    assert neutral["alpha_shift"] == 0.0 and neutral["component_weight_c1"] == 1.0
+    assert neutral["lr_restart"] is False and neutral["gap_regularise"] == 1.0
+    assert not MonitorRules.from_params(neutral, 30).active
+    assert MonitorRules.from_params({"plateau_restart": True, "plateau_restart_factor": 3}, 5) == (
+        MonitorRules(plateau_restart=True, plateau_factor=3.0, patience=5)
+    )
+
+
+def test_space_file_errors(tmp_path: Path):
+    with pytest.raises(InputError, match="no such file"):
+        load_space(tmp_path / "missing.yaml", "modifications.yaml", "pbt")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params: [unclosed")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_space(bad, "modifications.yaml", "pbt")
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        yaml.safe_dump(
+            {"kind": "pbt", "params": {"alpha_shift": {"type": "float", "low": -0.1, "high": 0.1}}}
+        )
+    )
+    assert load_space(good, "modifications.yaml", "pbt").params[0].name == "alpha_shift"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["modifications.yaml", "capacity.yaml"])
+def test_top_level_spaces_are_copies_of_the_package_data(name):
+    """tune_app/search_spaces/ is the source; search_spaces/ is the users' copy of it."""
+    shipped = (ROOT / "tune_app" / "search_spaces" / name).read_text()
+    assert (ROOT / "search_spaces" / name).read_text() == shipped, (
+        f"search_spaces/{name} differs from tune_app/search_spaces/{name}: copy the package's over"
+    )
+
+
+def test_spaces_load_from_a_non_editable_install(tmp_path: Path):
+    import shutil
+    import subprocess
+    import sys
+
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT / "tune_app", source / "tune_app", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", str(target), str(source)], check=True, timeout=300)
+    probe = (
+        "import tune_app; from tune_app.plan.search_space import load_space; "
+        "print(tune_app.__file__, len(load_space(None, 'modifications.yaml', 'pbt').params), "
+        "len(load_space(None, 'capacity.yaml', 'capacity').params))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    where, pbt, capacity = done.stdout.split()
+    assert where.startswith(str(target)) and int(pbt) > 0 and int(capacity) > 0

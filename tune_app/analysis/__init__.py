@@ -1,0 +1,1 @@
+"""After a run: scores against naive forecasts, generation, the report."""

@@ -1,0 +1,129 @@
+"""The report's opening: what the run was and what it came to, in a few sentences and a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from tune_app.analysis.run_summary import (
+    Contender,
+    describe_modification,
+    member_label,
+    winner_and_control,
+    winner_lineage,
+)
+from tune_app.runs.records import CAPACITY_KEY
+from tune_app.runs.results import Run
+
+__all__ = ["answer"]
+
+
+def _change(new: float | None, old: float | None) -> str:
+    if new is None or old is None or old == 0:
+        return ""
+    return f" ({(new - old) / abs(old):+.1%})"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _what_ran(run: Run, components: list[str], total: int | None) -> str:
+    spec = run.manifest.spec
+    plan = spec.get("plan", {})
+    data = spec.get("data_path") or "the built-in synthetic data"
+    trials = len(run.trials)
+    who = {
+        "search": f"PBT search of {trials} members (member-00 is the control: the plan as written)",
+        "capacity": f"capacity search of {trials} trials (Optuna + ASHA)",
+        "baseline": "baseline: the plan as written, one trial",
+    }.get(run.kind, f"{run.kind} run of {trials} trial(s)")
+    phases = len(plan.get("phases", []))
+    epochs = f"{total} epochs in {phases} phases" if total else "epochs unknown"
+    named = ", ".join(components) if components else "unknown"
+    return f"{who}; plan {plan.get('name', '?')}, {epochs}; data: {data} (components: {named})."
+
+
+def _scores_line(winner: Contender, control: Contender | None) -> str:
+    if control is None or control.trial is winner.trial:
+        head = (
+            f"Best: {winner.label} at epoch {winner.checkpoint.epoch}, val_free_loss "
+            f"{winner.val_free_loss:.4g}"
+        )
+        if control is not None:
+            head += " (the control itself won: no modification beat the plan as written)"
+        return (
+            f"{head}; mse_z (mean z-unit MSE, free-running) validation "
+            f"{_number(winner.val_mse_z)}, test {_number(winner.test_mse_z)}."
+        )
+    naive = (
+        f" (the best naive forecast: {winner.naive_test_mse_z:.4g})"
+        if winner.naive_test_mse_z is not None
+        else ""
+    )
+    return (
+        f"Winner {winner.label} (its best, epoch {winner.checkpoint.epoch}) against the control "
+        f"{control.label.removesuffix(' (control)')} (its best, epoch {control.checkpoint.epoch}): "
+        f"validation mse_z {_number(winner.val_mse_z)} vs {_number(control.val_mse_z)}"
+        f"{_change(winner.val_mse_z, control.val_mse_z)}, "
+        f"test mse_z {_number(winner.test_mse_z)} vs {_number(control.test_mse_z)}"
+        f"{_change(winner.test_mse_z, control.test_mse_z)}{naive}; "
+        f"val_free_loss (the rank metric) {winner.val_free_loss:.4g} vs "
+        f"{control.val_free_loss:.4g}{_change(winner.val_free_loss, control.val_free_loss)}."
+    )
+
+
+def _exploits_line(run: Run, winner: Contender, labels: dict[str, str]) -> str:
+    events = winner_lineage(run, winner)
+    if not events:
+        return "Exploits behind the winner: none; it trained on its own from epoch 1."
+    steps = [
+        f"epoch {e.epoch}: {labels.get(e.trial, e.trial)} copied {labels.get(e.donor, e.donor)}"
+        for e in events
+    ]
+    return f"Exploits behind the winner ({len(events)}): " + "; ".join(steps) + "."
+
+
+def _table(winner: Contender, control: Contender | None) -> pd.DataFrame:
+    rows = []
+    for role, who in (("winner", winner), ("control", control)):
+        if who is None or (role == "control" and who.trial is winner.trial):
+            continue
+        rows.append(
+            {
+                "": role,
+                "member": who.label,
+                "epoch": who.checkpoint.epoch,
+                "val_free_loss": who.val_free_loss,
+                "val mse_z": who.val_mse_z,
+                "test mse_z": who.test_mse_z,
+                "best naive test mse_z": who.naive_test_mse_z,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def answer(
+    run: Run, components: list[str], total: int | None
+) -> tuple[list[str], pd.DataFrame | None]:
+    """The opening sentences and the winner-vs-control table (None before any checkpoint)."""
+    lines = [_what_ran(run, components, total)]
+    winner, control, problem = winner_and_control(run)
+    if winner is None:
+        lines.append("No checkpoint yet: the first comes at the first phase boundary.")
+        return lines, None
+    labels = {t.trial_id: member_label(t) for t in run.trials}
+    lines.append(_scores_line(winner, control))
+    if problem:
+        lines.append(f"Validation and test mse_z could not be computed: {problem}")
+    if run.kind == "search":
+        lines.append(_exploits_line(run, winner, labels))
+    capacity: dict[str, Any] = winner.trial.params.get(CAPACITY_KEY) or {}
+    if capacity:
+        chosen = ", ".join(f"{k}={v}" for k, v in capacity.items())
+        lines.append(f"Capacity of the winner: {chosen}.")
+    else:
+        mods = describe_modification(winner.checkpoint.meta, components)
+        lines.append(f"Modifications in force: {mods}.")
+    return lines, _table(winner, control)

@@ -1,0 +1,54 @@
+"""`tune-app data make-synthetic | inspect`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tune_app.cli.args import positive_int
+from tune_app.errors import InputError
+
+__all__ = ["add_data_commands"]
+
+
+def cmd_data_make(args: argparse.Namespace) -> int:
+    from tune_app.training.checkpoint import atomic_write_bytes
+    from tune_app.training.synthetic import make_synthetic
+
+    frame = make_synthetic(args.series, args.length, args.components, args.seed)
+    out = Path(args.out)
+    if out.suffix == ".csv":
+        atomic_write_bytes(out, frame.to_csv(index=False).encode())
+    elif out.suffix == ".parquet":
+        atomic_write_bytes(out, frame.to_parquet(index=False))
+    else:
+        raise InputError(f"--out {out}: name a .parquet or .csv file")
+    print(f"wrote {out}: {args.series} series x {args.length} steps x {args.components} components")
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from tune_app.training.data import DataConfig, describe, read_series
+
+    components = tuple(args.components.split(",")) if args.components else None
+    config = DataConfig(components=components, fill=args.fill)
+    print(describe(read_series(args.file, config, allow_gaps=True)))
+    return 0
+
+
+def add_data_commands(commands: Any) -> None:
+    data = commands.add_parser("data", help="make or inspect data")
+    data_cmds = data.add_subparsers(dest="data_command", required=True)
+    make = data_cmds.add_parser("make-synthetic", help="write the built-in synthetic data set")
+    make.add_argument("--out", required=True, help=".parquet or .csv")
+    make.add_argument("--series", type=positive_int, default=6)
+    make.add_argument("--length", type=positive_int, default=400)
+    make.add_argument("--components", type=positive_int, default=3)
+    make.add_argument("--seed", type=int, default=0)
+    make.set_defaults(handler=cmd_data_make)
+    inspect = data_cmds.add_parser("inspect", help="series, lengths, components, stats, problems")
+    inspect.add_argument("file")
+    inspect.add_argument("--components")
+    inspect.add_argument("--fill", choices=["ffill"])
+    inspect.set_defaults(handler=cmd_data_inspect)

@@ -1,0 +1,84 @@
+"""`tune-app`: the parser, exit codes (0 ok, 2 bad input, 1 failure, 130 interrupted), dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+
+from tune_app.cli.data import add_data_commands
+from tune_app.cli.plan import add_plan_commands
+from tune_app.cli.results import add_result_commands
+from tune_app.cli.runs import add_run_commands
+from tune_app.cli.train import add_train_commands
+from tune_app.errors import DivergedError, InputError, Interrupted, RunFailed
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tune-app",
+        description="Run a multi-phase training plan as a Ray Tune trial, search the plan's "
+        "modifications with PBT (capacity with Optuna), and export the best checkpoint with the "
+        "schedule that produced it. Exit codes: 0 ok, 2 bad input, 1 failure.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    add_plan_commands(commands)
+    add_data_commands(commands)
+    add_train_commands(commands)
+    add_result_commands(commands)
+    add_run_commands(commands)
+    return parser
+
+
+def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
+    """`argv` with `flags` set: each one's old occurrence (and value) dropped, then appended."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in flags:
+            skip = flags[name] is not None and "=" not in token
+            continue
+        out.append(token)
+    for name, value in flags.items():
+        out += [name] if value is None else [name, value]
+    return out
+
+
+def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
+    """What to run after Ctrl-C: tune_app's own command that resumes the run."""
+    if isinstance(exc, Interrupted) and exc.flags:
+        return "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
+    if isinstance(exc, Interrupted) and exc.note:
+        return exc.note
+    return "nothing was saved yet; run the command again"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except InputError as exc:
+        print(f"tune-app: error: {exc}", file=sys.stderr)
+        return 2
+    except (DivergedError, RunFailed) as exc:
+        print(f"tune-app: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(f"tune-app: interrupted; {resume_hint(argv, exc)}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

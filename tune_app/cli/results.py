@@ -1,0 +1,135 @@
+"""The commands of `tune-app` that read runs and checkpoints back: best, report, evaluate, generate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from tune_app.cli.args import positive_int
+
+__all__ = ["add_result_commands"]
+
+
+def _print_search_summary(run: Any, config: Any, metric: str) -> None:
+    from tune_app.runs.results import trial_table
+
+    rows = trial_table(run, metric)
+    print(f"{'trial':<14} {'control':<8} {'epochs':>6} {'best ' + metric:>20}")
+    for row in rows:
+        print(
+            f"{row['trial']:<14} {'yes' if row['control'] else '':<8} {row['epochs']:>6} {row[f'best_{metric}']:>20.6f}"
+        )
+    control = next((r for r in rows if r["control"]), None)
+    if control is not None:
+        ratio = config.value / control[f"best_{metric}"]
+        print(
+            f"winner {config.trial}: {config.value:.6f} = {ratio:.3f} x the control's best "
+            f"({control[f'best_{metric}']:.6f}, the plan as written)"
+        )
+
+
+def _out_dir(given: str | None, run: Any, name: str) -> Path:
+    """--out, else RUN/NAME for a local run, else ./NAME (a remote run's folder is not ours to write)."""
+    if given:
+        return Path(given)
+    return Path(run.location.path) / name if run.location.is_local else Path(name)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from tune_app.runs.results import export_best, open_run
+
+    run = open_run(args.run)
+    out = _out_dir(args.out, run, "best")
+    config = export_best(run, out, args.metric, args.mode)
+    if run.kind == "search":
+        _print_search_summary(run, config, args.metric)
+    print(
+        f"best: trial {config.trial} at epoch {config.epoch}: {args.metric} = {config.value:.6f}\n"
+        f"exported to {out}/: best_model.pth plan.yaml config.json lineage.json metrics.parquet"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tune_app.analysis.evaluate import dataset_for, evaluate, format_scores, load_model
+
+    loaded = load_model(args.checkpoint)
+    dataset = dataset_for(loaded, args.data)
+    report = evaluate(loaded, dataset, args.split, args.season, data_path=args.data)
+    print(json.dumps(report, indent=2) if args.json else format_scores(report))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tune_app.analysis.evaluate import dataset_for, generate, load_model, plot_generation
+    from tune_app.training.checkpoint import atomic_write_bytes
+
+    loaded = load_model(args.checkpoint)
+    dataset = dataset_for(loaded, args.data)
+    frame, context = generate(loaded, dataset, args.series, args.steps)
+    if args.out:
+        atomic_write_bytes(Path(args.out), frame.to_parquet(index=False))
+        print(f"wrote {args.out}: {len(frame)} generated steps of series {args.series}")
+    else:
+        print(frame.to_string(index=False, max_rows=40))
+    if args.plot:
+        print(f"plot: {plot_generation(frame, context, list(dataset.components), Path(args.plot))}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tune_app.analysis.report import write_report
+    from tune_app.runs.results import open_run
+
+    run = open_run(args.run)
+    out = _out_dir(args.out, run, "report")
+    page, twin = write_report(run, out)
+    print(f"report: {page} (self-contained) and {twin}")
+    return 0
+
+
+def add_result_commands(commands: Any) -> None:
+    best = commands.add_parser(
+        "best", help="export the best checkpoint of a run, with its plan and lineage"
+    )
+    best.add_argument("run", help="run directory or URI")
+    best.add_argument(
+        "--out", help="export directory (default RUN/best, or ./best for remote runs)"
+    )
+    best.add_argument("--metric", default="val_free_loss")
+    best.add_argument("--mode", default="min", choices=["min", "max"])
+    best.set_defaults(handler=cmd_best)
+
+    report = commands.add_parser("report", help="an HTML page and a Markdown twin about a run")
+    report.add_argument("run", help="run directory or URI")
+    report.add_argument(
+        "--out", help="directory for report.html, report.md and the plots (default RUN/report)"
+    )
+    report.set_defaults(handler=cmd_report)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint against naive forecasts")
+    evaluate.add_argument("checkpoint", help="a `tune-app best` export or a checkpoint directory")
+    evaluate.add_argument("--data", help="the data file (default: built-in synthetic data)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument(
+        "--season",
+        type=positive_int,
+        help="seasonal-naive period in steps (default: found from the data: ACF peak, timestamps)",
+    )
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    generate = commands.add_parser(
+        "generate", help="generate a continuation of a series, next to the truth"
+    )
+    generate.add_argument("checkpoint", help="a `tune-app best` export or a checkpoint directory")
+    generate.add_argument("--data", help="the data file (default: built-in synthetic data)")
+    generate.add_argument("--series", required=True, help="series_id to continue")
+    generate.add_argument(
+        "--steps", type=positive_int, help="steps to generate (default: output length)"
+    )
+    generate.add_argument("--out", help="write the generated steps to this .parquet")
+    generate.add_argument("--plot", help="draw context, truth and generation to this PNG")
+    generate.set_defaults(handler=cmd_generate)

@@ -1,0 +1,95 @@
+"""`tune-app train` and `tune-app continue`: in-process runs, no Ray."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tune_app.cli.args import (
+    add_allow_other_data,
+    add_run_args,
+    build_spec,
+    default_out,
+    positive_int,
+)
+
+__all__ = ["add_train_commands"]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tune_app.runs.local import run_train
+
+    stop_after = args.stop_after
+    if args.replay:
+        from tune_app.runs.results import replay_spec
+
+        spec, epoch = replay_spec(Path(args.replay))
+        stop_after = stop_after or epoch
+        spec.dataset()  # validate before writing anything
+    else:
+        spec, _ = build_spec(args)
+    out = Path(args.out) if args.out else default_out("train")
+    result = run_train(
+        spec,
+        out,
+        progress_every=args.progress_every,
+        resume=Path(args.resume) if args.resume else None,
+        stop_after=stop_after,
+        allow_other_data=args.allow_other_data,
+    )
+    last = result.history[-1] if result.history else {}
+    print(
+        f"done: {out}  val_free_loss {last.get('val_free_loss', float('nan')):.5f}  "
+        f"best {last.get('best_val_free_loss', float('nan')):.5f}"
+    )
+    return 0
+
+
+def cmd_continue(args: argparse.Namespace) -> int:
+    from tune_app.runs.local import run_continue
+
+    result = run_continue(
+        Path(args.model_path),
+        args.epochs,
+        args.start_lr,
+        args.min_lr,
+        Path(args.output_dir),
+        args.data,
+        progress_every=args.progress_every,
+        allow_other_data=args.allow_other_data,
+    )
+    best = result.history[-1]["best_val_free_loss"]
+    print(
+        f"done: {Path(args.output_dir) / 'best_model_combined.pth'} (best val_free_loss {best:.5f})"
+    )
+    return 0
+
+
+def add_train_commands(commands: Any) -> None:
+    train = commands.add_parser("train", help="run a plan in this process (no Ray)")
+    add_run_args(train)
+    train.add_argument("--out", help="run directory (default results/train-TIMESTAMP)")
+    train.add_argument("--resume", help="checkpoint directory to resume from")
+    add_allow_other_data(train)
+    train.add_argument("--progress-every", type=positive_int, default=1)
+    train.add_argument("--stop-after", type=positive_int, help="stop after this epoch")
+    train.add_argument(
+        "--replay",
+        metavar="EXPORT",
+        help="rerun a `tune-app best` export: its plan, model, data, seed",
+    )
+    train.set_defaults(handler=cmd_train)
+
+    cont = commands.add_parser("continue", help="the seed's continue_training.py, flag for flag")
+    cont.add_argument(
+        "--model_path", required=True, help="checkpoint dir or best_model_combined.pth"
+    )
+    cont.add_argument("--epochs", type=positive_int, required=True)
+    cont.add_argument("--start_lr", type=float, required=True)
+    cont.add_argument("--min_lr", type=float, required=True)
+    cont.add_argument("--output_dir", required=True)
+    cont.add_argument("--data", help="the data file (default: the one the checkpoint trained on)")
+    add_allow_other_data(cont)
+    cont.add_argument("--progress-every", type=positive_int, default=10)
+    cont.set_defaults(handler=cmd_continue)

@@ -1,0 +1,301 @@
+"""search_spaces/*.yaml -> validated parameters that sample, mutate (clamped) and become Tune or
+Optuna distributions. One format for PBT (`modifications.yaml`) and Optuna (`capacity.yaml`)."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tune_app.errors import ErrorList, InputError
+from tune_app.plan import registry
+from tune_app.plan.schedules import as_number
+
+__all__ = ["Param", "SearchSpace", "load_space"]
+
+TYPES = ("float", "int", "bool", "choice")
+MUTATIONS = ("shift", "scale", "resample")
+SPACES_PACKAGE = "tune_app.search_spaces"  # package data, so a non-editable install finds them
+_KEYS = (
+    "type",
+    "low",
+    "high",
+    "initial",
+    "mutate",
+    "step",
+    "factors",
+    "values",
+    "log",
+    "per_component",
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    low: float = 0.0
+    high: float = 1.0
+    initial: tuple[float, float] | None = None
+    mutate: str = "resample"
+    step: float = 0.0
+    factors: tuple[float, ...] = (0.8, 1.25)
+    values: tuple[Any, ...] = ()
+    log: bool = False
+    per_component: bool = False
+
+    def clamp(self, value: Any) -> Any:
+        if self.type == "float":
+            return float(min(max(float(value), self.low), self.high))
+        if self.type == "int":
+            return int(min(max(round(value), self.low), self.high))
+        return value
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.type == "choice":
+            return rng.choice(self.values)
+        return self.from_unit(rng.random())
+
+    def from_unit(self, u: float) -> Any:
+        """The value at quantile `u` in [0, 1) of the initial range (log-uniform where `log`);
+        a bool is True for u >= 0.5, a choice takes the `floor(u * k)`-th of its k values."""
+        if self.type == "bool":
+            return u >= 0.5
+        if self.type == "choice":
+            return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+        low, high = self.initial or (self.low, self.high)
+        if self.log:
+            value = math.exp(math.log(low) + (math.log(high) - math.log(low)) * u)
+        else:
+            value = low + (high - low) * u
+        return self.clamp(value)
+
+    def neutral(self) -> Any:
+        """The value that leaves the plan as it is (the control's), from the registry."""
+        return registry.neutral(self.name)
+
+    def mutated(self, value: Any, rng: random.Random, resample_probability: float) -> Any:
+        """A perturbed value, always inside [low, high]."""
+        if (
+            self.type in ("bool", "choice")
+            or self.mutate == "resample"
+            or rng.random() < resample_probability
+        ):
+            return self.sample(rng)
+        if self.mutate == "shift":
+            return self.clamp(value + rng.uniform(-self.step, self.step))
+        return self.clamp(value * rng.choice(self.factors))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    kind: str
+    params: tuple[Param, ...]
+    source: str
+
+    def expand(self, components: list[str] | tuple[str, ...]) -> SearchSpace:
+        """One parameter per component for `per_component` entries (`component_weight_c0`, ...)."""
+        expanded: list[Param] = []
+        for param in self.params:
+            if param.per_component:
+                expanded += [_replace_name(param, f"{param.name}_{c}") for c in components]
+            else:
+                expanded.append(param)
+        return SearchSpace(self.kind, tuple(expanded), self.source)
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        return {p.name: p.sample(rng) for p in self.params}
+
+    def neutral(self) -> dict[str, Any]:
+        return {p.name: p.neutral() for p in self.params}
+
+    def quasi_random(self, n: int, seed: int) -> list[dict[str, Any]]:
+        """`n` members spread over the initial ranges: a Latin hypercube (McKay, Beckman and
+        Conover, 1979; scipy.stats.qmc), so each parameter's range, cut into `n` equal strata,
+        has exactly one member in each stratum. Deterministic for a seed."""
+        from scipy.stats import qmc
+
+        if n < 1:
+            return []
+        units = qmc.LatinHypercube(d=len(self.params), seed=seed).random(n)
+        return [
+            {p.name: p.from_unit(float(u)) for p, u in zip(self.params, row, strict=True)}
+            for row in units
+        ]
+
+    def mutate(
+        self, values: dict[str, Any], rng: random.Random, resample_probability: float = 0.25
+    ) -> dict[str, Any]:
+        return {
+            p.name: p.mutated(values.get(p.name, p.neutral()), rng, resample_probability)
+            for p in self.params
+        }
+
+    def clamp(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {p.name: p.clamp(values[p.name]) for p in self.params if p.name in values}
+
+
+def _replace_name(param: Param, name: str) -> Param:
+    return replace(param, name=name, per_component=False)
+
+
+def _parse_param(name: str, raw: Any, errors: ErrorList) -> Param | None:
+    path = f"params.{name}"
+    if not isinstance(raw, dict):
+        errors.add(path, "expected a mapping like {type: float, low: 0, high: 1}", raw)
+        return None
+    count = len(errors.messages)
+    for key in raw:
+        if key not in _KEYS:
+            errors.add(
+                f"{path}.{key}", "unknown key", None, f"a parameter takes {', '.join(_KEYS)}"
+            )
+    kind = raw.get("type")
+    if kind not in TYPES:
+        errors.add(f"{path}.type", "unknown type", kind, f"use one of {', '.join(TYPES)}")
+        return None
+    fields: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "log": bool(raw.get("log", False)),
+        "per_component": bool(raw.get("per_component", False)),
+    }
+    if kind in ("float", "int"):
+        low, high = as_number(raw.get("low")), as_number(raw.get("high"))
+        if low is None or high is None or not low < high:
+            errors.add(path, "needs numbers low < high", (raw.get("low"), raw.get("high")))
+            return None
+        if fields["log"] and low <= 0:
+            errors.add(f"{path}.low", "must be > 0 with log: true", low)
+        fields.update(low=low, high=high)
+        initial = raw.get("initial")
+        if initial is not None:
+            pair = (
+                [as_number(v) for v in initial]
+                if isinstance(initial, list) and len(initial) == 2
+                else None
+            )
+            if pair is None or None in pair or not low <= pair[0] <= pair[1] <= high:  # type: ignore[operator]
+                errors.add(
+                    f"{path}.initial", f"must be [a, b] with {low} <= a <= b <= {high}", initial
+                )
+            else:
+                fields["initial"] = (pair[0], pair[1])
+        mutate = raw.get("mutate", "resample")
+        if mutate not in MUTATIONS:
+            errors.add(
+                f"{path}.mutate", "unknown mutation", mutate, f"use one of {', '.join(MUTATIONS)}"
+            )
+        fields["mutate"] = mutate
+        if mutate == "shift":
+            step = as_number(raw.get("step"))
+            if step is None or step <= 0:
+                errors.add(f"{path}.step", "a shift needs step > 0", raw.get("step"))
+            fields["step"] = step or 0.0
+        if mutate == "scale":
+            factors = raw.get("factors", [0.8, 1.25])
+            numbers = [as_number(f) for f in factors] if isinstance(factors, list) else [None]
+            if not numbers or any(f is None or f <= 0 for f in numbers):
+                errors.add(f"{path}.factors", "must be a list of positive numbers", factors)
+            else:
+                fields["factors"] = tuple(numbers)
+    if kind == "choice":
+        values = raw.get("values")
+        if not isinstance(values, list) or not values:
+            errors.add(f"{path}.values", "a choice needs a non-empty list of values", values)
+            return None
+        fields["values"] = tuple(values)
+    if len(errors.messages) != count:
+        return None
+    return Param(**fields)
+
+
+def parse_space(raw: Any, source: str, kind: str | None = None) -> SearchSpace:
+    errors = ErrorList(source)
+    if not isinstance(raw, dict):
+        errors.add("(top level)", "expected a mapping with kind and params", type(raw).__name__)
+        errors.raise_if_any()
+    for key in raw:
+        if key not in ("kind", "params"):
+            errors.add(str(key), "unknown key", None, "a search space takes kind, params")
+    if kind is not None and raw.get("kind") != kind:
+        errors.add("kind", f"this command needs a {kind!r} space", raw.get("kind"))
+    params_raw = raw.get("params")
+    if not isinstance(params_raw, dict) or not params_raw:
+        errors.add("params", "must be a non-empty mapping of parameters", params_raw)
+        params_raw = {}
+    params = [_parse_param(str(name), body, errors) for name, body in params_raw.items()]
+    for param in params:
+        if param is not None:
+            _check_known(param, raw.get("kind"), errors)
+    errors.raise_if_any()
+    return SearchSpace(str(raw.get("kind")), tuple(p for p in params if p), source)
+
+
+def _check_known(param: Param, kind: Any, errors: ErrorList) -> None:
+    """A PBT space names only what PBT can change (the registry); a capacity space only model
+    capacity. Anything else would be searched but never applied."""
+    if kind == "pbt":
+        problem = registry.unknown_pbt_param(param.name, param.per_component)
+        if problem:
+            errors.add(f"params.{param.name}", problem)
+    elif kind == "capacity" and param.name not in registry.CAPACITY_FIELDS:
+        errors.add(
+            f"params.{param.name}",
+            "unknown capacity parameter",
+            None,
+            f"use {', '.join(registry.CAPACITY_FIELDS)}",
+        )
+
+
+def load_space(path: str | Path | None, default: str, kind: str) -> SearchSpace:
+    """Read a search space YAML.
+
+    Args:
+        path: a user's YAML file, or None for the package's own `default`.
+        default: file name inside the package's `search_spaces/` (e.g. "modifications.yaml").
+        kind: "pbt" or "capacity"; the file's `kind` must match.
+
+    Returns:
+        The validated space.
+
+    Raises:
+        InputError: a missing file, invalid YAML, or every problem of the space at once.
+    """
+    if path is None:
+        text = resources.files(SPACES_PACKAGE).joinpath(default).read_text()
+        source = f"search_spaces/{default}"
+    else:
+        if not Path(path).is_file():
+            raise InputError(
+                f"--space {path}: no such file (copy one of search_spaces/ and edit it)"
+            )
+        text, source = Path(path).read_text(), str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {exc}") from None
+    return parse_space(raw, source, kind)
+
+
+def to_optuna(space: SearchSpace, prefix: str = "") -> dict[str, Any]:
+    """Optuna distributions for a space (names prefixed, e.g. `capacity/hidden` for Tune)."""
+    from optuna import distributions as dist
+
+    out: dict[str, Any] = {}
+    for p in space.params:
+        name = prefix + p.name
+        if p.type == "float":
+            out[name] = dist.FloatDistribution(p.low, p.high, log=p.log)
+        elif p.type == "int":
+            out[name] = dist.IntDistribution(int(p.low), int(p.high), log=p.log)
+        elif p.type == "bool":
+            out[name] = dist.CategoricalDistribution([True, False])
+        else:
+            out[name] = dist.CategoricalDistribution(list(p.values))
+    return out

@@ -1,0 +1,1 @@
+"""Runs as files (no Ray): the run spec, storage, reading runs back, in-process runs."""

@@ -1,0 +1,296 @@
+"""The files a run writes and other layers read, one frozen dataclass each, with its file name.
+
+Nobody reads these files key by key: a writer builds the record and calls `to_json()`, a reader
+calls `read()` / `from_dict()`. No Ray and no torch here, so every layer may use them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from tune_app.errors import CheckpointError, InputError
+from tune_app.runs.storage import Location
+
+__all__ = [
+    "CAPACITY_KEY",
+    "CHECKPOINT_PREFIX",
+    "EXPORT_CONFIG",
+    "JOURNAL",
+    "MANIFEST",
+    "MEMBER_KEY",
+    "META_FILE",
+    "METRICS_FILE",
+    "ROUNDS_KEY",
+    "SPEC_KEY",
+    "CheckpointMeta",
+    "ExportConfig",
+    "JournalEvent",
+    "RoundEvent",
+    "RunManifest",
+    "SearchMember",
+    "read_journal",
+    "read_rounds",
+    "scan_checkpoints",
+]
+
+MANIFEST = "tune_app_run.json"  # at the top of every Ray run directory
+JOURNAL = "pbt_journal.jsonl"  # a search's exploit/explore events, one JSON object a line
+META_FILE = "meta.json"  # inside every checkpoint directory, next to state.pt
+METRICS_FILE = "metrics.parquet"  # every epoch behind a checkpoint / an export / a local run
+EXPORT_CONFIG = "config.json"  # in a `tune-app best` export
+EXPORT_WEIGHTS = "best_model.pth"
+EXPORT_PLAN = "plan.yaml"
+EXPORT_LINEAGE = "lineage.json"
+TRIAL_PARAMS = "params.json"  # Tune's copy of a trial's config
+CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders inside a trial folder
+# keys of a trial's Tune config
+SPEC_KEY = "spec"  # the RunSpec as a dict
+CAPACITY_KEY = "capacity"  # a capacity search's {hidden, layers, dropout, cell, input_len}
+MEMBER_KEY = "member"  # a PBT search's SearchMember
+ROUNDS_KEY = "rounds"  # a PBT search's {"every": epochs between rounds}
+
+
+def _known(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in raw.items() if k in names}
+
+
+def _dumps(record: Any) -> bytes:
+    return json.dumps(asdict(record), indent=2, default=float).encode()
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """`meta.json`: what a checkpoint is, readable without loading its weights.
+
+    `data_path` is the file the run trained on (None: built-in synthetic data); `params` a PBT
+    member's parameters (None outside a search).
+    """
+
+    epoch: int
+    phase: int
+    metrics: dict[str, float]
+    data_fingerprint: str
+    components: tuple[str, ...]
+    plan: dict[str, Any]
+    code_fingerprint: str
+    versions: dict[str, str]
+    data_path: str | None = None
+    params: dict[str, Any] | None = None
+    version: int = 0  # a PBT member's number of exploits when it wrote this checkpoint
+
+    def to_json(self) -> bytes:
+        return _dumps(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CheckpointMeta:
+        raw = _known(cls, raw)
+        return cls(**{**raw, "components": tuple(raw.get("components") or ())})
+
+    @classmethod
+    def read(cls, checkpoint: Location) -> CheckpointMeta:
+        """Raises CheckpointError for a missing or unreadable (half-written) meta.json."""
+        try:
+            return cls.from_dict(json.loads(checkpoint.join(META_FILE).read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.uri}: unreadable {META_FILE} ({exc})"
+            ) from None
+
+
+def scan_checkpoints(folder: Location) -> list[tuple[Location, CheckpointMeta]]:
+    """Every checkpoint folder directly under `folder` with a readable meta.json, oldest first.
+    A half-written one is never mistaken for a checkpoint."""
+    found = []
+    for child in folder.children():
+        if child.name.startswith(CHECKPOINT_PREFIX) and child.join(META_FILE).exists():
+            try:
+                found.append((child, CheckpointMeta.read(child)))
+            except CheckpointError:
+                continue
+    return sorted(found, key=lambda item: item[1].epoch)
+
+
+@dataclass(frozen=True)
+class SearchMember:
+    """A PBT member, as a trial's config carries it under MEMBER_KEY.
+
+    `version` counts the exploits it made; `restore` (after one) names the donor's checkpoint it
+    continues from: `{"trial_dir", "epoch", "version", "donor"}` (the folder in the run, the
+    round's epoch, the donor's own version then, the donor's trial id)."""
+
+    index: int
+    control: bool
+    params: dict[str, Any]
+    version: int = 0
+    restore: dict[str, Any] | None = None
+
+    @classmethod
+    def of_config(cls, config: dict[str, Any]) -> SearchMember | None:
+        """The member in a trial's config (Tune's params.json), or None outside a search."""
+        raw = config.get(MEMBER_KEY)
+        if not isinstance(raw, dict):
+            return None
+        return cls(
+            int(raw.get("index", 0)),
+            bool(raw.get("control")),
+            dict(raw.get("params", {})),
+            int(raw.get("version", 0)),
+            raw.get("restore"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JournalEvent:
+    """An exploit line of `pbt_journal.jsonl`: at the round of `epoch`, `trial` (member
+    `member`) copied `donor`'s checkpoint of that epoch (in folder `donor_dir`) and explored from
+    the donor's parameters (`explore`: "pbt", "pb2", or PBT standing in for PB2 without data)."""
+
+    epoch: int
+    trial: str
+    donor: str
+    val_free_loss: float | None = None
+    donor_val_free_loss: float | None = None
+    old: dict[str, Any] = field(default_factory=dict)
+    donor_params: dict[str, Any] = field(default_factory=dict)
+    new: dict[str, Any] = field(default_factory=dict)
+    time: float = 0.0
+    event: str = "exploit"
+    member: int | None = None
+    donor_member: int | None = None
+    explore: str = "pbt"
+    donor_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoundEvent:
+    """A round line of `pbt_journal.jsonl`: the ranking at `epoch` (best first: trial, member,
+    val_free_loss, params), the exploits (trial, donor) and every member left alone, with why."""
+
+    epoch: int
+    ranking: tuple[dict[str, Any], ...] = ()
+    exploits: tuple[dict[str, Any], ...] = ()
+    left_alone: tuple[dict[str, Any], ...] = ()
+    time: float = 0.0
+    event: str = "round"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _journal_lines(run: Location) -> list[dict[str, Any]]:
+    file = run.join(JOURNAL)
+    if not file.exists():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def read_journal(run: Location) -> list[JournalEvent]:
+    """The exploit events of a search run, oldest first (older journals hold only these,
+    without an `event` field)."""
+    return [
+        JournalEvent(**_known(JournalEvent, raw))
+        for raw in _journal_lines(run)
+        if raw.get("event", "exploit") == "exploit" and raw.get("donor") is not None
+    ]
+
+
+def read_rounds(run: Location) -> list[RoundEvent]:
+    """The PBT rounds of a search run, oldest first."""
+    rounds = []
+    for raw in _journal_lines(run):
+        if raw.get("event") == "round":
+            known = _known(RoundEvent, raw)
+            for key in ("ranking", "exploits", "left_alone"):
+                known[key] = tuple(known.get(key) or ())
+            rounds.append(RoundEvent(**known))
+    return rounds
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """`tune_app_run.json`: what a Ray run is (kind, spec, data, ranking) and, by kind, its
+    search settings."""
+
+    kind: str
+    name: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    components: tuple[str, ...] = ()
+    rank: dict[str, Any] = field(default_factory=dict)
+    tune_app_version: str = ""
+    created: float = 0.0
+    space: str | None = None
+    population: int | None = None
+    perturb_every: int | None = None
+    scheduler: str | None = None  # a search's explore step: "pbt" or "pb2"
+    members: tuple[dict[str, Any], ...] = ()
+    trials: int | None = None
+    grace_epochs: int | None = None
+
+    def to_json(self) -> bytes:
+        return _dumps(self)
+
+    @classmethod
+    def read(cls, run: Location) -> RunManifest:
+        """Raises InputError when `run` holds no manifest (not a tune_app run)."""
+        file = run.join(MANIFEST)
+        if not file.exists():
+            raise InputError(
+                f"RUN {run.uri}: not a tune_app run (no {MANIFEST}); pass the folder a run "
+                "command made"
+            )
+        try:
+            raw = _known(cls, json.loads(file.read_text()))
+        except ValueError as exc:
+            raise InputError(f"RUN {run.uri}: unreadable {MANIFEST} ({exc})") from None
+        raw.setdefault("name", run.name)
+        raw.setdefault("kind", "unknown")
+        return cls(
+            **{
+                **raw,
+                "components": tuple(raw.get("components") or ()),
+                "members": tuple(raw.get("members") or ()),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`config.json` of a `tune-app best` export: where the weights come from and how to
+    rebuild the run that made them (`tune-app train --replay EXPORT`)."""
+
+    run: str
+    kind: str
+    trial: str
+    checkpoint: str
+    epoch: int
+    metric: str
+    value: float
+    metrics: dict[str, float]
+    model: dict[str, Any]
+    data: dict[str, Any]
+    train: dict[str, Any]
+    seed: int
+    data_fingerprint: str
+    data_path: str | None
+    components: tuple[str, ...]
+    code_fingerprint: str
+    versions: dict[str, str]
+    replay: str
+
+    def to_json(self) -> bytes:
+        return _dumps(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ExportConfig:
+        raw = _known(cls, raw)
+        return cls(**{**raw, "components": tuple(raw.get("components") or ())})

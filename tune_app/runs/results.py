@@ -1,0 +1,326 @@
+"""Reading runs back without Ray: trials, their metrics and checkpoints, the best one, its export.
+
+A run directory (local or s3://) holds `tune_app_run.json` and one folder per trial with Tune's
+`params.json` and `checkpoint_*/` (our state.pt, meta.json and metrics.parquet). Every table,
+summary and plot takes a trial's per-epoch metrics from one source: the history in its newest
+checkpoint (`metrics.parquet`), complete even where Tune's `result.json` was cut short by an
+exploit. Tune's `result.json` is read only for the trial's id and whether it diverged.
+Works on a run that is still going: it reads what has been written so far.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from tune_app.errors import CheckpointError, InputError
+from tune_app.plan.plan import Plan
+from tune_app.runs.records import (
+    EXPORT_CONFIG,
+    EXPORT_LINEAGE,
+    EXPORT_PLAN,
+    EXPORT_WEIGHTS,
+    METRICS_FILE,
+    TRIAL_PARAMS,
+    CheckpointMeta,
+    ExportConfig,
+    JournalEvent,
+    RoundEvent,
+    RunManifest,
+    SearchMember,
+    read_journal,
+    read_rounds,
+    scan_checkpoints,
+)
+from tune_app.runs.spec import RunSpec
+from tune_app.runs.storage import Location, locate
+from tune_app.training.checkpoint import (
+    STATE_FILE,
+    atomic_write_bytes,
+    load_state,
+    package_versions,
+)
+
+__all__ = [
+    "Run",
+    "TrialRecord",
+    "export_best",
+    "export_checkpoint",
+    "find_best",
+    "open_run",
+    "replay_spec",
+    "trial_table",
+]
+
+
+@dataclass
+class CheckpointRecord:
+    location: Location
+    meta: CheckpointMeta
+
+    @property
+    def epoch(self) -> int:
+        return self.meta.epoch
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    location: Location
+    params: dict[str, Any]  # the trial's Tune config
+    diverged: bool = False
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+
+    @property
+    def member(self) -> SearchMember | None:
+        return SearchMember.of_config(self.params)
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        """One row per epoch behind the trial's newest checkpoint (its donors' epochs included)."""
+        for checkpoint in reversed(self.checkpoints):
+            file = checkpoint.location.join(METRICS_FILE)
+            try:
+                return pd.read_parquet(io.BytesIO(file.read_bytes()))
+            except (OSError, ValueError):
+                continue  # half-written or from an older format: the one before
+        return pd.DataFrame()
+
+
+@dataclass
+class Run:
+    location: Location
+    manifest: RunManifest
+    trials: list[TrialRecord]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    def journal(self) -> list[JournalEvent]:
+        return read_journal(self.location)
+
+    def rounds(self) -> list[RoundEvent]:
+        """The journal's PBT rounds: epoch, ranking, exploits, members left alone and why."""
+        return read_rounds(self.location)
+
+
+def _trial_status(location: Location) -> tuple[str, bool]:
+    """The trial's id and whether it diverged, from Tune's result.json (never its metrics)."""
+    file = location.join("result.json")
+    rows = []
+    if file.exists():
+        for line in file.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a line still being written
+    trial_id = str(rows[0]["trial_id"]) if rows else location.name
+    return trial_id, any(row.get("diverged") for row in rows)
+
+
+def _read_trial(location: Location) -> TrialRecord | None:
+    params_file = location.join(TRIAL_PARAMS)
+    if not params_file.exists():
+        return None
+    trial_id, diverged = _trial_status(location)
+    checkpoints = [CheckpointRecord(child, meta) for child, meta in scan_checkpoints(location)]
+    try:
+        params = json.loads(params_file.read_text())
+    except ValueError:
+        params = {}  # cut short (a full disk, a killed driver): the trial's results still count
+    return TrialRecord(trial_id, location, params, diverged, checkpoints)
+
+
+def open_run(uri: str) -> Run:
+    """Read a run. Raises InputError when `uri` is not a tune_app run."""
+    location = locate(uri)
+    if not location.is_dir():
+        raise InputError(
+            f"RUN {uri}: no such run directory; runs live under --storage (default results/)"
+        )
+    manifest = RunManifest.read(location)
+    trials = [
+        t for t in (_read_trial(child) for child in location.children() if child.is_dir()) if t
+    ]
+    return Run(location, manifest, trials)
+
+
+def find_best(
+    run: Run, metric: str = "val_free_loss", mode: str = "min"
+) -> tuple[TrialRecord, CheckpointRecord]:
+    """The trial and checkpoint with the best `metric` at a checkpoint."""
+    if mode not in ("min", "max"):
+        raise InputError(f"--mode {mode!r}: use min or max")
+    best: tuple[float, TrialRecord, CheckpointRecord] | None = None
+    sign = 1.0 if mode == "min" else -1.0
+    for trial in run.trials:
+        for checkpoint in trial.checkpoints:
+            value = checkpoint.meta.metrics.get(metric)
+            if value is None:
+                raise InputError(
+                    f"--metric {metric!r}: checkpoints do not record it; e.g. val_free_loss, val_free_mse"
+                )
+            if not math.isfinite(value):
+                continue
+            if best is None or sign * value < sign * best[0]:
+                best = (value, trial, checkpoint)
+    if best is None:
+        state = (
+            "no trial has reported yet"
+            if not run.trials
+            else "no trial has written a checkpoint yet"
+        )
+        raise InputError(f"RUN {run.location.uri}: {state}; checkpoints come at phase boundaries")
+    return best[1], best[2]
+
+
+def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[str, Any]:
+    """The chain of segments that produced a checkpoint, back to epoch 1: which trial trained
+    which epochs under which modification, and whose checkpoint it copied at each boundary.
+
+    The checkpoint's plan carries every modification of the chain (an exploiting trial inherits
+    its donor's plan); the PBT journal says who the donor was at each exploit."""
+    plan = Plan.from_dict(checkpoint.meta.plan)
+    journal = run.journal()
+    starts = [1, *[m.from_epoch for m in plan.modifications if m.from_epoch > 1]]
+    segments: list[dict[str, Any]] = []
+    owner = trial.trial_id
+    for index in reversed(range(len(starts))):
+        start = starts[index]
+        end = starts[index + 1] - 1 if index + 1 < len(starts) else checkpoint.epoch
+        mod = plan.active_modification(start)
+        event = next((e for e in journal if e.trial == owner and e.epoch == start - 1), None)
+        segments.append(
+            {
+                "from_epoch": start,
+                "to_epoch": end,
+                "trial": owner,
+                "modification": mod.to_dict() if mod else None,
+                "copied_from": event.donor if event else None,
+                "event": event.to_dict() if event else None,
+            }
+        )
+        if event:
+            owner = event.donor
+    segments.reverse()
+    return {
+        "trial": trial.trial_id,
+        "epoch": checkpoint.epoch,
+        "root_trial": owner,
+        "segments": segments,
+    }
+
+
+def export_best(
+    run: Run, out: Path, metric: str = "val_free_loss", mode: str = "min"
+) -> ExportConfig:
+    """Write best_model.pth, plan.yaml, config.json, lineage.json, metrics.parquet into `out`."""
+    trial, checkpoint = find_best(run, metric, mode)
+    return export_checkpoint(run, trial, checkpoint, out, metric)
+
+
+def export_checkpoint(
+    run: Run,
+    trial: TrialRecord,
+    checkpoint: CheckpointRecord,
+    out: Path,
+    metric: str = "val_free_loss",
+) -> ExportConfig:
+    """Export one checkpoint of a run (see `export_best`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = checkpoint.location.download(Path(tmp) / "checkpoint")
+        if not (local / STATE_FILE).is_file():
+            raise CheckpointError(
+                f"RUN {run.location.uri}: its best checkpoint by {metric}, {checkpoint.location.uri} "
+                f"(trial {trial.trial_id}, epoch {checkpoint.epoch}), has no {STATE_FILE} (cut short "
+                f"or damaged); move that folder out of the run and run `tune-app best` again to "
+                "export the next best"
+            )
+        state = load_state(local)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state["model"], buffer)
+    atomic_write_bytes(out / EXPORT_WEIGHTS, buffer.getvalue())
+    plan = Plan.from_dict(state["plan"])
+    atomic_write_bytes(out / EXPORT_PLAN, plan.to_yaml().encode())
+    meta = checkpoint.meta
+    config = ExportConfig(
+        run=run.location.uri,
+        kind=run.kind,
+        trial=trial.trial_id,
+        checkpoint=checkpoint.location.uri,
+        epoch=checkpoint.epoch,
+        metric=metric,
+        value=meta.metrics[metric],
+        metrics=meta.metrics,
+        model=state["model_config"],
+        data=state["data_config"],
+        train=state["train_config"],
+        seed=state["train_config"]["seed"],
+        data_fingerprint=meta.data_fingerprint,
+        data_path=run.manifest.spec.get("data_path"),
+        components=meta.components,
+        code_fingerprint=meta.code_fingerprint,
+        versions=package_versions(),
+        replay=f"tune-app train --replay {out}",
+    )
+    atomic_write_bytes(out / EXPORT_CONFIG, config.to_json())
+    atomic_write_bytes(
+        out / EXPORT_LINEAGE, json.dumps(lineage(run, trial, checkpoint), indent=2).encode()
+    )
+    # every epoch behind these weights, from the checkpoint itself (donors' epochs included):
+    # complete even where Tune's result.json was cut short
+    atomic_write_bytes(out / METRICS_FILE, pd.DataFrame(state["history"]).to_parquet(index=False))
+    return config
+
+
+def replay_spec(export_dir: Path) -> tuple[RunSpec, int]:
+    """The RunSpec and epoch that replay an export of `tune-app best` in one sequential run."""
+    config_file, plan_file = export_dir / EXPORT_CONFIG, export_dir / EXPORT_PLAN
+    if not config_file.is_file() or not plan_file.is_file():
+        raise InputError(
+            f"--replay {export_dir}: not a `tune-app best` export (config.json and plan.yaml needed)"
+        )
+    config = ExportConfig.from_dict(json.loads(config_file.read_text()))
+    plan = Plan.from_yaml(plan_file.read_text(), str(plan_file))
+    spec = RunSpec.from_dict(
+        {
+            "plan": plan.to_dict(),
+            "model": config.model,
+            "data": config.data,
+            "train": {**config.train, "device": "cpu"},
+            "data_path": config.data_path,
+        }
+    )
+    return spec, config.epoch
+
+
+def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]:
+    """One row per trial: id, whether it is the control, its best metric and epoch, its member's
+    params; from each trial's checkpoint history (see the module docstring)."""
+    rows = []
+    for trial in run.trials:
+        frame = trial.metrics
+        member = trial.member
+        best = frame[metric].min() if metric in frame and len(frame) else math.nan
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "control": bool(member and member.control),
+                "epochs": int(frame["epoch"].max()) if "epoch" in frame and len(frame) else 0,
+                f"best_{metric}": float(best),
+                "diverged": trial.diverged,
+                "params": member.params if member else {},
+            }
+        )
+    return sorted(rows, key=lambda r: (math.isnan(r[f"best_{metric}"]), r[f"best_{metric}"]))

@@ -1,0 +1,1 @@
+"""Training with torch (no Ray): data, model, loss, monitors, the trainer, checkpoints."""

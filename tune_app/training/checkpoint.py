@@ -1,0 +1,182 @@
+"""Checkpoints: a directory with `state.pt` (everything to resume bit for bit) and `meta.json`.
+
+Written under a temporary name and renamed into place, so a crash never leaves a half checkpoint
+under the real name. Read only with `torch.load(..., weights_only=True)`: a checkpoint never runs code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import random
+import re
+import shutil
+import uuid
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tune_app.errors import CheckpointError
+
+__all__ = [
+    "STATE_FILE",
+    "CheckpointError",
+    "atomic_write_bytes",
+    "code_fingerprint",
+    "get_rng_state",
+    "load_state",
+    "package_versions",
+    "save_checkpoint",
+    "set_rng_state",
+    "state_bytes",
+    "torch_load",
+]
+
+STATE_FILE = "state.pt"
+FORMAT = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def get_rng_state() -> dict[str, Any]:
+    legacy: tuple[Any, ...] = tuple(np.random.get_state())
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [legacy[0], legacy[1].tolist(), *legacy[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(directory: Path, state: dict[str, Any], files: dict[str, bytes]) -> Path:
+    """Write `state.pt` and the caller's `files` (name -> bytes) into `directory`, atomically
+    as a whole: under a temporary name, then renamed over any older version."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        with open(tmp / STATE_FILE, "wb") as handle:
+            handle.write(state_bytes(state))
+            handle.flush()
+            os.fsync(handle.fileno())
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        _fsync_dir(tmp)
+        old = None
+        if directory.exists():
+            old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        _fsync_dir(directory.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def state_bytes(state: dict[str, Any]) -> bytes:
+    """`state` as the bytes of a `state.pt` (tagged with the checkpoint format)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return buffer.getvalue()
+
+
+def load_state(directory: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load `state.pt` safely. Raises CheckpointError with what is wrong and what to do."""
+    path = Path(directory)
+    file = path / STATE_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise CheckpointError(
+            f"checkpoint {directory}: no {STATE_FILE} there; point at a checkpoint directory"
+        )
+    state = torch_load(file, map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise CheckpointError(
+            f"checkpoint {file}: not a tune_app checkpoint (format {FORMAT} expected)"
+        )
+    return state
+
+
+def torch_load(file: Path, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(file, weights_only=True)`; CheckpointError (unsafe, corrupt) on failure."""
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise CheckpointError(
+                f"checkpoint {file}: refused, it holds objects that could run code when loaded "
+                f"({found.group(1)}); only tune_app checkpoints are accepted"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {file}: corrupt or truncated (not a readable torch file); use an earlier checkpoint"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {file}: corrupt or truncated ({str(exc).splitlines()[0][:160]}); "
+            "use an earlier checkpoint"
+        ) from None
+
+
+@cache
+def code_fingerprint() -> str:
+    """sha256 of the package's Python sources: which code produced a checkpoint."""
+    root = Path(__file__).parents[1]  # the whole tune_app package, not only training/
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("tune_app", "torch", "ray", "optuna", "numpy", "pyarrow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

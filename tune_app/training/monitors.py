@@ -1,0 +1,166 @@
+"""Callbacks of the training loop, and what the plan says to watch, one concern per monitor:
+plateaus, the train/val gap, divergence.
+
+Each monitor sees every epoch's metrics and returns the metrics it adds.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tune_app.plan.plan import Plan
+
+__all__ = [
+    "EXPLOSION_FACTOR",
+    "BoundaryRule",
+    "Callback",
+    "DivergenceMonitor",
+    "EpochState",
+    "GapMonitor",
+    "PlateauMonitor",
+    "StopAfter",
+    "monitors",
+]
+
+
+@dataclass(frozen=True)
+class EpochState:
+    """What an epoch leaves for `Callback.on_epoch_end`: `checkpoint_due` at a phase boundary
+    (or every `checkpoint_every` epochs); `state()` builds the full state to save (model,
+    optimizer, RNG, epoch, plan, configs, history), only for callers that save it."""
+
+    epoch: int
+    plan: Plan
+    history: list[dict[str, float]]
+    checkpoint_due: bool
+    state: Callable[[], dict[str, Any]]
+
+
+class Callback:
+    """A hook per moment of the loop (Lightning's shape); every hook does nothing by default."""
+
+    def on_train_start(self, history: list[dict[str, float]]) -> None:
+        """Before the first epoch; `history` holds the epochs a resumed run already did."""
+
+    def on_validation_end(self, metrics: dict[str, float]) -> dict[str, float]:
+        """After validation: the metrics this callback adds to the epoch's."""
+        return {}
+
+    def on_phase_end(self, epoch: int, history: list[dict[str, float]], plan: Plan) -> Plan | None:
+        """At a phase boundary: the plan from `epoch + 1` on, or None to keep it."""
+        return None
+
+    def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
+        """The epoch's metrics and state: report them, save them."""
+
+    def should_stop(self, epoch: int) -> bool:
+        """True to end training after `epoch`."""
+        return False
+
+
+class StopAfter(Callback):
+    """End training after `epoch` (a replay stops at the exported checkpoint's epoch)."""
+
+    def __init__(self, epoch: int | None) -> None:
+        self.epoch = epoch
+
+    def should_stop(self, epoch: int) -> bool:
+        return self.epoch is not None and epoch >= self.epoch
+
+
+class BoundaryRule(Callback):
+    """A plan-level rule `(epoch, history, plan) -> Plan | None` (e.g. rules.MonitorRules)."""
+
+    def __init__(self, rule: Callable[[int, list[dict[str, float]], Plan], Plan | None]) -> None:
+        self.rule = rule
+
+    def on_phase_end(self, epoch: int, history: list[dict[str, float]], plan: Plan) -> Plan | None:
+        return self.rule(epoch, history, plan)
+
+
+class _Monitor(Callback, ABC):
+    def on_train_start(self, history: list[dict[str, float]]) -> None:
+        for row in history:  # a resumed run picks up where it was
+            self.update(row)
+
+    def on_validation_end(self, metrics: dict[str, float]) -> dict[str, float]:
+        return self.update(metrics)
+
+    @abstractmethod
+    def update(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The metrics this monitor adds, given the epoch's."""
+
+
+class PlateauMonitor(_Monitor):
+    """Epochs since `val_free_loss` last improved; a plateau once that exceeds `patience`
+    (the plan: "if plateau lasts >30 epochs, consider adjusting learning rate")."""
+
+    def __init__(self, patience: int = 30) -> None:
+        self.patience = patience
+        self.best = math.inf
+        self.best_epoch = 0
+
+    def update(self, metrics: dict[str, float]) -> dict[str, float]:
+        epoch = int(metrics["epoch"])
+        if metrics["val_free_loss"] < self.best:
+            self.best, self.best_epoch = metrics["val_free_loss"], epoch
+        since = epoch - self.best_epoch
+        return {
+            "best_val_free_loss": self.best,
+            "epochs_since_best": since,
+            "plateau": float(since > self.patience),
+        }
+
+
+class GapMonitor(_Monitor):
+    """val_loss - train_loss, and how much it grew over the last `window` epochs
+    (the plan: "if gap widens, consider increasing regularization")."""
+
+    def __init__(self, window: int = 10) -> None:
+        self.recent: deque[float] = deque(maxlen=window + 1)
+
+    def update(self, metrics: dict[str, float]) -> dict[str, float]:
+        gap = metrics["val_loss"] - metrics["train_loss"]
+        self.recent.append(gap)
+        return {"gap": gap, "gap_change": gap - self.recent[0]}
+
+
+EXPLOSION_FACTOR = 1e6
+
+
+class DivergenceMonitor:
+    """Training has diverged when a loss is NaN or infinite, or when it exceeds
+    `EXPLOSION_FACTOR` (1e6) times the same loss at the run's first epoch: a learning rate far too
+    high can drive the loss to a finite 1e25 that no later epoch recovers from. The first epoch
+    is the run's epoch 1 (kept in a resumed run's history), so the yardstick never moves.
+    """
+
+    def __init__(self, factor: float = EXPLOSION_FACTOR) -> None:
+        self.factor = factor
+        self.first: dict[str, float] = {}
+
+    def start_from(self, history: list[dict[str, float]]) -> None:
+        """Take the first epoch's losses from a resumed run's history."""
+        for name, value in (history[0] if history else {}).items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.first[name] = float(value)
+
+    def check(self, name: str, value: float) -> str | None:
+        """Why `value` of loss `name` at this epoch means divergence, or None while it does not.
+        The first finite value seen becomes the reference."""
+        if not math.isfinite(value):
+            return f"{name} = {value}"
+        first = self.first.setdefault(name, value)
+        if first > 0 and value > self.factor * first:
+            return f"{name} = {value:.3g}, over {self.factor:.0e} x the first epoch's {first:.3g}"
+        return None
+
+
+def monitors(plateau_epochs: int) -> list[Callback]:
+    """The plan's monitors, in the order their metrics are added: the gap, then plateaus."""
+    return [GapMonitor(), PlateauMonitor(plateau_epochs)]
