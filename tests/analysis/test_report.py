@@ -85,8 +85,11 @@ def fake_run(
             {"epoch": 2, "trial": "t1", "donor": "t0", "val_free_loss": 1.0,
              "donor_val_free_loss": 0.9, "old": {"alpha_shift": 0.1},
              "new": {"alpha_shift": 0.15}},
-            {"event": "round", "epoch": 4, "ranking": [["t0", 0.8], ["t1", 0.9], ["t2", 1.1]],
-             "exploits": [{"trial": "t2", "donor": "t1"}], "left_alone": {"t0": "control"}},
+            {"event": "round", "epoch": 4,
+             "ranking": [{"trial": t, "member": i, "val_free_loss": v, "params": {}}
+                         for i, (t, v) in enumerate([("t0", 0.8), ("t1", 0.7), ("t2", 1.1)])],
+             "exploits": [{"trial": "t2", "donor": "t1"}],
+             "left_alone": [{"trial": "t0", "member": 0, "reason": "control (never changed)"}]},
             {"event": "exploit", "epoch": 4, "trial": "t2", "donor": "t1",
              "val_free_loss": 1.1, "donor_val_free_loss": 0.9, "old": {"alpha_shift": 0.2},
              "donor_params": {"alpha_shift": 0.15}, "new": {"alpha_shift": 0.05}},
@@ -184,6 +187,33 @@ def test_report_names_each_exploit_and_its_change(named, tmp_path: Path):
     mods = markdown[markdown.index("## Modifications ranked") :]
     header = next(line for line in mods.splitlines() if line.startswith("| parameter"))
     assert header.count("member-0") == 3  # one column per member: the table is transposed
+
+
+def test_evidence_of_what_helped_follows_each_exploit_to_the_next_round(named, tmp_path: Path):
+    from tune_app.analysis.search_summary import exploit_effects, winner_modifications
+    from tune_app.runs.results import open_run
+
+    path, dataset = named
+    run = open_run(str(fake_run(tmp_path, dataset, "search", trials=3, data_path=path)))
+    effects = exploit_effects(run)
+    first, second = effects.to_dict("records")
+    # epoch 2: member-01 copied the control (0.9) and scored 0.7 at the next round, epoch 4
+    assert (first["member"], first["copied"], first["at epoch"]) == (
+        "member-01",
+        "member-00 (control)",
+        4,
+    )
+    assert first["change"] == pytest.approx(0.7 - 0.9)
+    assert first["parameters changed"] == "alpha_shift 0.1→0.15"
+    # epoch 4: no later round, so member-02's last checkpoint
+    assert second["at epoch"] == 10 and second["score then"] == 0.9
+    lines = winner_modifications(run)
+    # fake_run trains every member on the plan as written (its params are labels only)
+    assert re.fullmatch(r"epochs 1-10 by member-0[12]: the plan as written", lines[0]), lines
+    markdown = tmp_path / "out" / "report.md"
+    assert main(["report", str(tmp_path / "search"), "--out", str(markdown.parent)]) == 0
+    text = markdown.read_text()
+    assert "## Which modification helped" in text and "not a claim of causality" in text
 
 
 def test_search_summary_names_members_as_the_report_does(named, tmp_path: Path):

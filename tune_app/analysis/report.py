@@ -29,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 from tune_app.analysis.report_answer import answer
 from tune_app.analysis.report_search import exploit_table, family_tree, modification_tables
 from tune_app.analysis.run_summary import component_names, member_label
+from tune_app.analysis.search_summary import exploit_effects, winner_modifications
 from tune_app.plan.plan import Plan
 from tune_app.runs.records import CAPACITY_KEY
 from tune_app.runs.results import Run, TrialRecord
@@ -301,6 +302,18 @@ def build_sections(run: Run, out: Path) -> list[Section]:
                 [exploit_table(events, labels)] if events else [],
             )
         )
+        effects = exploit_effects(run)
+        if len(effects):
+            sections.append(
+                Section(
+                    "Which modification helped",
+                    "After each exploit: the donor's score at the round, the copier's at the "
+                    "next round, the change, and the parameters the explore step changed. This "
+                    "is evidence, not a claim of causality: the weights and the phase moved too.",
+                    tables=[effects.round(4)],
+                    bullets=winner_modifications(run),
+                )
+            )
         ranked = [(e.trial, e.best) for e in entries]
         sections.append(
             Section(

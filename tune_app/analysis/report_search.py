@@ -17,13 +17,20 @@ from tune_app.analysis.run_summary import member_label, params_in_force
 from tune_app.runs.records import JournalEvent
 from tune_app.runs.results import TrialRecord
 
-__all__ = ["change_label", "exploit_table", "family_tree", "modification_tables"]
+__all__ = [
+    "change_label",
+    "exploit_table",
+    "family_tree",
+    "modification_tables",
+    "short_value",
+]
 
 MEMBERS_PER_TABLE = 6
 CHANGES_SHOWN = 2
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A parameter value as a table shows it: on/off, 3 significant digits, '-'."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
@@ -49,7 +56,7 @@ def change_label(event: JournalEvent, limit: int = CHANGES_SHOWN) -> str:
     """What an exploit changed: the explored parameters against the donor's (an older journal
     has only the copier's own, `old`): `alpha_shift 0.04→0.07, lr_restart on→off, +9 more`."""
     changes = _changes(event.donor_params or event.old, event.new)
-    shown = [f"{k} {_short(a)}→{_short(b)}" for k, a, b in changes[:limit]]
+    shown = [f"{k} {short_value(a)}→{short_value(b)}" for k, a, b in changes[:limit]]
     if len(changes) > limit:
         shown.append(f"+{len(changes) - limit} more")
     return ", ".join(shown) or "no parameter changed"
@@ -139,7 +146,7 @@ def modification_tables(ranked: list[tuple[TrialRecord, float]]) -> list[pd.Data
     for rank, (trial, best) in enumerate(ranked, start=1):
         params = params_in_force(trial)
         column = {"rank": str(rank), "best val_free_loss": f"{best:.5g}"}
-        column.update({name: _short(value) for name, value in params.items()})
+        column.update({name: short_value(value) for name, value in params.items()})
         columns[member_label(trial)] = column
     names = list(columns)
     tables = []

@@ -30,6 +30,18 @@ def _print_search_summary(run: Any, config: Any, metric: str) -> None:
         )
 
 
+def _print_modification_evidence(run: Any) -> None:
+    from tune_app.analysis.search_summary import exploit_effects, winner_modifications
+
+    print("the winner's lineage and the modifications in force:")
+    for line in winner_modifications(run):
+        print(f"  {line}")
+    effects = exploit_effects(run)
+    if len(effects):
+        print("after each exploit (evidence of what helped, not proof: weights moved too):")
+        print(effects.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
 def _out_dir(given: str | None, run: Any, name: str) -> Path:
     """--out, else RUN/NAME for a local run, else ./NAME (a remote run's folder is not ours to write)."""
     if given:
@@ -45,6 +57,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     config = export_best(run, out, args.metric, args.mode)
     if run.kind == "search":
         _print_search_summary(run, config, args.metric)
+        _print_modification_evidence(run)
     print(
         f"best: trial {config.trial} at epoch {config.epoch}: {args.metric} = {config.value:.6f}\n"
         f"exported to {out}/: best_model.pth plan.yaml config.json lineage.json metrics.parquet"
