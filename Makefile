@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= results/demo
 
-.PHONY: demo test test-slow test-all lint typecheck bench clean venv
+.PHONY: demo test test-slow test-all lint typecheck bench bench-search clean venv
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/tune_overhead.py
+	$(BIN)/python benchmarks/search_efficiency.py
+
+# plan vs PBT vs PB2 on five data sets, two seeds each: about an hour on 2 CPUs
+bench-search: $(STAMP)
+	$(BIN)/python benchmarks/pbt_vs_baseline.py
 
 clean:
 	rm -rf $(VENV) results/demo .pytest_cache .mypy_cache .ruff_cache

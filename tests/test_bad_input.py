@@ -72,10 +72,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
     )
     (tmp_path / "hidden_space.yaml").write_text(
         yaml.safe_dump(
-            {
-                "kind": "pbt",
-                "params": {"hidden": {"type": "int", "low": 16, "high": 128, "mutate": "resample"}},
-            }
+            # exactly as a user wrote it: no `kind` (the command's is assumed)
+            {"params": {"hidden": {"type": "int", "low": 16, "high": 128, "mutate": "resample"}}}
         )
     )
     (tmp_path / "typo_space.yaml").write_text(
@@ -95,6 +93,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
     (tmp_path / "not_a_run").mkdir()
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "state.pt").write_bytes(b"\x80\x02garbage")
+    (tmp_path / "hello.pth").write_text("hello\n")  # not a torch file at all
+    (tmp_path / "ckpt_dir").mkdir()
+    (tmp_path / "ckpt_dir" / "state.pt").write_bytes(b"\x80\x02garbage")
     return tmp_path
 
 
@@ -152,8 +153,10 @@ CASES = [
     ),
     (["baseline", "--storage", "ftp2://x/y", "--phase-epochs", "1"], "not a storage URI", "s3://"),
     (["best", "not_a_run"], "not a tune_app run", "tune_app_run.json"),
+    (["best", "ckpt_dir"], "a checkpoint, not a run", "tune-app evaluate"),
+    ([*CONTINUE, "--model_path", "hello.pth", "--output_dir", "o"], "not a torch", "checkpoint"),
     (["best", "nowhere"], "no such run directory", "--storage"),
-    (["evaluate", "not_a_run"], "neither a `tune-app best` export", "checkpoint"),
+    (["evaluate", "not_a_run"], "not a `tune-app best` export", "checkpoint directory"),
     (
         [
             "continue",

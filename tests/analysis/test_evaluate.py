@@ -181,7 +181,7 @@ def test_generate_shape_and_truth(checkpoint: Path, synthetic_file: Path, tmp_pa
     ("argv", "fragment"),
     [
         (["generate", "CKPT", "--data", "DATA", "--series", "nope"], "no such series"),
-        (["evaluate", "/nonexistent"], "neither a `tune-app best` export nor a checkpoint"),
+        (["evaluate", "/nonexistent"], "not a `tune-app best` export"),
         (["evaluate", "CKPT", "--data", "OTHER"], "components"),
     ],
 )

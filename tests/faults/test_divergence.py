@@ -67,7 +67,11 @@ def test_diverged_member_is_stopped_and_never_copied(tmp_path: Path):
     events = (
         [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
     )
-    assert all(e["donor"] not in diverged for e in events)
+    exploits = [e for e in events if e.get("event", "exploit") == "exploit"]
+    assert exploits and all(e["donor"] not in diverged for e in exploits)
+    for event in (e for e in events if e.get("event") == "round"):  # ranked only while alive
+        ranked = {r["trial"] for r in event["ranking"]}
+        assert not (ranked & diverged) or event["epoch"] < 3
     best = subprocess.run(
         [*cli, "best", str(storage / "p")], capture_output=True, text=True, timeout=300
     )

@@ -152,13 +152,17 @@ def test_killed_search_resumes_with_its_journal_intact(tmp_path: Path):
     assert after[: len(before)] == before
     assert all(max(epochs) == LAST for epochs in _checkpoint_epochs(run).values())
     events = [json.loads(line) for line in after]
+    rounds = [e["epoch"] for e in events if e.get("event") == "round"]
+    assert rounds == sorted(set(rounds)) == list(range(PHASE, LAST, PHASE))  # each once, in order
+    exploits = [e for e in events if e.get("event", "exploit") == "exploit"]
+    assert {e["epoch"] for e in exploits} == set(rounds)  # every round copied a donor
     for name, rows in _rows(run).items():
-        new = rows[rows_before.get(name, 0) :]
+        new = [r for r in rows[rows_before.get(name, 0) :] if not r.get("rejoined_round")]
         if not new:
             continue
         trial_id = rows[0]["trial_id"]
         first = int(new[0]["epoch"])
-        exploited = any(e["trial"] == trial_id and int(e["epoch"]) + 1 == first for e in events)
+        exploited = any(e["trial"] == trial_id and int(e["epoch"]) + 1 == first for e in exploits)
         # continued from its last boundary checkpoint (or from a donor's), never from scratch
         assert first == checkpoints_before[name] + 1 or exploited, (
             name,

@@ -9,6 +9,7 @@ repeated, the season found from the data).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +20,13 @@ import pandas as pd
 import torch
 
 from tune_app.analysis.season import Season, estimate_season
-from tune_app.errors import CheckpointError, InputError
+from tune_app.errors import InputError
 from tune_app.runs.records import (
     EXPORT_CONFIG,
-    EXPORT_WEIGHTS,
     META_FILE,
     CheckpointMeta,
-    ExportConfig,
 )
 from tune_app.runs.storage import locate
-from tune_app.training.checkpoint import STATE_FILE
 from tune_app.training.data import DataConfig, Dataset, Windows, build_dataset, open_series
 from tune_app.training.loss import autocorrelation
 from tune_app.training.model import ModelConfig, Seq2Seq
@@ -45,57 +43,45 @@ class LoadedModel:
     rank_max_lag: int
     components: list[str] | None
     source: str
+    data_path: str | None = None  # the file it was trained on (None: unknown or synthetic)
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """A `tune-app best` export (best_model.pth + config.json) or a checkpoint directory/file."""
-    path = export_folder(path) or Path(path)  # an export's best_model.pth means the export
-    if (path / EXPORT_WEIGHTS).is_file() and (path / EXPORT_CONFIG).is_file():
-        config = ExportConfig.from_dict(json.loads((path / EXPORT_CONFIG).read_text()))
-        try:
-            weights = torch.load(path / EXPORT_WEIGHTS, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(
-                f"{path / EXPORT_WEIGHTS}: unreadable ({str(exc)[:160]})"
-            ) from None
-        model_raw, data_raw, train_raw = config.model, config.data, config.train
-        components: list[str] | None = list(config.components) or None
-    elif (path / STATE_FILE).is_file() or path.is_file():
-        state = open_checkpoint(path)
-        weights, model_raw, data_raw, train_raw = (
-            state["model"],
-            state["model_config"],
-            state["data_config"],
-            state["train_config"],
-        )
-        meta = CheckpointMeta.read(locate(path)) if (path / META_FILE).is_file() else None
-        components = list(meta.components) if meta else None
-    else:
-        raise InputError(
-            f"CHECKPOINT {path}: neither a `tune-app best` export nor a checkpoint directory"
-        )
-    model_config = ModelConfig.from_dict(model_raw)
+    """The model of any checkpoint a command takes (`training.resumable.open_checkpoint`): a
+    `tune-app best` export (its folder or best_model.pth), a checkpoint directory or state file,
+    a `best_model_combined.pth`, or a `tune-app train --out` folder (its best_model.pth).
+
+    Raises:
+        CheckpointError: missing, unsafe, corrupt, or weights that do not fit their config.
+    """
+    state = open_checkpoint(path)  # also checks the weights fit their model config
+    source = export_folder(path) or Path(path)
+    components: list[str] | None = None
+    if (source / EXPORT_CONFIG).is_file() and export_folder(path):
+        with contextlib.suppress(ValueError, TypeError):
+            exported = json.loads((source / EXPORT_CONFIG).read_text())
+            components = list(exported.get("components") or []) or None
+    elif (source / META_FILE).is_file():
+        components = list(CheckpointMeta.read(locate(source)).components) or None
+    model_config = ModelConfig.from_dict(state["model_config"])
     model = Seq2Seq(model_config)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"CHECKPOINT {path}: weights do not fit the checkpoint's model config ({str(exc)[:160]})"
-        ) from None
+    model.load_state_dict(state["model"])
     model.eval()
     return LoadedModel(
         model,
         model_config,
-        DataConfig.from_dict(data_raw),
-        int(train_raw.get("rank_max_lag", 20)),
+        DataConfig.from_dict(state["data_config"]),
+        int(state["train_config"].get("rank_max_lag", 20)),
         components,
         str(path),
+        state.get("data_path"),
     )
 
 
 def dataset_for(loaded: LoadedModel, data_path: str | None) -> Dataset:
+    """The data to score `loaded` on: `data_path`, else the file it was trained on."""
     config = loaded.data_config
-    table = open_series(data_path, config)
+    table = open_series(data_path or loaded.data_path, config)
     if loaded.components and list(table.components) != list(loaded.components):
         raise InputError(
             f"--data: the model was trained on components {loaded.components}, "

@@ -28,6 +28,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         stop_after = stop_after or epoch
         spec.dataset()  # validate before writing anything
     else:
+        if args.resume:
+            _defaults_from_checkpoint(args)
         spec, _ = build_spec(args)
     out = Path(args.out) if args.out else default_out("train")
     result = run_train(
@@ -44,6 +46,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"best {last.get('best_val_free_loss', float('nan')):.5f}"
     )
     return 0
+
+
+def _defaults_from_checkpoint(args: argparse.Namespace) -> None:
+    """`train --resume CKPT`: the checkpoint's own data file and model, unless flags say else
+    (another data file is then refused unless --allow-other-data; see runs/local.py)."""
+    from tune_app.training.resumable import open_checkpoint
+
+    state = open_checkpoint(args.resume)  # refused here (exit 2) when unreadable or unfit
+    if args.data is None:
+        args.data = state.get("data_path")
+    model = state.get("model_config") or {}
+    for key in ("hidden", "layers", "dropout", "cell"):
+        if getattr(args, key) is None and key in model:
+            setattr(args, key, model[key])
+    if args.input_len is None:
+        args.input_len = (state.get("data_config") or {}).get("input_len")
 
 
 def cmd_continue(args: argparse.Namespace) -> int:

@@ -223,6 +223,8 @@ def parse_space(raw: Any, source: str, kind: str | None = None) -> SearchSpace:
     for key in raw:
         if key not in ("kind", "params"):
             errors.add(str(key), "unknown key", None, "a search space takes kind, params")
+    if kind is not None and "kind" not in raw:
+        raw = {**raw, "kind": kind}  # a space without `kind` is taken as the command's
     if kind is not None and raw.get("kind") != kind:
         errors.add("kind", f"this command needs a {kind!r} space", raw.get("kind"))
     params_raw = raw.get("params")

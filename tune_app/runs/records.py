@@ -244,6 +244,13 @@ class RunManifest:
         """Raises InputError when `run` holds no manifest (not a tune_app run)."""
         file = run.join(MANIFEST)
         if not file.exists():
+            if run.join("state.pt").exists() or run.join("checkpoints").exists():
+                raise InputError(
+                    f"RUN {run.uri}: a checkpoint, not a run (no {MANIFEST}): `tune-app best` "
+                    "exports the best checkpoint of a baseline/search/capacity run; this one "
+                    "already is one: pass it to tune-app evaluate, generate, continue or "
+                    "train --resume"
+                )
             raise InputError(
                 f"RUN {run.uri}: not a tune_app run (no {MANIFEST}); pass the folder a run "
                 "command made"

@@ -129,7 +129,8 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
     file = path / STATE_FILE if path.is_dir() else path
     if not file.is_file():
         raise CheckpointError(
-            f"checkpoint {directory}: no {STATE_FILE} there; point at a checkpoint directory"
+            f"checkpoint {directory}: no {STATE_FILE} there, and not a `tune-app best` export; "
+            "pass a checkpoint directory, a state file, best_model_combined.pth or an export"
         )
     state = torch_load(file, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
@@ -157,6 +158,11 @@ def torch_load(file: Path, map_location: str | torch.device = "cpu") -> Any:
         raise CheckpointError(
             f"checkpoint {file}: corrupt or truncated ({str(exc).splitlines()[0][:160]}); "
             "use an earlier checkpoint"
+        ) from None
+    except Exception as exc:  # not a torch file at all: pickle raises anything (KeyError, ...)
+        raise CheckpointError(
+            f"checkpoint {file}: not a torch checkpoint ({type(exc).__name__}); pass a "
+            "checkpoint directory, a state.pt, best_model_combined.pth or a `tune-app best` export"
         ) from None
 
 

@@ -221,8 +221,9 @@ class PhaseBoundaryPBT(FIFOScheduler):
         self._members.append(trial)
 
     def all_finished(self) -> bool:
-        """Whether every member has finished (terminated, or errored for good)."""
-        return bool(self._members) and all(t.is_finished() for t in self._members)
+        """Whether every member has finished (terminated, or errored for good); True when no
+        member is known (a restored run before its first step), so nothing can wait forever."""
+        return all(t.is_finished() for t in self._members)
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
         self._waiting.pop(trial.trial_id, None)
@@ -235,6 +236,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         trials = list(tune_controller.get_trials())
+        self._members = trials  # also after a restore, which adds no trial through on_trial_add
         self._maybe_run_round(trials)
         # Only PAUSED members: Ray starts PENDING ones by itself, and a member returned here is
         # made PENDING and queued for a slot, so the next call queues the next one. (Returning a
