@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,10 @@ def load_model(path: str | Path) -> LoadedModel:
     )
 
 
-def dataset_for(loaded: LoadedModel, data_path: str | None) -> Dataset:
-    """The data to score `loaded` on: `data_path`, else the file it was trained on."""
-    config = loaded.data_config
+def dataset_for(loaded: LoadedModel, data_path: str | None, fill: str | None = None) -> Dataset:
+    """The data to score `loaded` on: `data_path`, else the file it was trained on; `fill`
+    ("ffill") fills NaNs and missing steps as training's `--fill` does."""
+    config = replace(loaded.data_config, fill=fill) if fill else loaded.data_config
     table = open_series(data_path or loaded.data_path, config)
     if loaded.components and list(table.components) != list(loaded.components):
         raise InputError(
@@ -128,15 +129,20 @@ def _scores(
 def _with_skill_and_means(scores: dict[str, Any], components: list[str]) -> None:
     """Add each component's `skill` (1 - model mse_z / the best naive forecast's mse_z on that
     component; > 0: the model beats every reference there) and a `mean` row per forecast,
-    the plain average over components of every field."""
+    the plain average over components of every field except `skill`, which the mean row
+    computes the same way from the mean `mse_z` (against the reference best on average, as
+    the headline compares)."""
     references = [name for name in scores if name != "model"]
     for component in components:
         best = min(scores[name][component]["mse_z"] for name in references)
         model = scores["model"][component]
         model["skill"] = 1.0 - model["mse_z"] / best if best > 0 else 0.0
     for table in scores.values():
-        fields = list(table[components[0]])
+        fields = [f for f in table[components[0]] if f != "skill"]
         table["mean"] = {f: float(np.mean([table[c][f] for c in components])) for f in fields}
+    best_mean = min(scores[name]["mean"]["mse_z"] for name in references)
+    model_mean = scores["model"]["mean"]
+    model_mean["skill"] = 1.0 - model_mean["mse_z"] / best_mean if best_mean > 0 else 0.0
 
 
 def headline(scores: dict[str, Any], components: list[str]) -> dict[str, Any]:

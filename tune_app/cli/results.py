@@ -42,6 +42,9 @@ def _print_modification_evidence(run: Any) -> None:
         print(effects.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
+FILL_HELP = "fill NaN/inf and missing steps by carrying the last value forward"
+
+
 def _out_dir(given: str | None, run: Any, name: str) -> Path:
     """--out, else RUN/NAME for a local run, else ./NAME (a remote run's folder is not ours to write)."""
     if given:
@@ -69,7 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tune_app.analysis.evaluate import dataset_for, evaluate, format_scores, load_model
 
     loaded = load_model(args.checkpoint)
-    dataset = dataset_for(loaded, args.data)
+    dataset = dataset_for(loaded, args.data, args.fill)
     report = evaluate(loaded, dataset, args.split, args.season, data_path=args.data)
     print(json.dumps(report, indent=2) if args.json else format_scores(report))
     return 0
@@ -80,7 +83,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tune_app.training.checkpoint import atomic_write_bytes
 
     loaded = load_model(args.checkpoint)
-    dataset = dataset_for(loaded, args.data)
+    dataset = dataset_for(loaded, args.data, args.fill)
     frame, context = generate(loaded, dataset, args.series, args.steps)
     if args.out:
         atomic_write_bytes(Path(args.out), frame.to_parquet(index=False))
@@ -124,7 +127,8 @@ def add_result_commands(commands: Any) -> None:
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint against naive forecasts")
     evaluate.add_argument("checkpoint", help="a `tune-app best` export or a checkpoint directory")
-    evaluate.add_argument("--data", help="the data file (default: built-in synthetic data)")
+    evaluate.add_argument("--data", help="the data file (default: the one it was trained on)")
+    evaluate.add_argument("--fill", choices=["ffill"], help=FILL_HELP)
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument(
         "--season",
@@ -138,7 +142,8 @@ def add_result_commands(commands: Any) -> None:
         "generate", help="generate a continuation of a series, next to the truth"
     )
     generate.add_argument("checkpoint", help="a `tune-app best` export or a checkpoint directory")
-    generate.add_argument("--data", help="the data file (default: built-in synthetic data)")
+    generate.add_argument("--data", help="the data file (default: the one it was trained on)")
+    generate.add_argument("--fill", choices=["ffill"], help=FILL_HELP)
     generate.add_argument("--series", required=True, help="series_id to continue")
     generate.add_argument(
         "--steps", type=positive_int, help="steps to generate (default: output length)"

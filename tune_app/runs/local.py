@@ -140,10 +140,10 @@ def _last_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
     return (found[-1], CheckpointMeta.read(locate(found[-1])).epoch) if found else None
 
 
-def _nothing_saved(out_dir: Path) -> Interrupted:
+def _nothing_saved(out_dir: Path, first: str = "") -> Interrupted:
+    first = first or "at the end of the first phase, or pass --checkpoint-every N"
     return Interrupted(
-        note=f"no checkpoint in {out_dir} yet (the first comes at the end of the first phase, "
-        "or pass --checkpoint-every N); run the command again"
+        note=f"no checkpoint in {out_dir} yet (the first comes {first}); run the command again"
     )
 
 
@@ -263,7 +263,7 @@ def run_continue(
     except KeyboardInterrupt:
         last = _last_checkpoint(output_dir)
         if last is None:
-            raise _nothing_saved(output_dir) from None
+            raise _nothing_saved(output_dir, "at the end of the continuation") from None
         path, epoch = last  # go on from there: the rest of the epochs, the cosine from its lr
         if epoch >= spec.plan.total_epochs:
             raise Interrupted(note=f"every epoch had run; the result is in {output_dir}") from None
