@@ -282,3 +282,18 @@ def test_exported_plans_replay_exactly(search_run: Path, tmp_path: Path):
 
         replayed = pd.read_parquet(out / "replay" / "metrics.parquet")["val_free_loss"].iloc[-1]
         assert replayed == pytest.approx(expected, rel=1e-6), out.name
+
+
+@pytest.mark.slow
+def test_rounds_between_phase_boundaries_get_their_checkpoints(ray_local, tmp_path: Path):
+    """--perturb-every 1 with 2-epoch phases: a round (and a checkpoint to copy) every epoch."""
+    from tune_app.runs.results import open_run
+
+    args = [*TINY[:-1], "1", "--population", "3", "--perturb-every", "1"]
+    assert main(["search", *args, "--storage", str(tmp_path), "--name", "p"]) == 0
+    run = open_run(str(tmp_path / "p"))
+    assert [r.epoch for r in run.rounds()] == list(range(1, 10))
+    assert all(len(r.ranking) == 3 for r in run.rounds())
+    assert {e.epoch for e in run.journal()} == set(range(1, 10))
+    for trial in run.trials:
+        assert not trial.diverged and max(c.epoch for c in trial.checkpoints) == 10

@@ -283,10 +283,9 @@ class PhaseBoundaryPBT(FIFOScheduler):
         controls = {t.trial_id for t in members if _member(t).get("control")}
         rng = random.Random(self.seed * 1_000_003 + epoch)
         decided = plan_round(scores, controls, self.quantile_fraction, rng)
+        trained = {t.trial_id: _member(t)["params"] for t in members}  # before any exploit
         history = self.journal.history()
-        history += [
-            Observation(t, epoch, s, _member(by_id[t])["params"]) for t, s in decided.ranking
-        ]
+        history += [Observation(t, epoch, s, trained[t]) for t, s in decided.ranking]
         losers = {loser for loser, _ in decided.exploits}
         others = [_member(t)["params"] for t in members if t.trial_id not in losers]
         events: list[JournalEvent] = []
@@ -312,7 +311,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
                     "trial": t,
                     "member": _member(by_id[t]).get("index"),
                     "val_free_loss": s,
-                    "params": _member(by_id[t])["params"],
+                    "params": trained[t],
                 }
                 for t, s in decided.ranking
             ),

@@ -266,8 +266,7 @@ def run_search(
             f"{every} writes none at epoch {interval}; use a multiple of {every}, or leave "
             "--checkpoint-every out (a search then checkpoints at every round)"
         )
-    if not every and any(p.epochs % interval for p in spec.plan.phases):
-        # rounds between phase boundaries need checkpoints there too
+    if not every:  # every round copies a checkpoint of its epoch: write one at each
         spec = replace(spec, train=replace(spec.train, checkpoint_every=interval))
     location = launch.location("search")
     claim(location, launch)
