@@ -297,3 +297,24 @@ def test_rounds_between_phase_boundaries_get_their_checkpoints(ray_local, tmp_pa
     assert {e.epoch for e in run.journal()} == set(range(1, 10))
     for trial in run.trials:
         assert not trial.diverged and max(c.epoch for c in trial.checkpoints) == 10
+
+
+def test_a_restored_members_search_asks_the_live_scheduler(tmp_path: Path):
+    """Ray saves a search algorithm's __dict__ and restores it on --resume: a stale copy of the
+    scheduler there (members frozen as RUNNING) would keep a finished search waiting forever."""
+    from tune_app.tune.pbt import MembersSearch
+
+    scheduler, trials, _ = _population(tmp_path)
+    search = MembersSearch(scheduler)
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    state = search.get_state()
+    assert "_scheduler" not in state
+    live, live_trials, _ = _population(tmp_path)
+    restored = MembersSearch(live)
+    restored.set_state(state)
+    assert restored._scheduler is live
+    for trial in live_trials:
+        live.on_trial_add(None, trial)
+        trial.status = Trial.TERMINATED
+    assert live.all_finished()

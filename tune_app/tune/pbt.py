@@ -392,3 +392,16 @@ class MembersSearch(BasicVariantGenerator):
 
     def is_finished(self) -> bool:
         return bool(super().is_finished()) and self._scheduler.all_finished()
+
+    # Ray saves and restores a generator's whole __dict__ (basic-variant-state-*.json): keep the
+    # live scheduler out of it, or a resumed run would ask a stale copy whose members never end.
+    def get_state(self) -> Any:
+        state = super().get_state()
+        if isinstance(state, dict):
+            state.pop("_scheduler", None)
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        scheduler = self._scheduler
+        super().set_state(state)
+        self._scheduler = scheduler

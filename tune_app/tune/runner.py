@@ -142,6 +142,13 @@ def _reporter() -> TrialTable:
     return TrialTable(every=15)
 
 
+def _tune_config(**kwargs: Any) -> tune.TuneConfig:
+    """Tune's config, with tune_app's short trial names and folders (member-02, trial-03)."""
+    return tune.TuneConfig(
+        trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname, **kwargs
+    )
+
+
 def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> tune.RunConfig:
     storage = launch.root
     return tune.RunConfig(
@@ -220,12 +227,10 @@ def run_baseline(
         return tune.Tuner(
             trainable,
             param_space={SPEC_KEY: spec.to_dict()},
-            tune_config=tune.TuneConfig(
+            tune_config=_tune_config(
                 num_samples=1,
                 metric="val_free_loss",
                 mode="min",
-                trial_dirname_creator=trial_dirname,
-                trial_name_creator=trial_dirname,
             ),
             run_config=run_config(launch, location, "baseline"),
         )
@@ -309,13 +314,11 @@ def run_search(
             },
             # reuse_actors: a member that waits for its round hands its worker process (torch
             # imported, windows built) to the next member instead of a new process starting
-            tune_config=tune.TuneConfig(
+            tune_config=_tune_config(
                 scheduler=scheduler,
                 search_alg=MembersSearch(scheduler),
                 num_samples=1,
                 reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-                trial_name_creator=trial_dirname,
             ),
             run_config=run_config(launch, location, "search"),
         )
@@ -380,12 +383,10 @@ def run_capacity(
         return tune.Tuner(
             trainable,
             param_space={SPEC_KEY: spec.to_dict()},
-            tune_config=tune.TuneConfig(
+            tune_config=_tune_config(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent),
                 scheduler=scheduler,
                 num_samples=options.trials,
-                trial_dirname_creator=trial_dirname,
-                trial_name_creator=trial_dirname,
             ),
             run_config=run_config(launch, location, "capacity"),
         )
