@@ -31,11 +31,11 @@ __all__ = [
     "code_fingerprint",
     "get_rng_state",
     "load_state",
+    "load_torch_file",
     "package_versions",
     "save_checkpoint",
     "set_rng_state",
     "state_bytes",
-    "torch_load",
 ]
 
 STATE_FILE = "state.pt"
@@ -132,7 +132,7 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
             f"checkpoint {directory}: no {STATE_FILE} there, and not a `tune-app best` export; "
             "pass a checkpoint directory, a state file, best_model_combined.pth or an export"
         )
-    state = torch_load(file, map_location)
+    state = load_torch_file(file, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise CheckpointError(
             f"checkpoint {file}: not a tune_app checkpoint (format {FORMAT} expected)"
@@ -140,7 +140,7 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
     return state
 
 
-def torch_load(file: Path, map_location: str | torch.device = "cpu") -> Any:
+def load_torch_file(file: Path, map_location: str | torch.device = "cpu") -> Any:
     """`torch.load(file, weights_only=True)`; CheckpointError (unsafe, corrupt) on failure."""
     try:
         return torch.load(file, map_location=map_location, weights_only=True)

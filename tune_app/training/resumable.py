@@ -22,7 +22,7 @@ import torch
 
 from tune_app.errors import CheckpointError, InputError
 from tune_app.plan.plan import Plan
-from tune_app.training.checkpoint import load_state, torch_load
+from tune_app.training.checkpoint import load_state, load_torch_file
 from tune_app.training.model import ModelConfig, Seq2Seq
 
 __all__ = ["EXPORT_CONFIG", "EXPORT_WEIGHTS", "export_folder", "fresh_optimizer", "open_checkpoint"]
@@ -44,7 +44,7 @@ def export_folder(path: Path | str) -> Path | None:
 
 def _export_state(folder: Path, map_location: str | torch.device) -> dict[str, Any]:
     """An export as a state: weights, configs, plan, epoch and history; no optimizer, no RNG."""
-    weights = torch_load(folder / EXPORT_WEIGHTS, map_location)
+    weights = load_torch_file(folder / EXPORT_WEIGHTS, map_location)
     if isinstance(weights, dict) and "format" in weights and "model" in weights:
         return dict(weights)  # a full state saved under the export's name: use all of it
     try:
