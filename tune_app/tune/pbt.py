@@ -187,9 +187,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
         self.seed = seed
         self.quantile_fraction = quantile_fraction
         self.resample_probability = resample_probability
-        self._waiting: dict[
-            str, tuple[int, float, dict[str, Any]]
-        ] = {}  # id -> epoch, score, result
+        self._waiting: dict[str, tuple[int, float]] = {}  # trial id -> (epoch, score) it waits at
         self._rounds = 0
         self._exploits = 0
         self._members: list[Trial] = []
@@ -209,7 +207,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
         if int(epoch) in self.journal.rounds_done():
             return TrialScheduler.CONTINUE  # a restart after its round (failure retry, resume)
         score = float(result.get("val_free_loss", math.inf))
-        self._waiting[trial.trial_id] = (int(epoch), score, dict(result))
+        self._waiting[trial.trial_id] = (int(epoch), score)
         # The last member to arrive runs the round at once and, unless it copies a donor, goes
         # on without pausing: its worker is kept, and the members queued next take the others'.
         exploited = self._maybe_run_round(list(tune_controller.get_trials()), arriving=trial)
@@ -249,7 +247,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
         return runnable[0] if runnable else None
 
     def debug_string(self) -> str:
-        waiting = sorted({epoch for epoch, _, _ in self._waiting.values()})
+        waiting = sorted({epoch for epoch, _ in self._waiting.values()})
         at = f", {len(self._waiting)} waiting at epoch {waiting[0]}" if waiting else ""
         name = self.explore_method.upper()
         return f"{name} rounds every {self.interval} epochs: {self._rounds} rounds, {self._exploits} exploits{at}"
