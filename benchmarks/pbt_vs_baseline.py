@@ -7,7 +7,8 @@ wind; shipped as a file by vega_datasets). For each: N in-process runs of the sh
 plan (seeds 0..N-1), then PBT and PB2 searches with population N (the control included), each
 with `--search-seeds` seeds. Prints mean +- std of the best free-running validation loss and the
 test loss (same fixed reference objective), the number of exploits, and the ratio winner /
-plan mean (target <= 0.90 on at least 3 of the sets). Writes results/benchmarks/pbt_vs_baseline.json.
+plan mean (target <= 0.90 on at least 3 of the sets). Writes results/benchmarks/pbt_vs_baseline.json
+(sets measured earlier with the same settings are kept, so sets can be run one at a time).
 
     .venv/bin/python benchmarks/pbt_vs_baseline.py [--population 4] [--phase-epochs 10] \
         [--sets co2,elnino] [--schedulers pbt,pb2] [--search-seeds 2]
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _common import write
+from _common import RESULTS, write
 
 from tune_app.plan.plan import load_plan
 from tune_app.runs.local import train_locally
@@ -231,13 +232,18 @@ def main() -> None:
     for scheduler in schedulers:
         hits = [n for n, r in results.items() if r[scheduler]["ratio_val"] <= 0.9]
         print(f"  {scheduler}: met on {len(hits)} ({', '.join(hits) or 'none'})")
-    payload = {
+    settings = {
         "population": args.population,
         "phase_epochs": args.phase_epochs,
         "search_seeds": args.search_seeds,
-        "results": results,
     }
-    print(f"wrote {write('pbt_vs_baseline', payload)}")
+    # sets measured earlier with the same settings stay; the ones run now replace theirs
+    earlier = RESULTS / "pbt_vs_baseline.json"
+    if earlier.exists():
+        old = json.loads(earlier.read_text())
+        if all(old.get(key) == value for key, value in settings.items()):
+            results = {**old.get("results", {}), **results}
+    print(f"wrote {write('pbt_vs_baseline', {**settings, 'results': results})}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def _truth_fraction(model: Seq2Seq, ratio: float) -> float:
     steps = 6
     x = torch.zeros(400, 5, 2)
     target = (1000.0 * torch.arange(1, steps + 1)).view(1, steps, 1).expand(400, steps, 2)
-    model(x, steps, target=target, teacher_forcing=ratio)
+    with torch.no_grad():  # torch's modules (hooks see the decoder's inputs); test_gru_bptt.py
+        model(x, steps, target=target, teacher_forcing=ratio)  # shows training's path equals them
     hook.remove()
     hits = [(seen[t] - 1000.0 * t).abs().lt(100) for t in range(1, steps)]
     return torch.stack(hits).float().mean().item()
@@ -42,7 +43,10 @@ def test_sampling_is_per_sample_not_per_batch(model):
     model.decoder.register_forward_pre_hook(
         lambda _m, args: seen.append(args[0][:, 0, 0].abs().gt(500))
     )
-    model(torch.zeros(200, 5, 2), 3, target=torch.full((200, 3, 2), 1000.0), teacher_forcing=0.5)
+    with torch.no_grad():
+        model(
+            torch.zeros(200, 5, 2), 3, target=torch.full((200, 3, 2), 1000.0), teacher_forcing=0.5
+        )
     mixed = seen[1]  # the first decision: truth (1000) or the first prediction (near 0)
     assert 0 < mixed.sum() < len(mixed)
 

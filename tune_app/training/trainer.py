@@ -70,37 +70,51 @@ def seed_everything(seed: int) -> None:
 def evaluate_free(
     model: Seq2Seq, windows: Windows, alpha: float, max_lag: int, batch_size: int = 2048
 ) -> dict[str, Any]:
-    """Free-running combined loss, MSE and per-component losses over every window."""
-    model.eval()
-    totals: dict[str, Any] = {"loss": 0.0, "mse": 0.0, "per_component": 0.0}
-    count = len(windows)
-    steps = windows.targets.shape[1]
-    for lo in range(0, count, batch_size):
-        x, y = windows.inputs[lo : lo + batch_size], windows.targets[lo : lo + batch_size]
-        parts = combined_loss(model(x, steps), y, alpha, max_lag)
-        share = x.shape[0] / count
-        totals["loss"] += parts.total.item() * share
-        totals["mse"] += parts.mse.item() * share
-        totals["per_component"] = totals["per_component"] + parts.per_component.cpu() * share
-    return totals
+    """Free-running combined loss, MSE and per-component losses [C] over every window."""
+    return _validate(model, windows, alpha, max_lag, batch_size)[0]
 
 
 @torch.no_grad()
-def _evaluate_forced(
-    model: Seq2Seq, windows: Windows, settings: Any, seed: int, batch_size: int
-) -> float:
-    """The training objective on val windows, same teacher forcing (fixed draws), no noise."""
+def _validate(
+    model: Seq2Seq,
+    windows: Windows,
+    alpha: float,
+    max_lag: int,
+    batch_size: int,
+    forced: tuple[Any, int] | None = None,
+) -> tuple[dict[str, Any], float]:
+    """Free-running loss (reference objective `alpha`, `max_lag`) and, with `forced =
+    (settings, seed)`, the training objective on the same windows under the epoch's teacher
+    forcing (fixed draws), no noise. Both decode from one encoding of each batch."""
     model.eval()
-    generator = torch.Generator(device=windows.inputs.device).manual_seed(seed + 1)
-    total, count, steps = 0.0, len(windows), windows.targets.shape[1]
+    totals: dict[str, Any] = {"loss": 0.0, "mse": 0.0, "per_component": 0.0}
+    forced_total, count, steps = 0.0, len(windows), windows.targets.shape[1]
+    generator = None
+    if forced is not None:
+        generator = torch.Generator(device=windows.inputs.device).manual_seed(forced[1] + 1)
     for lo in range(0, count, batch_size):
         x, y = windows.inputs[lo : lo + batch_size], windows.targets[lo : lo + batch_size]
-        pred = model(
-            x, steps, target=y, teacher_forcing=settings.teacher_forcing, generator=generator
-        )
-        loss = combined_loss(pred, y, settings.alpha, settings.max_lag, settings.component_weights)
-        total += loss.total.item() * x.shape[0] / count
-    return total
+        share = x.shape[0] / count
+        encoded = model.encode(x)
+        parts = combined_loss(model(x, steps, encoded=encoded), y, alpha, max_lag)
+        totals["loss"] += parts.total.item() * share
+        totals["mse"] += parts.mse.item() * share
+        totals["per_component"] = totals["per_component"] + parts.per_component.cpu() * share
+        if forced is not None:
+            settings = forced[0]
+            pred = model(
+                x,
+                steps,
+                target=y,
+                teacher_forcing=settings.teacher_forcing,
+                generator=generator,
+                encoded=encoded,
+            )
+            loss = combined_loss(
+                pred, y, settings.alpha, settings.max_lag, settings.component_weights
+            )
+            forced_total += loss.total.item() * x.shape[0] / count
+    return totals, forced_total
 
 
 def _admitted(order: torch.Tensor, fraction: float, batch_size: int) -> torch.Tensor:
@@ -261,10 +275,14 @@ def train(
         if reason := divergence.check("train_loss", train_loss):
             raise DivergedError(epoch, train_loss, None, reason)
 
-        free = evaluate_free(
-            model, data.val, config.rank_alpha, config.rank_max_lag, config.eval_batch_size
+        free, val_loss = _validate(
+            model,
+            data.val,
+            config.rank_alpha,
+            config.rank_max_lag,
+            config.eval_batch_size,
+            forced=(settings, config.seed),
         )
-        val_loss = _evaluate_forced(model, data.val, settings, config.seed, config.eval_batch_size)
         metrics: dict[str, float] = {
             "epoch": epoch,
             "phase": settings.phase,
