@@ -12,6 +12,35 @@ TINY_TRAIN = TrainConfig(seed=0, batch_size=32)
 TRAIN_FLAGS = ["--phase-epochs", "1", "--hidden", "16", "--stride", "8", "--progress-every", "5"]
 
 
+def assert_inside(space, params):  # type: ignore[no-untyped-def]
+    """Every parameter of `space` is in `params` and lies inside its bounds: a float or int in
+    [low, high] (per-component weights are floats of their own), a bool a bool, a choice one of
+    its values."""
+    assert set(params) == {p.name for p in space.params}, sorted(params)
+    for param in space.params:
+        value = params[param.name]
+        if param.type == "bool":
+            assert isinstance(value, bool), (param.name, value)
+        elif param.type == "choice":
+            assert value in param.values, (param.name, value)
+        else:
+            assert param.low <= value <= param.high, (param.name, value)
+
+
+def space_with_a_choice():  # type: ignore[no-untyped-def]
+    """The package's PBT space (YAML as data) with the restart period as a choice of three
+    fractions: a space with every kind of parameter (float, bool, choice, per-component)."""
+    from importlib import resources
+
+    import yaml
+
+    from tune_app.plan.search_space import SPACES_PACKAGE
+
+    raw = yaml.safe_load(resources.files(SPACES_PACKAGE).joinpath("modifications.yaml").read_text())
+    raw["params"]["lr_restart_period"] = {"type": "choice", "values": [0.0, 0.25, 0.5]}
+    return raw
+
+
 def export_train_checkpoint(run_dir, checkpoint, out):  # type: ignore[no-untyped-def]
     """Export a `tune-app train` checkpoint exactly as `tune-app best` exports a run's."""
     import json

@@ -8,28 +8,21 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny import assert_inside, space_with_a_choice
 
-from tune_app.plan.search_space import load_space
+from tune_app.plan.search_space import SearchSpace, load_space, parse_space
 from tune_app.tune.explore import Observation, explore
 from tune_app.tune.pbt import population
 
 SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
+# every kind of parameter: float, bool, a choice, per-component weights
+EVERY_KIND = parse_space(space_with_a_choice(), "a choice", "pbt").expand(["c0", "c1", "c2"])
 
 
-def _inside(params: dict) -> None:
-    assert set(params) == {p.name for p in SPACE.params}
-    for param in SPACE.params:
-        value = params[param.name]
-        if param.type == "bool":
-            assert isinstance(value, bool), param.name
-        elif param.type == "choice":
-            assert value in param.values, param.name
-        else:
-            assert param.low <= value <= param.high, (param.name, value)
-
-
-def _history(rng: random.Random, members: int, rounds: int) -> list[Observation]:
-    start = [SPACE.sample(rng) for _ in range(members)]
+def _history(
+    rng: random.Random, members: int, rounds: int, space: SearchSpace = SPACE
+) -> list[Observation]:
+    start = [space.sample(rng) for _ in range(members)]
     return [
         Observation(f"t{m}", 2 * (r + 1), 2.0 - 0.1 * r + rng.random() * 0.3, start[m])
         for r in range(rounds)
@@ -42,30 +35,30 @@ def _history(rng: random.Random, members: int, rounds: int) -> list[Observation]
 @given(seed=st.integers(0, 10_000), rounds=st.integers(2, 4))
 def test_pb2_stays_inside_the_bounds_over_many_rounds(seed: int, rounds: int):
     rng = random.Random(seed)
-    history = _history(rng, 4, rounds)
-    donor = SPACE.sample(rng)
+    history = _history(rng, 4, rounds, EVERY_KIND)
+    donor = EVERY_KIND.sample(rng)
     for _ in range(2):
         params, how = explore(
             "pb2",
-            SPACE,
+            EVERY_KIND,
             donor,
             rng,
             0.25,
             history=history,
             epoch=2 * rounds,
             donor_score=1.0,
-            others=[SPACE.sample(rng)],
+            others=[EVERY_KIND.sample(rng)],
         )
         assert how == "pb2"
-        _inside(params)
+        assert_inside(EVERY_KIND, params)
         history.append(Observation("t9", 2 * rounds, 1.0, params))
         donor = params
 
 
 def test_pb2_without_data_perturbs_and_says_so():
-    params, how = explore("pb2", SPACE, SPACE.neutral(), random.Random(0), 0.25)
+    params, how = explore("pb2", EVERY_KIND, EVERY_KIND.neutral(), random.Random(0), 0.25)
     assert how == "pbt (pb2: no data yet)"
-    _inside(params)
+    assert_inside(EVERY_KIND, params)
 
 
 @pytest.mark.slow

@@ -9,13 +9,20 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
+from tiny import assert_inside, space_with_a_choice
 
 from tune_app.cli import main
 from tune_app.plan.plan import load_plan
-from tune_app.plan.search_space import load_space
-from tune_app.runs.records import CheckpointMeta, JournalEvent, RoundEvent, read_journal
+from tune_app.plan.search_space import SearchSpace, load_space
+from tune_app.runs.records import (
+    CheckpointMeta,
+    JournalEvent,
+    RoundEvent,
+    read_journal,
+)
 from tune_app.runs.storage import locate
 from tune_app.tune.pbt import Journal, PhaseBoundaryPBT, plan_round, population
 from tune_app.tune.trainable import MEMBER_KEY, trial_plan
@@ -208,13 +215,28 @@ def test_trial_plan_applies_changed_params_from_the_next_epoch():
 TINY = ["--phase-epochs", "2", "--stride", "4", "--hidden", "16", "--cpus-per-trial", "0.5"]
 
 
-@pytest.fixture(scope="module", params=["0.5", "1"], ids=["all-at-once", "taking-turns"])
+# id -> (explore step, CPUs per member: 0.5 runs all 4 at once, 1 gives 2 slots taken in turns)
+SEARCHES = {"all-at-once": ("pbt", "0.5"), "taking-turns": ("pbt", "1"), "pb2": ("pb2", "0.5")}
+
+
+@pytest.fixture(scope="module", params=list(SEARCHES), ids=list(SEARCHES))
 def search_run(request, ray_local, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 members, 5 phases of 2 epochs: all 4 at once (0.5 CPU each), or 2 slots in turns."""
+    """4 members, 5 phases of 2 epochs (rounds at epochs 2, 4, 6, 8), as `SEARCHES` says."""
     storage = tmp_path_factory.mktemp("search")
-    args = [*TINY[:-1], request.param, "--population", "4", "--storage", str(storage)]
+    scheduler, cpus = SEARCHES[request.param]
+    args = [*TINY[:-1], cpus, "--population", "4", "--storage", str(storage)]
+    if scheduler == "pb2":
+        (storage / "space.yaml").write_text(yaml.safe_dump(space_with_a_choice()))
+        args += ["--scheduler", "pb2", "--space", str(storage / "space.yaml")]
     assert main(["search", *args, "--name", "s"]) == 0
     return storage / "s"
+
+
+def _space(run) -> SearchSpace:  # type: ignore[no-untyped-def]
+    """The space a search ran over, one weight per component: its manifest names the file."""
+    default = run.manifest.space == "search_spaces/modifications.yaml"
+    space = load_space(None if default else run.manifest.space, "modifications.yaml", "pbt")
+    return space.expand(list(run.manifest.components))
 
 
 @pytest.mark.slow
@@ -224,12 +246,19 @@ def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_r
     run = open_run(str(search_run))
     rounds = run.rounds()
     assert [r.epoch for r in rounds] == [2, 4, 6, 8]
-    assert {e.epoch for e in run.journal()} == {2, 4, 6, 8}
+    # N = 4, q = 0.25: exactly one member copies a donor at every interior boundary
+    assert sorted(e.epoch for e in run.journal()) == [2, 4, 6, 8]
+    assert [len(r.exploits) for r in rounds] == [1, 1, 1, 1]
     by_id = {t.trial_id: t for t in run.trials}
     (control,) = [t for t in run.trials if t.params[MEMBER_KEY]["control"]]
+    neutral = control.params[MEMBER_KEY]["params"]
+    assert neutral == _space(run).neutral()
     assert all(e.trial != control.trial_id for e in run.journal())
     for event in rounds:  # each round ranks the members' scores at that one epoch
         assert len(event.ranking) == 4
+        assert control.trial_id not in {x["trial"] for x in event.exploits}  # never a loser
+        (own,) = [x for x in event.ranking if x["trial"] == control.trial_id]
+        assert own["params"] == neutral, event.epoch  # trained as written up to every round
         for entry in event.ranking:
             (own,) = [c for c in by_id[entry["trial"]].checkpoints if c.epoch == event.epoch]
             assert own.meta.metrics["val_free_loss"] == entry["val_free_loss"]
@@ -241,6 +270,31 @@ def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_r
     for trial in run.trials:
         assert max(c.epoch for c in trial.checkpoints) == 10, trial.trial_id
     assert control.location.name == "member-00"  # trial folders are named by member
+
+
+@pytest.mark.slow
+def test_every_value_stays_inside_the_space_and_the_journal_names_the_explore(search_run: Path):
+    """Over all rounds: what each member trained with, each exploit's old, donor and new
+    parameters, and each checkpoint's, lie inside the space's bounds; PB2 explores with its GP
+    from the second round on (the first has no improvements to fit yet)."""
+    from tune_app.runs.results import open_run
+
+    run = open_run(str(search_run))
+    space = _space(run)
+    seen = [entry["params"] for r in run.rounds() for entry in r.ranking]
+    seen += [params for e in run.journal() for params in (e.old, e.donor_params, e.new)]
+    seen += [c.meta.params or {} for t in run.trials for c in t.checkpoints]
+    assert len(seen) == 4 * 4 + 4 * 3 + 4 * 5  # rankings, exploits (old, donor, new), checkpoints
+    for params in seen:
+        assert_inside(space, params)
+    first = {"pbt": "pbt", "pb2": "pbt (pb2: no data yet)"}[run.manifest.scheduler or ""]
+    later = run.manifest.scheduler
+    assert [(e.epoch, e.explore) for e in run.journal()] == [
+        (2, first),
+        (4, later),
+        (6, later),
+        (8, later),
+    ]
 
 
 @pytest.mark.slow
