@@ -228,10 +228,6 @@ def main() -> None:
                 )
             row["seconds"] = time.perf_counter() - began
             results[name] = row
-    print(f"\ntarget: winner <= 0.90 x the plan's mean best val on >= 3 of {len(results)} sets")
-    for scheduler in schedulers:
-        hits = [n for n, r in results.items() if r[scheduler]["ratio_val"] <= 0.9]
-        print(f"  {scheduler}: met on {len(hits)} ({', '.join(hits) or 'none'})")
     settings = {
         "population": args.population,
         "phase_epochs": args.phase_epochs,
@@ -243,6 +239,10 @@ def main() -> None:
         old = json.loads(earlier.read_text())
         if all(old.get(key) == value for key, value in settings.items()):
             results = {**old.get("results", {}), **results}
+    print(f"\ntarget: winner <= 0.90 x the plan's mean best val on >= 3 of {len(results)} sets")
+    for scheduler in schedulers:
+        hits = [n for n, r in results.items() if r.get(scheduler, {}).get("ratio_val", 1) <= 0.9]
+        print(f"  {scheduler}: met on {len(hits)} ({', '.join(hits) or 'none'})")
     print(f"wrote {write('pbt_vs_baseline', {**settings, 'results': results})}")
 
 
