@@ -7,6 +7,7 @@ import math
 import random
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -219,8 +220,13 @@ TINY = ["--phase-epochs", "2", "--stride", "4", "--hidden", "16", "--cpus-per-tr
 SEARCHES = {"all-at-once": ("pbt", "0.5"), "taking-turns": ("pbt", "1"), "pb2": ("pb2", "0.5")}
 
 
+class SearchRun(NamedTuple):
+    path: Path  # the run's folder
+    slots: int  # members that train at once on the 2 CPUs of `ray_local`
+
+
 @pytest.fixture(scope="module", params=list(SEARCHES), ids=list(SEARCHES))
-def search_run(request, ray_local, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def search_run(request, ray_local, tmp_path_factory: pytest.TempPathFactory) -> SearchRun:
     """4 members, 5 phases of 2 epochs (rounds at epochs 2, 4, 6, 8), as `SEARCHES` says."""
     storage = tmp_path_factory.mktemp("search")
     scheduler, cpus = SEARCHES[request.param]
@@ -229,7 +235,7 @@ def search_run(request, ray_local, tmp_path_factory: pytest.TempPathFactory) -> 
         (storage / "space.yaml").write_text(yaml.safe_dump(space_with_a_choice()))
         args += ["--scheduler", "pb2", "--space", str(storage / "space.yaml")]
     assert main(["search", *args, "--name", "s"]) == 0
-    return storage / "s"
+    return SearchRun(storage / "s", min(4, int(2 / float(cpus))))
 
 
 def _space(run) -> SearchSpace:  # type: ignore[no-untyped-def]
@@ -240,10 +246,10 @@ def _space(run) -> SearchSpace:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_run: Path):
+def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_run: SearchRun):
     from tune_app.runs.results import open_run
 
-    run = open_run(str(search_run))
+    run = open_run(str(search_run.path))
     rounds = run.rounds()
     assert [r.epoch for r in rounds] == [2, 4, 6, 8]
     # N = 4, q = 0.25: exactly one member copies a donor at every interior boundary
@@ -273,13 +279,35 @@ def test_search_exploits_at_every_boundary_and_leaves_the_control_alone(search_r
 
 
 @pytest.mark.slow
-def test_every_value_stays_inside_the_space_and_the_journal_names_the_explore(search_run: Path):
+def test_no_worker_process_starts_after_the_first_round(search_run: SearchRun):
+    """A member that waits for its round hands its worker process to a member that takes its
+    turn, and gets one back (reuse_actors); no member's restart (pause, exploit) starts a new
+    process. Tune records each result's worker pid; every member's rows cover every epoch."""
+    rows = {
+        trial.name: [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        for trial in search_run.path.glob("member-*")
+    }
+    assert len(rows) == 4
+    for name, own in rows.items():
+        assert {int(r["epoch"]) for r in own} == set(range(1, 11)), name
+    first_round = {r["pid"] for own in rows.values() for r in own if int(r["epoch"]) <= 2}
+    after = {r["pid"] for own in rows.values() for r in own if int(r["epoch"]) > 2}
+    assert len(first_round) == search_run.slots
+    assert after <= first_round, (
+        f"new worker processes after the first round: {after - first_round}"
+    )
+
+
+@pytest.mark.slow
+def test_every_value_stays_inside_the_space_and_the_journal_names_the_explore(
+    search_run: SearchRun,
+):
     """Over all rounds: what each member trained with, each exploit's old, donor and new
     parameters, and each checkpoint's, lie inside the space's bounds; PB2 explores with its GP
     from the second round on (the first has no improvements to fit yet)."""
     from tune_app.runs.results import open_run
 
-    run = open_run(str(search_run))
+    run = open_run(str(search_run.path))
     space = _space(run)
     seen = [entry["params"] for r in run.rounds() for entry in r.ranking]
     seen += [params for e in run.journal() for params in (e.old, e.donor_params, e.new)]
@@ -298,17 +326,17 @@ def test_every_value_stays_inside_the_space_and_the_journal_names_the_explore(se
 
 
 @pytest.mark.slow
-def test_exported_plans_replay_exactly(search_run: Path, tmp_path: Path):
+def test_exported_plans_replay_exactly(search_run: SearchRun, tmp_path: Path):
     """The winner, and every trial that copied a donor: one sequential run of the exported plan
     with the root seed gives the same val_free_loss."""
     from tune_app.runs.results import export_checkpoint, open_run
 
-    run = open_run(str(search_run))
+    run = open_run(str(search_run.path))
     journal_trials = {e.trial for e in run.journal()}
     chosen = [t for t in run.trials if t.trial_id in journal_trials]
     assert chosen
     exports = []
-    assert main(["best", str(search_run), "--out", str(tmp_path / "best")]) == 0
+    assert main(["best", str(search_run.path), "--out", str(tmp_path / "best")]) == 0
     exports.append(tmp_path / "best")
     for trial in chosen:
         out = tmp_path / trial.trial_id

@@ -6,7 +6,10 @@
 - PB2's GP-bandit selection, `ray.tune.schedulers.pb2._select_config` (tune/explore.py).
 
 The PBT scheduler itself (tune/pbt.py) subclasses only Ray's public `FIFOScheduler`. A Ray
-upgrade that drops any name below fails at import with what to install, never silently.
+upgrade that drops any name below fails with what to install, never silently: the storage names
+at import, PB2's when a PB2 search is launched (`check_pb2`, before Ray starts). PB2's module is
+imported only then: it pulls in scikit-learn and scipy (~1.4 s), which every trial worker would
+otherwise pay when it starts.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ray.train._internal.storage import StorageContext
 
 __all__ = [
     "TESTED_RAY",
+    "check_pb2",
     "next_checkpoint_path",
     "pb2_select_config",
     "skip_checkpoint_index",
@@ -48,10 +52,28 @@ def _check() -> None:
 
 _check()
 
-try:  # module-private in Ray
-    from ray.tune.schedulers.pb2 import _select_config as _pb2_select_config
-except ImportError as exc:  # only on another Ray
-    raise _missing(["ray.tune.schedulers.pb2._select_config"]) from exc
+
+def _pb2_select() -> Any:
+    """Ray's module-private PB2 selection function (imports scikit-learn)."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("--scheduler pb2 needs scikit-learn: pip install scikit-learn") from exc
+    try:
+        from ray.tune.schedulers.pb2 import _select_config
+    except ImportError as exc:  # only on another Ray
+        raise _missing(["ray.tune.schedulers.pb2._select_config"]) from exc
+    return _select_config
+
+
+def check_pb2() -> None:
+    """Whether PB2 can run here.
+
+    Raises:
+        ImportError: scikit-learn is missing, or this Ray lacks PB2's selection function; the
+            message says what to install.
+    """
+    _pb2_select()
 
 
 def trial_storage() -> StorageContext:
@@ -91,8 +113,4 @@ def pb2_select_config(
     Raises:
         ImportError: without scikit-learn, which Ray's PB2 needs.
     """
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("--scheduler pb2 needs scikit-learn: pip install scikit-learn") from exc
-    return _pb2_select_config(X, y, current, newpoint, bounds, num_f)
+    return _pb2_select()(X, y, current, newpoint, bounds, num_f)

@@ -22,6 +22,7 @@ from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import Location, locate
 from tune_app.training.data import SeriesTable
+from tune_app.tune import _ray_internals
 from tune_app.tune.interrupt import fit
 from tune_app.tune.logs import KeepTrialLogs
 from tune_app.tune.pbt import Journal, MembersSearch, PhaseBoundaryPBT, population
@@ -264,6 +265,11 @@ def run_search(
         raise InputError(
             f"--population: must be >= 2 (the control and one searcher), got {options.population}"
         )
+    if options.scheduler == "pb2":
+        try:
+            _ray_internals.check_pb2()
+        except ImportError as exc:
+            raise InputError(f"--scheduler pb2: {exc}") from exc
     every = spec.train.checkpoint_every
     if every and interval % every:
         raise InputError(
