@@ -81,6 +81,23 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
             {"kind": "pbt", "params": {"alpha_shfit": {"type": "float", "low": 0, "high": 1}}}
         )
     )
+    (tmp_path / "weight_space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "params": {
+                    "component_weight": {
+                        "type": "float",
+                        "low": -0.5,
+                        "high": 2.0,
+                        "per_component": True,
+                    }
+                }
+            }
+        )
+    )
+    (tmp_path / "bool_space.yaml").write_text(
+        yaml.safe_dump({"params": {"lr_restart": {"type": "bool", "low": 0, "high": 1}}})
+    )
     frame = make_synthetic(series=2, length=200)
     frame.loc[50, "c1"] = np.nan
     frame.to_parquet(tmp_path / "nan.parquet")
@@ -145,6 +162,16 @@ CASES = [
         ["search", "--space", "typo_space.yaml", "--phase-epochs", "1"],
         "unknown PBT parameter 'alpha_shfit'",
         "PBT can change: alpha_shift, teacher_forcing_shift",
+    ),
+    (  # a weight <= 0 would drop or reward a component in the training loss
+        ["search", "--space", "weight_space.yaml", "--phase-epochs", "1"],
+        "weight_space.yaml: 1 problem:\n  - params.component_weight.low: out of range (got -0.5)",
+        "component_weight must be > 0",
+    ),
+    (
+        ["search", "--space", "bool_space.yaml", "--phase-epochs", "1"],
+        "params.lr_restart.low: a bool has no bounds (got 0)",
+        "a bool takes only type, per_component",
     ),
     (
         ["baseline", "--address", "127.0.0.1:9", "--phase-epochs", "1"],
