@@ -61,6 +61,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
     seed = load_plan().to_dict()
     seed["phases"][1]["alpha"] = 1.7
     (tmp_path / "bad_alpha.yaml").write_text(yaml.safe_dump(seed))
+    seed = load_plan().to_dict()
+    (tmp_path / "one_phase.yaml").write_text(yaml.safe_dump({**seed, "phases": seed["phases"][:1]}))
     (tmp_path / "broken.yaml").write_text("phases:\n  - epochs: 10\n    lr: [unclosed\n")
     (tmp_path / "unknown_key.yaml").write_text(
         yaml.safe_dump({**load_plan().to_dict(), "optimiser": "sgd"})
@@ -172,6 +174,27 @@ CASES = [
         ["search", "--space", "bool_space.yaml", "--phase-epochs", "1"],
         "params.lr_restart.low: a bool has no bounds (got 0)",
         "a bool takes only type, per_component",
+    ),
+    # no round would run before the plan's end: refused, with a --perturb-every that works
+    (
+        ["search", "--perturb-every", "5", "--phase-epochs", "1"],
+        "--perturb-every 5: no round would run: the plan is 5 epochs long (5 phases of 1)",
+        "use e.g. --perturb-every 1",
+    ),
+    (
+        ["search", "--perturb-every", "12", "--phase-epochs", "2"],
+        "the plan is 10 epochs long",
+        "use e.g. --perturb-every 2",
+    ),
+    (  # one phase, rounds at phase boundaries by default: none inside the plan
+        ["search", "--plan", "one_phase.yaml", "--phase-epochs", "4"],
+        "no round would run: rounds default to every phase (4 epochs): the plan is 4 epochs long",
+        "use e.g. --perturb-every 2",
+    ),
+    (
+        ["search", "--plan", "one_phase.yaml", "--phase-epochs", "1"],
+        "the plan is 1 epoch long (1 phase of 1)",
+        "lengthen the plan (e.g. --phase-epochs 2)",
     ),
     (
         ["baseline", "--address", "127.0.0.1:9", "--phase-epochs", "1"],
