@@ -222,7 +222,7 @@ def run_baseline(
     init_ray(launch.address)
     trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
     if not launch.resume:
-        write_manifest(location, "baseline", spec, table, {})
+        write_manifest(location, "baseline", spec, table, {"max_failures": launch.max_failures})
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
@@ -330,8 +330,10 @@ def run_search(
                 "population": options.population,
                 "perturb_every": interval,
                 "scheduler": options.scheduler,
+                "quantile_fraction": options.quantile_fraction,
                 "space": space.source,
                 "members": tuple(members),
+                "max_failures": launch.max_failures,
             },
         )
 
@@ -407,6 +409,8 @@ def run_capacity(
                 "trials": options.trials,
                 "space": space.source,
                 "grace_epochs": grace,
+                "max_concurrent": options.max_concurrent,
+                "max_failures": launch.max_failures,
             },
         )
 
