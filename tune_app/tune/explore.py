@@ -59,6 +59,13 @@ def _encode(param: Param, value: Any) -> float:
     return float(value)
 
 
+def _as_written(number: Any) -> float:
+    """A number from Ray's PB2, which returns float32 (0.05 arrives as 0.05000000074505806), as
+    the shortest decimal that float32 reads back the same (0.05): its precision is all there is,
+    and the journal and an exported plan then show the value as a person would write it."""
+    return float(str(np.float32(number)))
+
+
 def _decode(param: Param, number: float) -> Any:
     if param.type == "bool":
         return bool(number >= 0.5)
@@ -140,7 +147,8 @@ def explore(
             finally:
                 np.random.set_state(state)
             return {
-                p.name: _decode(p, float(v)) for p, v in zip(space.params, chosen, strict=True)
+                p.name: _decode(p, _as_written(v))
+                for p, v in zip(space.params, chosen, strict=True)
             }, "pb2"
         return space.mutate(donor_params, rng, resample_probability), "pbt (pb2: no data yet)"
     return space.mutate(donor_params, rng, resample_probability), "pbt"
