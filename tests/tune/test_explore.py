@@ -123,3 +123,21 @@ def test_pb2_values_read_as_written_in_the_exported_plan(monkeypatch):
     assert "component_weights: [1.25, 1.1, 1.25]" in text, text
     assert "0000000" not in text
     assert Plan.from_yaml(text).to_dict() == plan.to_dict()  # the export replays as written
+
+
+def test_pb2_takes_over_from_the_second_round(monkeypatch):
+    """As the README says: at the first round no member has been scored twice, so the explore
+    is PBT's; at the second, the improvements since the first are PB2's data."""
+    import numpy as np
+
+    from tune_app.tune import _ray_internals
+
+    def select(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return np.array([(p.low + p.high) / 2 for p in SPACE.params], dtype=np.float32)
+
+    monkeypatch.setattr(_ray_internals, "pb2_select_config", select)
+    rng = random.Random(5)
+    for rounds, expected in ((1, "pbt (pb2: no data yet)"), (2, "pb2"), (3, "pb2")):
+        history = _history(rng, 4, rounds)  # what the journal holds at round `rounds`
+        _, how = explore("pb2", SPACE, SPACE.neutral(), rng, 0.25, history=history)
+        assert how == expected, rounds

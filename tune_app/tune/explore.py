@@ -10,9 +10,10 @@ away from the parameters the other members train with now. The GP and the acquis
 
 How PB2 treats what is not a number: a **bool** is searched as a number in [0, 1] and is True
 from 0.5 on; a **choice** of k values as an index in [0, k - 1], rounded; every **per-component
-weight** is its own bounded number. Every value is clamped to the space's bounds. Until two
-rounds have shown how members improve, PB2 has no data and perturbs as PBT does (the journal
-says which explore made each exploit).
+weight** is its own bounded number. Every value is clamped to the space's bounds. PB2's data
+are improvements between two consecutive rounds, so the first round has none and perturbs as
+PBT does; PB2 explores from the second round on, whenever it has at least two finite
+improvements that are not all equal (the journal says which explore made each exploit).
 """
 
 from __future__ import annotations
