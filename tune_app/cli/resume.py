@@ -181,7 +181,7 @@ def _setting_conflicts(
             continue
         theirs = getattr(manifest, key, None)
         if theirs is None:
-            out.append((f"{_flag(key)} {getattr(args, key)}", "not recorded by this run"))
+            out.append((f"{_flag(key)} {getattr(args, key)}", "not recorded (an older run)"))
         elif _plain(getattr(args, key)) != _plain(theirs):
             out.append((f"{_flag(key)} {getattr(args, key)}", theirs))
     if "space" in given and args.space != manifest.space:
