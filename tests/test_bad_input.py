@@ -3,9 +3,11 @@ no traceback, nothing written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +44,40 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(run / "checkpoints" / "epoch_00003" / "meta.json", broken / "meta.json")
     (root / "broken_run" / "trial_0" / "params.json").write_text("{}")
     (root / "broken_run" / "tune_app_run.json").write_text(json.dumps({"kind": "baseline"}))
+    with contextlib.chdir(root):  # runs to resume, recorded as `search` and `baseline` do
+        _record_run("search", "pbt-run", ["--phase-epochs", "1", "--population", "3"])
+        _record_run("baseline", "base-run", ["--data", "good.parquet", "--phase-epochs", "1"])
     return root
+
+
+def _record_run(kind: str, name: str, argv: list[str]) -> None:
+    """A run's manifest (`tune_app_run.json`) as `tune-app KIND ARGV --hidden 16 --name NAME`
+    writes it before Ray starts (a search with rounds every epoch)."""
+    from tune_app.cli.args import build_spec
+    from tune_app.cli.main import build_parser
+    from tune_app.runs.storage import locate
+    from tune_app.tune.runner import write_manifest
+
+    args = build_parser().parse_args([kind, *argv, "--hidden", "16"])
+    spec, table = build_spec(args)
+    extra: dict = {"max_failures": 2}
+    if kind == "search":  # a search checkpoints at every round
+        spec = replace(spec, train=replace(spec.train, checkpoint_every=1))
+        extra |= {
+            "population": args.population,
+            "perturb_every": 1,
+            "scheduler": args.scheduler,
+            "quantile_fraction": args.quantile_fraction,
+            "space": "search_spaces/modifications.yaml",
+        }
+    Path("results", name).mkdir(parents=True)
+    write_manifest(locate(str(Path("results", name))), kind, spec, table, extra)
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) -> Path:
     monkeypatch.chdir(tmp_path)
-    for name in ("export", "broken_run"):
+    for name in ("export", "broken_run", "results"):
         shutil.copytree(checkpoints / name, tmp_path / name)
     shutil.copy(checkpoints / "mismatch.pt", tmp_path / "mismatch.pt")
     seed = load_plan().to_dict()
@@ -61,6 +90,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
     seed = load_plan().to_dict()
     seed["phases"][1]["alpha"] = 1.7
     (tmp_path / "bad_alpha.yaml").write_text(yaml.safe_dump(seed))
+    seed = load_plan().to_dict()
+    (tmp_path / "one_phase.yaml").write_text(yaml.safe_dump({**seed, "phases": seed["phases"][:1]}))
     (tmp_path / "broken.yaml").write_text("phases:\n  - epochs: 10\n    lr: [unclosed\n")
     (tmp_path / "unknown_key.yaml").write_text(
         yaml.safe_dump({**load_plan().to_dict(), "optimiser": "sgd"})
@@ -81,6 +112,23 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
             {"kind": "pbt", "params": {"alpha_shfit": {"type": "float", "low": 0, "high": 1}}}
         )
     )
+    (tmp_path / "weight_space.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "params": {
+                    "component_weight": {
+                        "type": "float",
+                        "low": -0.5,
+                        "high": 2.0,
+                        "per_component": True,
+                    }
+                }
+            }
+        )
+    )
+    (tmp_path / "bool_space.yaml").write_text(
+        yaml.safe_dump({"params": {"lr_restart": {"type": "bool", "low": 0, "high": 1}}})
+    )
     frame = make_synthetic(series=2, length=200)
     frame.loc[50, "c1"] = np.nan
     frame.to_parquet(tmp_path / "nan.parquet")
@@ -88,6 +136,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
         tmp_path / "no_id.parquet"
     )
     make_synthetic(series=2, length=200).to_parquet(tmp_path / "good.parquet")
+    make_synthetic(series=2, length=300).to_parquet(tmp_path / "other.parquet")
     (tmp_path / "notes.txt").write_text("not data")
     (tmp_path / "empty.csv").write_text("series_id,step,c0\n")
     (tmp_path / "not_a_run").mkdir()
@@ -146,6 +195,80 @@ CASES = [
         "unknown PBT parameter 'alpha_shfit'",
         "PBT can change: alpha_shift, teacher_forcing_shift",
     ),
+    (  # a weight <= 0 would drop or reward a component in the training loss
+        ["search", "--space", "weight_space.yaml", "--phase-epochs", "1"],
+        "weight_space.yaml: 1 problem:\n  - params.component_weight.low: out of range (got -0.5)",
+        "component_weight must be > 0",
+    ),
+    (
+        ["search", "--space", "bool_space.yaml", "--phase-epochs", "1"],
+        "params.lr_restart.low: a bool has no bounds (got 0)",
+        "a bool takes only type, per_component",
+    ),
+    # no round would run before the plan's end: refused, with a --perturb-every that works
+    (
+        ["search", "--perturb-every", "5", "--phase-epochs", "1"],
+        "--perturb-every 5: no round would run: the plan is 5 epochs long (5 phases of 1)",
+        "use e.g. --perturb-every 1",
+    ),
+    (
+        ["search", "--perturb-every", "12", "--phase-epochs", "2"],
+        "the plan is 10 epochs long",
+        "use e.g. --perturb-every 2",
+    ),
+    (  # one phase, rounds at phase boundaries by default: none inside the plan
+        ["search", "--plan", "one_phase.yaml", "--phase-epochs", "4"],
+        "no round would run: rounds default to every phase (4 epochs): the plan is 4 epochs long",
+        "use e.g. --perturb-every 2",
+    ),
+    (
+        ["search", "--plan", "one_phase.yaml", "--phase-epochs", "1"],
+        "the plan is 1 epoch long (1 phase of 1)",
+        "lengthen the plan (e.g. --phase-epochs 2)",
+    ),
+    # --resume goes on with the run's own settings: a flag given that differs is refused
+    (
+        ["search", "--name", "pbt-run", "--resume", "--scheduler", "pb2"],
+        "--scheduler pb2 (the run's: pbt)",
+        "drop these flags to continue the run, or start a new run with another --name",
+    ),
+    (  # every flag that differs is named, with the run's value
+        ["search", "--name", "pbt-run", "--resume", "--population", "8", "--hidden", "32"],
+        "2 flag(s) given differ from them:\n  - --hidden 32 (the run's: 16)\n"
+        "  - --population 8 (the run's: 3)",
+        "start a new run with another --name",
+    ),
+    (
+        ["search", "--name", "pbt-run", "--resume", "--phase-epochs", "2"],
+        "--phase-epochs 2 (the run's: 5 phases of 1 epoch)",
+        "drop these flags",
+    ),
+    (
+        ["search", "--name", "pbt-run", "--resume", "--set", "phases.2.alpha=0.5"],
+        "--set phases.2.alpha=0.5 (the run's: phases.2.alpha=0.75)",
+        "drop these flags",
+    ),
+    (
+        ["baseline", "--name", "base-run", "--resume", "--hidden", "64"],
+        "--hidden 64 (the run's: 16)",
+        "drop these flags",
+    ),
+    (
+        ["baseline", "--name", "base-run", "--resume", "--data", "other.parquet"],
+        "--data other.parquet (the run's: good.parquet (other data",
+        "drop these flags",
+    ),
+    (
+        ["baseline", "--name", "base-run", "--resume", "--plan", "one_phase.yaml"],
+        "--plan one_phase.yaml (the run's: another plan ('seed_500', 5 phases of 1 epoch))",
+        "drop these flags",
+    ),
+    (
+        ["baseline", "--name", "pbt-run", "--resume"],
+        "--name pbt-run: a search run, not a baseline run",
+        "tune-app search --resume --name pbt-run",
+    ),
+    (["search", "--name", "gone", "--resume"], "no run to resume at", "check --name and --storage"),
     (
         ["baseline", "--address", "127.0.0.1:9", "--phase-epochs", "1"],
         "no Ray cluster answers",
@@ -245,6 +368,62 @@ def test_bad_input_exits_2_with_one_clear_message(argv, problem, fix, workdir: P
     assert "Traceback" not in err
     assert err.count("tune-app: error:") == 1
     assert _files(workdir) == before, "bad input must not write anything"
+
+
+class Reached(Exception):
+    """Raised in place of starting Ray: the run function and what it was given."""
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["search", "--name", "pbt-run", "--resume"], "search"),
+        (  # the flags the run started with, as the resume hint after Ctrl-C repeats them
+            [
+                *("search", "--phase-epochs", "1", "--pop", "3", "--hidden", "16"),
+                *("--name", "pbt-run", "--scheduler", "pbt", "--perturb-every", "1"),
+                *("--checkpoint-every", "0", "--quantile-fraction", "0.25", "--resume"),
+            ],
+            "search",
+        ),
+        (["baseline", "--name", "base-run", "--resume"], "baseline"),
+        (
+            [
+                *("baseline", "--name", "base-run", "--resume", "--data", "good.parquet"),
+                *("--plan", "seed_500", "--cpus-per-trial", "0.5", "--max-failures", "2"),
+            ],
+            "baseline",
+        ),
+    ],
+)
+def test_resume_goes_on_with_the_runs_own_settings(argv, kind, workdir: Path, monkeypatch):
+    """Flags left out never count as conflicts (argparse's defaults are not the user's), and the
+    run's own plan, model, search settings and data reach the runner, not the defaults."""
+    from tune_app.training.data import open_series
+    from tune_app.tune import runner
+
+    def reached(*given):  # type: ignore[no-untyped-def]
+        raise Reached(*given)
+
+    monkeypatch.setattr(runner, f"run_{kind}", reached)
+    with pytest.raises(Reached) as info:
+        main(argv)
+    spec, table, *rest = info.value.args
+    assert spec.model.hidden == 16 and spec.plan.total_epochs == 5  # not 64 and 500
+    if kind == "search":
+        options = rest[1]
+        assert (options.population, options.perturb_every, options.scheduler) == (3, 1, "pbt")
+    else:  # its own data file, not the built-in synthetic data
+        assert spec.data_path == "good.parquet"
+        assert table.fingerprint == open_series("good.parquet").fingerprint
+
+
+def test_given_flags_are_the_typed_ones():
+    from tune_app.cli.main import given_flags
+
+    typed = ["search", "--pop", "3", "--set", "phases.1.alpha=0.5", "--resume", "--name", "x"]
+    assert given_flags(typed) == {"population", "overrides", "resume", "name"}
+    assert given_flags(["search"]) == set()
 
 
 @pytest.mark.parametrize(

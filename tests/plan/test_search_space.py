@@ -87,6 +87,11 @@ def _space(**param) -> dict:  # type: ignore[no-untyped-def]
     return {"kind": "pbt", "params": {"alpha_shift": param}}
 
 
+def _weights(**bounds) -> dict:  # type: ignore[no-untyped-def]
+    body = {"type": "float", "per_component": True, "mutate": "scale", **bounds}
+    return {"kind": "pbt", "params": {"component_weight": body}}
+
+
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
@@ -121,6 +126,38 @@ def _space(**param) -> dict:  # type: ignore[no-untyped-def]
                 "params": {"component_weight": {"type": "float", "low": 0.5, "high": 2}},
             },
             "set per_component: true for component_weight",
+        ),
+        # a per-component weight w_c enters the loss as sum(w_c * loss_c) / sum(w_c): a
+        # negative one rewards a worse fit, 0 drops the component (all 0: no loss at all)
+        (
+            _weights(low=-0.5, high=2.0),
+            "params.component_weight.low: out of range (got -0.5); component_weight must be > 0",
+        ),
+        (_weights(low=0, high=2.0), "params.component_weight.low: out of range (got 0.0)"),
+        (_weights(low=-2, high=-1), "params.component_weight.high: out of range (got -1.0)"),
+        (  # every value a space may draw makes a plan that loads: a shift stays in [-1, 1]
+            _space(type="float", low=-0.5, high=1.5),
+            "params.alpha_shift.high: out of range (got 1.5); alpha_shift must be in [-1, 1]",
+        ),
+        (
+            _space(type="choice", values=[0.0, 2.0]),
+            "params.alpha_shift.values.2: out of range (got 2.0)",
+        ),
+        # a bool is on or off: no bounds, and only a switch may be one
+        (
+            {"kind": "pbt", "params": {"lr_restart": {"type": "bool", "low": 0, "high": 1}}},
+            "params.lr_restart.low: a bool has no bounds (got 0); a bool takes only type, "
+            "per_component",
+        ),
+        (
+            {"kind": "pbt", "params": {"lr_restart": {"type": "bool", "mutate": "shift"}}},
+            "params.lr_restart.mutate: a bool has no mutate",
+        ),
+        (_space(type="choice", values=[0.1], low=0), "params.alpha_shift.low: a choice has no"),
+        (_space(type="bool"), "params.alpha_shift.type: alpha_shift is a number, not on or off"),
+        (
+            {"kind": "pbt", "params": {"lr_restart": {"type": "float", "low": 0, "high": 1}}},
+            "params.lr_restart.type: lr_restart is on or off (got 'float'); use type: bool",
         ),
     ],
 )

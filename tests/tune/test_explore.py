@@ -92,3 +92,52 @@ def test_first_population_is_a_latin_hypercube(size: int):
         assert strata == list(range(n)), (param.name, units)  # one member in each stratum
     assert population(SPACE, size, seed=11) == members  # deterministic per seed
     assert population(SPACE, size, seed=12) != members or size == 1
+
+
+def test_pb2_values_read_as_written_in_the_exported_plan(monkeypatch):
+    """Ray's PB2 answers in float32: its 0.05 must reach the plan (and `tune-app best`'s
+    plan.yaml) as 0.05, not 0.05000000074505806."""
+    import numpy as np
+
+    from tune_app.plan.modifications import modification_from_params
+    from tune_app.plan.plan import Plan, load_plan
+    from tune_app.tune import _ray_internals
+
+    chosen = {"alpha_shift": 0.05, "lr_restart_factor": 1.3, "component_weight_c1": 1.1}
+    picked = [chosen.get(p.name, (p.low + p.high) / 2) for p in SPACE.params]
+
+    def select(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return np.array(picked, dtype=np.float32)  # as ray.tune.schedulers.pb2 returns it
+
+    monkeypatch.setattr(_ray_internals, "pb2_select_config", select)
+    history = _history(random.Random(1), 4, 2)
+    params, how = explore("pb2", SPACE, SPACE.neutral(), random.Random(0), 0.25, history=history)
+    assert how == "pb2"
+    assert {name: params[name] for name in chosen} == chosen  # exactly, not to float32 noise
+    params["lr_restart"] = True
+    plan = load_plan(phase_epochs=4).apply(
+        modification_from_params(params, 5, 4, ["c0", "c1", "c2"])
+    )
+    text = plan.to_yaml()
+    assert "alpha_shift: 0.05\n" in text and "factor: 1.3}" in text, text
+    assert "component_weights: [1.25, 1.1, 1.25]" in text, text
+    assert "0000000" not in text
+    assert Plan.from_yaml(text).to_dict() == plan.to_dict()  # the export replays as written
+
+
+def test_pb2_takes_over_from_the_second_round(monkeypatch):
+    """As the README says: at the first round no member has been scored twice, so the explore
+    is PBT's; at the second, the improvements since the first are PB2's data."""
+    import numpy as np
+
+    from tune_app.tune import _ray_internals
+
+    def select(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return np.array([(p.low + p.high) / 2 for p in SPACE.params], dtype=np.float32)
+
+    monkeypatch.setattr(_ray_internals, "pb2_select_config", select)
+    rng = random.Random(5)
+    for rounds, expected in ((1, "pbt (pb2: no data yet)"), (2, "pb2"), (3, "pb2")):
+        history = _history(rng, 4, rounds)  # what the journal holds at round `rounds`
+        _, how = explore("pb2", SPACE, SPACE.neutral(), rng, 0.25, history=history)
+        assert how == expected, rounds

@@ -103,3 +103,23 @@ def test_table_prints_only_when_something_changed_and_at_the_end():
     assert table.should_report(trials)
     assert table.should_report(trials, done=True)
     assert stream.getvalue().count("member-00") == 1
+
+
+def test_a_long_header_wraps_and_keeps_every_word():
+    """Ray's status (a scheduler's note, resources on a cluster with custom resources) can run
+    long: the header wraps at its width instead of losing its end."""
+    trials = [fake_trial(f"x_{i:05d}", member(i), "PAUSED", RESULT) for i in range(8)]
+    scheduler = "PB2 rounds every 25 epochs: 17 rounds, 17 exploits, 7 waiting at epoch 450"
+    resources = (
+        "Logical resource usage: 8.0/64 CPUs, 0/8 GPUs (0.0/8.0 accelerator_type:H100, "
+        "0.0/2.0 node:__internal_head__, 0.0/16.0 memory_gib_per_worker_node_on_this_cluster)"
+    )
+    block = render(trials, 3725.0, [scheduler, resources])
+    lines = block.splitlines()
+    header = lines[: lines.index(next(line for line in lines if line.startswith("member")))]
+    assert len(header) > 1 and all(len(line) <= 120 for line in header)
+    assert all(line.startswith("   ") for line in header[1:])
+    expected = f"== 62:05 elapsed: 8 trial(s), 8 paused | {scheduler} | " + resources.removeprefix(
+        "Logical resource usage: "
+    )
+    assert " ".join(" ".join(header).split()) == expected  # every word, in order

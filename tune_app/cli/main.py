@@ -36,6 +36,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_flags(argv: Sequence[str]) -> frozenset[str]:
+    """The options typed in `argv` (their `dest`s), not those argparse filled with defaults:
+    `--resume` compares only these with the run's settings.
+
+    Args:
+        argv: a command line that `build_parser()` accepts.
+
+    Returns:
+        The dests of the options given, abbreviations included.
+    """
+    parser = build_parser()
+    options: set[str] = set()
+    parsers = [parser]
+    while parsers:  # the parser and every subcommand's: a default that is never set
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.option_strings:
+                action.default = argparse.SUPPRESS
+                options.add(action.dest)
+    return frozenset(dest for dest in vars(parser.parse_args(argv)) if dest in options)
+
+
 def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
     """`argv` with `flags` set: each one's old occurrence (and value) dropped, then appended."""
     out, skip = [], False
@@ -66,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.given = given_flags(argv)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tune_app.cli.args import add_run_args, build_spec
 from tune_app.errors import InputError
+
+if TYPE_CHECKING:
+    from tune_app.runs.records import RunManifest
+    from tune_app.runs.spec import RunSpec
+    from tune_app.training.data import SeriesTable
 
 __all__ = ["add_run_commands"]
 
@@ -46,7 +51,12 @@ def _add_launch_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _launch(args: argparse.Namespace) -> Any:
+def _launch(
+    args: argparse.Namespace, kind: str, spec: RunSpec, table: SeriesTable
+) -> tuple[Any, RunSpec, SeriesTable, RunManifest | None]:
+    """Where the run goes, checked before Ray starts. With --resume: the run's own spec and
+    data (and its manifest), flags that differ from them refused (see cli/resume.py)."""
+    from tune_app.cli.resume import resume_run
     from tune_app.tune.runner import Launch
 
     if args.resume and not args.name:
@@ -60,9 +70,13 @@ def _launch(args: argparse.Namespace) -> Any:
     flags = ("name", "storage", "address", "cpus_per_trial", "gpus_per_trial", "resume")
     launch = Launch(**{flag: getattr(args, flag) for flag in flags}, max_failures=args.max_failures)
     launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
+    manifest = None
+    if launch.resume:
+        resumed = resume_run(args, kind, launch.location(kind), spec)
+        manifest, spec, table = resumed.manifest, resumed.spec, resumed.table
     # resources no node has would keep every trial PENDING forever: refused here
     check_resources(args.address, args.cpus_per_trial, args.gpus_per_trial, args.wait_for_resources)
-    return launch
+    return launch, spec, table, manifest
 
 
 def _last_line(error: BaseException) -> str:
@@ -117,7 +131,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from tune_app.tune.runner import run_baseline
 
     spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    launch = _launch(args)
+    launch, spec, table, _ = _launch(args, "baseline", spec, table)
     grid, location = run_baseline(spec, table, launch)
     return _finish(grid, location)
 
@@ -128,7 +142,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, "modifications.yaml", "pbt")
     spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    launch = _launch(args)
+    launch, spec, table, manifest = _launch(args, "search", spec, table)
     if not 0.0 < args.quantile_fraction <= 0.5:
         raise InputError(
             f"--quantile-fraction: must lie in (0, 0.5] (got {args.quantile_fraction})"
@@ -139,6 +153,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         quantile_fraction=args.quantile_fraction,
         scheduler=args.scheduler,
     )
+    if manifest is not None:  # --resume: checked against the run's own settings
+        options = SearchOptions(
+            population=manifest.population or options.population,
+            perturb_every=manifest.perturb_every or options.perturb_every,
+            quantile_fraction=manifest.quantile_fraction or options.quantile_fraction,
+            scheduler=manifest.scheduler or options.scheduler,
+        )
     grid, location = run_search(spec, table, space, options, launch)
     code = _finish(grid, location)
     if code == 0:
@@ -155,7 +176,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, "capacity.yaml", "capacity")
     spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    launch = _launch(args)
+    launch, spec, table, _ = _launch(args, "capacity", spec, table)
     options = CapacityOptions(
         trials=args.trials, grace_epochs=args.grace_epochs, max_concurrent=args.max_concurrent
     )

@@ -26,7 +26,15 @@ from tune_app.plan.schedules import (
     schedule_values,
 )
 
-__all__ = ["SEED_PLAN", "Phase", "Plan", "Settings", "load_plan"]
+__all__ = [
+    "SEED_PLAN",
+    "Phase",
+    "Plan",
+    "Settings",
+    "apply_overrides",
+    "load_plan",
+    "read_plan_dict",
+]
 
 SEED_PLAN = "seed_500"
 SCHEDULE_KNOBS = ("lr", "teacher_forcing", "weight_decay", "noise", "grad_clip", "alpha")

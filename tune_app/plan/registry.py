@@ -14,6 +14,7 @@ from typing import Any, Literal
 __all__ = [
     "CAPACITY_FIELDS",
     "PBT_PARAMS",
+    "Domain",
     "PbtParam",
     "component_name",
     "lookup",
@@ -24,6 +25,31 @@ __all__ = [
 
 # What `tune-app capacity` searches: fixed for a trial's life, so PBT cannot change them.
 CAPACITY_FIELDS = ("hidden", "layers", "dropout", "cell", "input_len")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a numeric parameter may take and still give a plan that loads (a space's
+    bounds must lie inside): from `low` (excluded where `low_open`) to `high`; None: no limit.
+
+    Attributes:
+        why: what the value means, said with a refusal.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    why: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
 
 
 @dataclass(frozen=True)
@@ -38,6 +64,7 @@ class PbtParam:
         neutral: the value that leaves the plan as written (the control's).
         parse: turns a space's value (YAML scalar) into the value used.
         per_component: one parameter per data component (`component_weight_c0`, ...).
+        domain: where a numeric parameter's values must lie (None: a bool, on or off).
     """
 
     name: str
@@ -46,20 +73,61 @@ class PbtParam:
     neutral: Any
     parse: Callable[[Any], Any]
     per_component: bool = False
+    domain: Domain | None = None
+
+    @property
+    def is_switch(self) -> bool:
+        """On or off (a bool in a space), rather than a number."""
+        return isinstance(self.neutral, bool)
 
 
+_SHIFT = Domain(-1.0, 1.0, why="it is added to a ratio that lies in [0, 1]")
+_FACTOR = Domain(1e-3, 100.0, why="it multiplies the phase's peak learning rate")
+_FRACTION = Domain(0.0, why="a fraction of a phase")
 PBT_PARAMS: tuple[PbtParam, ...] = (
-    PbtParam("alpha_shift", "modification", "alpha_shift", 0.0, float),
-    PbtParam("teacher_forcing_shift", "modification", "teacher_forcing_shift", 0.0, float),
+    PbtParam("alpha_shift", "modification", "alpha_shift", 0.0, float, domain=_SHIFT),
+    PbtParam(
+        "teacher_forcing_shift", "modification", "teacher_forcing_shift", 0.0, float, domain=_SHIFT
+    ),
     PbtParam("lr_restart", "modification", "lr_restart", False, bool),
-    PbtParam("lr_restart_factor", "modification", "lr_restart", 1.0, float),
-    PbtParam("lr_restart_period", "modification", "lr_restart", 0.0, float),  # fraction of a phase
-    PbtParam("curriculum_start", "modification", "curriculum", 1.0, float),
-    PbtParam("curriculum_epochs", "modification", "curriculum", 0.0, float),  # fraction of a phase
-    PbtParam("component_weight", "modification", "component_weights", 1.0, float, True),
+    PbtParam("lr_restart_factor", "modification", "lr_restart", 1.0, float, domain=_FACTOR),
+    PbtParam("lr_restart_period", "modification", "lr_restart", 0.0, float, domain=_FRACTION),
+    PbtParam(
+        "curriculum_start",
+        "modification",
+        "curriculum",
+        1.0,
+        float,
+        domain=Domain(0.01, 1.0, why="the fraction of windows a curriculum starts with"),
+    ),
+    PbtParam("curriculum_epochs", "modification", "curriculum", 0.0, float, domain=_FRACTION),
+    PbtParam(
+        "component_weight",
+        "modification",
+        "component_weights",
+        1.0,
+        float,
+        per_component=True,
+        # the training loss is sum(w_c * loss_c) / sum(w_c) (training/loss.py)
+        domain=Domain(
+            0.0,
+            low_open=True,
+            why="a weight of 0 drops its component from the training loss (all 0: no loss "
+            "at all) and a negative one rewards a worse fit",
+        ),
+    ),
     PbtParam("plateau_restart", "rule", "plateau_restart", False, bool),
-    PbtParam("plateau_restart_factor", "rule", "plateau_factor", 2.0, float),
-    PbtParam("gap_regularise", "rule", "gap_regularise", 1.0, float),
+    PbtParam("plateau_restart_factor", "rule", "plateau_factor", 2.0, float, domain=_FACTOR),
+    PbtParam(
+        "gap_regularise",
+        "rule",
+        "gap_regularise",
+        1.0,
+        float,
+        domain=Domain(
+            0.0, 10.0, low_open=True, why="it multiplies weight decay and noise (above 1 only)"
+        ),
+    ),
 )
 _BY_NAME = {param.name: param for param in PBT_PARAMS}
 

@@ -33,6 +33,13 @@ _KEYS = (
     "log",
     "per_component",
 )
+# the keys each type takes: a bool or a choice has no bounds and is redrawn when explored
+_TYPE_KEYS = {
+    "float": tuple(k for k in _KEYS if k != "values"),
+    "int": tuple(k for k in _KEYS if k != "values"),
+    "bool": ("type", "per_component"),
+    "choice": ("type", "values", "per_component"),
+}
 
 
 @dataclass(frozen=True)
@@ -150,12 +157,20 @@ def _parse_param(name: str, raw: Any, errors: ErrorList) -> Param | None:
         errors.add(path, "expected a mapping like {type: float, low: 0, high: 1}", raw)
         return None
     count = len(errors.messages)
+    kind = raw.get("type")
     for key in raw:
         if key not in _KEYS:
             errors.add(
                 f"{path}.{key}", "unknown key", None, f"a parameter takes {', '.join(_KEYS)}"
             )
-    kind = raw.get("type")
+        elif isinstance(kind, str) and kind in _TYPE_KEYS and key not in _TYPE_KEYS[kind]:
+            errors.add(
+                f"{path}.{key}",
+                f"a {kind} has no bounds" if key in ("low", "high") else f"a {kind} has no {key}",
+                raw[key],
+                f"a {kind} takes only {', '.join(_TYPE_KEYS[kind])}"
+                + (" (it is on or off, redrawn at random when explored)" if kind == "bool" else ""),
+            )
     if kind not in TYPES:
         errors.add(f"{path}.type", "unknown type", kind, f"use one of {', '.join(TYPES)}")
         return None
@@ -246,6 +261,8 @@ def _check_known(param: Param, kind: Any, errors: ErrorList) -> None:
         problem = registry.unknown_pbt_param(param.name, param.per_component)
         if problem:
             errors.add(f"params.{param.name}", problem)
+        else:
+            _check_domain(param, errors)
     elif kind == "capacity" and param.name not in registry.CAPACITY_FIELDS:
         errors.add(
             f"params.{param.name}",
@@ -253,6 +270,41 @@ def _check_known(param: Param, kind: Any, errors: ErrorList) -> None:
             None,
             f"use {', '.join(registry.CAPACITY_FIELDS)}",
         )
+
+
+def _check_domain(param: Param, errors: ErrorList) -> None:
+    """A PBT parameter's type and values fit what it changes (the registry's domain): a switch
+    is a bool, a number is never one, and every value it can take gives a plan that loads."""
+    known = registry.lookup(param.name)
+    if known is None:
+        return
+    path = f"params.{param.name}"
+    if known.is_switch:
+        bools = param.type == "choice" and all(isinstance(v, bool) for v in param.values)
+        if param.type != "bool" and not bools:
+            errors.add(f"{path}.type", f"{param.name} is on or off", param.type, "use type: bool")
+        return
+    if param.type == "bool":
+        errors.add(
+            f"{path}.type",
+            f"{param.name} is a number, not on or off",
+            param.type,
+            "use type: float with low and high",
+        )
+        return
+    domain = known.domain
+    if domain is None:
+        return
+    fix = f"{param.name} must be {domain}: {domain.why}"
+    if param.type == "choice":
+        for i, value in enumerate(param.values):
+            number = as_number(value)
+            if number is None or number not in domain:
+                errors.add(f"{path}.values.{i + 1}", "out of range", value, fix)
+        return
+    for key in ("low", "high"):
+        if getattr(param, key) not in domain:
+            errors.add(f"{path}.{key}", "out of range", getattr(param, key), fix)
 
 
 def load_space(path: str | Path | None, default: str, kind: str) -> SearchSpace:

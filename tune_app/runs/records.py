@@ -218,7 +218,7 @@ def read_rounds(run: Location) -> list[RoundEvent]:
 @dataclass(frozen=True)
 class RunManifest:
     """`tune_app_run.json`: what a Ray run is (kind, spec, data, ranking) and, by kind, its
-    search settings."""
+    search settings: what `--resume` goes on with (None: not recorded by an older run)."""
 
     kind: str
     name: str
@@ -232,9 +232,12 @@ class RunManifest:
     population: int | None = None
     perturb_every: int | None = None
     scheduler: str | None = None  # a search's explore step: "pbt" or "pb2"
+    quantile_fraction: float | None = None
     members: tuple[dict[str, Any], ...] = ()
     trials: int | None = None
     grace_epochs: int | None = None
+    max_concurrent: int | None = None
+    max_failures: int | None = None  # retries of a crashed trial (Ray keeps it on --resume)
 
     def to_json(self) -> bytes:
         return _dumps(self)

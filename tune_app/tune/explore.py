@@ -10,9 +10,10 @@ away from the parameters the other members train with now. The GP and the acquis
 
 How PB2 treats what is not a number: a **bool** is searched as a number in [0, 1] and is True
 from 0.5 on; a **choice** of k values as an index in [0, k - 1], rounded; every **per-component
-weight** is its own bounded number. Every value is clamped to the space's bounds. Until two
-rounds have shown how members improve, PB2 has no data and perturbs as PBT does (the journal
-says which explore made each exploit).
+weight** is its own bounded number. Every value is clamped to the space's bounds. PB2's data
+are improvements between two consecutive rounds, so the first round has none and perturbs as
+PBT does; PB2 explores from the second round on, whenever it has at least two finite
+improvements that are not all equal (the journal says which explore made each exploit).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def _encode(param: Param, value: Any) -> float:
     if param.type == "choice":
         return float(param.values.index(value)) if value in param.values else 0.0
     return float(value)
+
+
+def _as_written(number: Any) -> float:
+    """A number from Ray's PB2, which returns float32 (0.05 arrives as 0.05000000074505806), as
+    the shortest decimal that float32 reads back the same (0.05): its precision is all there is,
+    and the journal and an exported plan then show the value as a person would write it."""
+    return float(str(np.float32(number)))
 
 
 def _decode(param: Param, number: float) -> Any:
@@ -140,7 +148,8 @@ def explore(
             finally:
                 np.random.set_state(state)
             return {
-                p.name: _decode(p, float(v)) for p, v in zip(space.params, chosen, strict=True)
+                p.name: _decode(p, _as_written(v))
+                for p, v in zip(space.params, chosen, strict=True)
             }, "pb2"
         return space.mutate(donor_params, rng, resample_probability), "pbt (pb2: no data yet)"
     return space.mutate(donor_params, rng, resample_probability), "pbt"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -36,6 +37,7 @@ MEMBER_COLUMNS = (
     ("val_free", 9),
     ("best", 9),
 )
+HEADER_WIDTH = 120  # the header (elapsed, states, the scheduler's and Ray's status) wraps here
 CAPACITY_SHOWN = ("hidden", "layers", "cell", "dropout", "input_len")
 
 
@@ -127,17 +129,18 @@ def render(trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = ()) 
     Args:
         trials: Ray `Trial`s.
         elapsed: seconds since the run started.
-        sys_info: Ray's status strings (scheduler, resources); only their first lines are kept.
+        sys_info: Ray's status strings (scheduler, resources), each put on one line.
 
     Returns:
-        The block, without a trailing newline; no line longer than ~160 characters.
+        The block, without a trailing newline. The header is wrapped (never cut) at
+        `HEADER_WIDTH`, its continuation lines indented.
     """
     counts: dict[str, int] = {}
     for trial in trials:
         counts[str(trial.status)] = counts.get(str(trial.status), 0) + 1
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     extra = [
-        line.splitlines()[0].removeprefix("Logical resource usage: ")[:60]
+        " ".join(line.split()).removeprefix("Logical resource usage: ")
         for line in sys_info
         if line and line.strip()
     ]
@@ -149,7 +152,8 @@ def render(trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = ()) 
     if any(isinstance((t.config or {}).get(CAPACITY_KEY), dict) for t in trials):
         titles.append("capacity")
     rows = sorted((trial_row(t) for t in trials), key=lambda cells: cells[0])
-    return "\n".join([header[:160], _line(titles), *(_line(r)[:160] for r in rows)])
+    wrapped = textwrap.wrap(header, HEADER_WIDTH, subsequent_indent="   ", break_on_hyphens=False)
+    return "\n".join([*wrapped, _line(titles), *(_line(r)[:160] for r in rows)])
 
 
 class TrialTable(tune.ProgressReporter):

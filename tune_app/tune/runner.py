@@ -17,6 +17,7 @@ from ray import tune
 
 from tune_app import __version__
 from tune_app.errors import InputError, RunFailed
+from tune_app.plan.plan import Plan
 from tune_app.plan.search_space import SearchSpace, to_optuna
 from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec
@@ -222,7 +223,7 @@ def run_baseline(
     init_ray(launch.address)
     trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
     if not launch.resume:
-        write_manifest(location, "baseline", spec, table, {})
+        write_manifest(location, "baseline", spec, table, {"max_failures": launch.max_failures})
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
@@ -237,6 +238,35 @@ def run_baseline(
         )
 
     return fit_or_restore(launch, location, trainable, make_tuner), location
+
+
+def _check_some_round(plan: Plan, interval: int, given: bool) -> None:
+    """Refuse a search in which no round would run: rounds run at the multiples of `interval`
+    strictly inside (0, plan length), so an interval as long as the plan leaves none."""
+    total = plan.total_epochs
+    if interval < total:
+        return
+    lengths = [p.epochs for p in plan.phases]
+    shape = (
+        f"{len(lengths)} phase{'s' if len(lengths) > 1 else ''} of {lengths[0]}"
+        if len(set(lengths)) == 1
+        else f"phases of {', '.join(map(str, lengths))}"
+    )
+    what = (
+        f"--perturb-every {interval}: no round would run"
+        if given
+        else f"no round would run: rounds default to every phase ({interval} epochs)"
+    )
+    if total < 2:
+        raise InputError(
+            f"{what}: the plan is {total} epoch long ({shape}), and a round needs an epoch "
+            "before the end; lengthen the plan (e.g. --phase-epochs 2)"
+        )
+    works = min(lengths) if len(lengths) > 1 else total // 2
+    raise InputError(
+        f"{what}: the plan is {total} epochs long ({shape}) and a round runs only at a multiple "
+        f"of the interval before the end; use e.g. --perturb-every {works}"
+    )
 
 
 @dataclass(frozen=True)
@@ -261,6 +291,7 @@ def run_search(
             "--perturb-every: the plan's phases differ in length, so there is no single phase "
             "interval; give one (e.g. the shortest phase)"
         )
+    _check_some_round(spec.plan, interval, given=options.perturb_every is not None)
     if options.population < 2:
         raise InputError(
             f"--population: must be >= 2 (the control and one searcher), got {options.population}"
@@ -305,8 +336,10 @@ def run_search(
                 "population": options.population,
                 "perturb_every": interval,
                 "scheduler": options.scheduler,
+                "quantile_fraction": options.quantile_fraction,
                 "space": space.source,
                 "members": tuple(members),
+                "max_failures": launch.max_failures,
             },
         )
 
@@ -382,6 +415,8 @@ def run_capacity(
                 "trials": options.trials,
                 "space": space.source,
                 "grace_epochs": grace,
+                "max_concurrent": options.max_concurrent,
+                "max_failures": launch.max_failures,
             },
         )
 

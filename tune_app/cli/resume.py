@@ -1,0 +1,234 @@
+"""`--resume` of baseline, search and capacity: a resumed run goes on with its own settings.
+
+Ray restores a run's trials, scheduler and run config from its storage; flags that describe the
+run (plan, data, model, trainer, search settings) would be ignored without a word. So a flag given
+on the command line whose value differs from what the run recorded in `tune_app_run.json` is
+refused (exit 2) before Ray starts, and the trials go on with the run's own data, never the
+command line's default. Flags left out never count: only the ones typed are compared
+(`args.given`, see `main.given_flags`). Where and with what resources the run goes on (--storage,
+--address, --cpus-per-trial, ...) may change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tune_app.errors import InputError
+from tune_app.plan.plan import Plan, apply_overrides, read_plan_dict
+from tune_app.runs.records import MANIFEST, RunManifest
+from tune_app.runs.spec import RunSpec, load_model_config
+from tune_app.runs.storage import Location
+from tune_app.training.data import SeriesTable, open_series
+
+__all__ = ["Resumed", "resume_run"]
+
+_MODEL = ("hidden", "layers", "dropout", "cell")
+_DATA = ("input_len", "output_len", "stride", "fill")
+_TRAIN = ("seed", "batch_size", "checkpoint_every", "rank_alpha", "rank_max_lag", "threads")
+# the command's own settings, as the manifest records them
+_SETTINGS = {
+    "search": ("population", "perturb_every", "quantile_fraction", "scheduler", "max_failures"),
+    "baseline": ("max_failures",),
+    "capacity": ("trials", "grace_epochs", "max_concurrent", "max_failures"),
+}
+
+
+Conflict = tuple[str, Any]  # (the flag as given, the run's own value)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The run to resume: its manifest, its own spec and its own data."""
+
+    manifest: RunManifest
+    spec: RunSpec
+    table: SeriesTable
+
+
+def _flag(dest: str) -> str:
+    return "--set" if dest == "overrides" else "--" + dest.replace("_", "-")
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON gives it back (tuples as lists), to compare with what a run recorded."""
+    return json.loads(json.dumps(value, default=float))
+
+
+def _phases(plan: dict[str, Any]) -> str:
+    lengths = [phase.get("epochs") for phase in plan.get("phases") or []]
+    if len(set(lengths)) == 1:
+        epochs = f"{lengths[0]} epoch{'s' if lengths[0] != 1 else ''}"
+        return f"{len(lengths)} phase{'s' if len(lengths) > 1 else ''} of {epochs}"
+    return f"phases of {', '.join(map(str, lengths))} epochs"
+
+
+def _value_at(raw: Any, path: str) -> Any:
+    """The value at a `--set` path (phases numbered from 1) in a raw plan, or None."""
+    node = raw
+    for part in path.split("."):
+        if isinstance(node, list) and part.isdigit() and 1 <= int(part) <= len(node):
+            node = node[int(part) - 1]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _plan_conflicts(
+    args: argparse.Namespace, given: frozenset[str], recorded: dict[str, Any]
+) -> list[Conflict]:
+    """The plan flags given that the run's plan contradicts."""
+    out: list[Conflict] = []
+    if "phase_epochs" in given:
+        lengths = {phase.get("epochs") for phase in recorded.get("phases") or []}
+        if lengths != {args.phase_epochs}:
+            out.append((f"--phase-epochs {args.phase_epochs}", _phases(recorded)))
+    if "plan" in given:
+        raw, _ = read_plan_dict(args.plan)
+        plan = Plan.from_dict(apply_overrides(raw, list(args.overrides)), str(args.plan))
+        lengths = {phase.get("epochs") for phase in recorded.get("phases") or []}
+        if "phase_epochs" in given:
+            candidates = [plan.with_phase_epochs(args.phase_epochs)]
+        elif len(lengths) == 1 and not plan.modifications:  # the run may have been shortened
+            candidates = [plan, plan.with_phase_epochs(int(next(iter(lengths))))]
+        else:
+            candidates = [plan]
+        if not any(_plain(c.to_dict()) == _plain(recorded) for c in candidates):
+            named = f"'{recorded.get('name', 'plan')}', {_phases(recorded)}"
+            out.append((f"--plan {args.plan}", f"another plan ({named})"))
+    elif "overrides" in given:
+        for item in args.overrides:
+            path = item.partition("=")[0]
+            changed = apply_overrides(copy.deepcopy(recorded), [item])
+            if _plain(Plan.from_dict(changed).to_dict()) != _plain(recorded):
+                out.append((f"--set {item}", f"{path}={_value_at(recorded, path)!r}"))
+    return out
+
+
+def _spec_conflicts(
+    args: argparse.Namespace, given: frozenset[str], built: RunSpec, manifest: RunManifest
+) -> list[Conflict]:
+    """The flags given that describe the run (plan, model, data, trainer) and differ from it."""
+    recorded = manifest.spec
+    out = _plan_conflicts(args, given, recorded.get("plan") or {})
+    mine = built.to_dict()
+    for section, keys in (("model", _MODEL), ("data", _DATA), ("train", _TRAIN)):
+        for key in keys:
+            if key not in given:
+                continue
+            value, theirs = mine[section][key], (recorded.get(section) or {}).get(key)
+            if key == "checkpoint_every" and manifest.kind == "search" and not value:
+                value = manifest.perturb_every  # a search checkpoints at every round by default
+            if _plain(value) != _plain(theirs):
+                out.append((f"{_flag(key)} {getattr(args, key)}", theirs))
+    if "components" in given and tuple(built.data.components or ()) != manifest.components:
+        out.append((f"--components {args.components}", ",".join(manifest.components)))
+    if "model_config" in given:
+        # the values the file sets, unless a flag given sets them (compared on their own)
+        model_raw, data_raw = load_model_config(args.model_config)
+        fixed = [("model", k) for k in model_raw if k not in given]
+        if "input_len" in data_raw and "input_len" not in given:
+            fixed.append(("data", "input_len"))
+        differ = [
+            f"{key}={(recorded.get(section) or {}).get(key)!r}"
+            for section, key in fixed
+            if _plain(mine[section].get(key)) != _plain((recorded.get(section) or {}).get(key))
+        ]
+        if differ:
+            out.append((f"--model-config {args.model_config}", ", ".join(differ)))
+    return out
+
+
+def _own_table(
+    args: argparse.Namespace, given: frozenset[str], manifest: RunManifest, spec: RunSpec
+) -> tuple[SeriesTable | None, Conflict | None]:
+    """The run's own data (read as the run read it), and a conflict if --data holds other data."""
+    recorded_path = manifest.spec.get("data_path")
+    path = args.data if "data" in given else recorded_path
+    try:
+        table = open_series(path, spec.data)
+    except InputError as exc:
+        if "data" in given:
+            raise
+        raise InputError(
+            f"--resume: the run's data {recorded_path} cannot be read from here ({exc}); "
+            "resume from the folder the run started in, or pass --data with the path of the "
+            "same file"
+        ) from None
+    if not manifest.data_fingerprint or table.fingerprint == manifest.data_fingerprint:
+        return table, None
+    own = recorded_path or "the built-in synthetic data"
+    if "data" in given:
+        return None, (f"--data {args.data}", f"{own} (other data: its fingerprint differs)")
+    raise InputError(
+        f"--resume: the run's data {own} changed since the run started (its fingerprint differs); "
+        "put back the file it trained on, or start a new run with another --name"
+    )
+
+
+def _setting_conflicts(
+    args: argparse.Namespace, given: frozenset[str], manifest: RunManifest, kind: str
+) -> list[Conflict]:
+    """The command's own settings given (--population, --scheduler, ...) that differ."""
+    out: list[Conflict] = []
+    for key in _SETTINGS[kind]:
+        if key not in given:
+            continue
+        theirs = getattr(manifest, key, None)
+        if theirs is None:
+            out.append((f"{_flag(key)} {getattr(args, key)}", "not recorded (an older run)"))
+        elif _plain(getattr(args, key)) != _plain(theirs):
+            out.append((f"{_flag(key)} {getattr(args, key)}", theirs))
+    if "space" in given and args.space != manifest.space:
+        out.append((f"--space {args.space}", manifest.space))
+    return out
+
+
+def resume_run(args: argparse.Namespace, kind: str, location: Location, built: RunSpec) -> Resumed:
+    """The run at `location` to resume with `tune-app KIND --resume`.
+
+    Args:
+        args: the parsed command line; `args.given` names the flags typed on it.
+        kind: "baseline", "search" or "capacity".
+        location: the run's folder (--storage and --name).
+        built: the spec the flags describe (`build_spec`), for the values of the flags given.
+
+    Returns:
+        The run's manifest, its own spec and its own data.
+
+    Raises:
+        InputError: no run there, a run of another kind, its data unreadable or changed, or
+            flags that differ from the run's settings (each named, with the run's value).
+    """
+    if not location.join(MANIFEST).exists():
+        raise InputError(
+            f"--resume: no run to resume at {location.uri} (no {MANIFEST}); check --name and "
+            "--storage"
+        )
+    manifest = RunManifest.read(location)
+    if manifest.kind != kind:
+        raise InputError(
+            f"--name {location.name}: a {manifest.kind} run, not a {kind} run; resume it with "
+            f"`tune-app {manifest.kind} --resume --name {location.name}`"
+        )
+    given: frozenset[str] = getattr(args, "given", frozenset())
+    spec = RunSpec.from_dict(manifest.spec)
+    table, data_conflict = _own_table(args, given, manifest, spec)
+    conflicts = _spec_conflicts(args, given, built, manifest)
+    conflicts += _setting_conflicts(args, given, manifest, kind)
+    if data_conflict:
+        conflicts.insert(0, data_conflict)
+    if conflicts:
+        lines = "\n".join(f"  - {flag} (the run's: {theirs})" for flag, theirs in conflicts)
+        raise InputError(
+            f"--resume: the {kind} run {location.name!r} goes on with the settings it started "
+            f"with, and {len(conflicts)} flag(s) given differ from them:\n{lines}\n"
+            "drop these flags to continue the run, or start a new run with another --name"
+        )
+    assert table is not None
+    return Resumed(manifest, spec, table)
