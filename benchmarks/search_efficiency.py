@@ -55,6 +55,26 @@ def _results(run: str) -> list[dict]:  # type: ignore[type-arg]
     return rows
 
 
+def _ray_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds so far of the local Ray's processes (children of this driver): the worker
+    processes (trainers and idle workers), and Ray's services (raylet, GCS, agents)."""
+    import psutil  # Ray ships it (ray/thirdparty_files, on the path once ray is imported)
+
+    workers = services = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            name = " ".join(child.cmdline()[:3])
+        except psutil.Error:
+            continue
+        cpu = times.user + times.system
+        if "default_worker" in name or name.startswith("ray::"):
+            workers += cpu
+        else:
+            services += cpu
+    return workers, services
+
+
 def search(spec: RunSpec, population: int) -> dict[str, float]:
     """Ray start-up seconds, search wall seconds incl. start-up, exploits, worker processes,
     seconds from Ray's start to the first result, and the members' summed epoch seconds."""
@@ -67,7 +87,7 @@ def search(spec: RunSpec, population: int) -> dict[str, float]:
 
     space = load_space(None, "modifications.yaml", "pbt")
     with tempfile.TemporaryDirectory() as tmp:
-        began, began_clock = time.perf_counter(), time.time()
+        began, began_clock, driver_cpu = time.perf_counter(), time.time(), time.process_time()
         ray.init(num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
         startup = time.perf_counter() - began
         _, location = run_search(
@@ -78,6 +98,8 @@ def search(spec: RunSpec, population: int) -> dict[str, float]:
             Launch(storage=tmp, name="bench", verbose=0, cpus_per_trial=1.0),
         )
         wall = time.perf_counter() - began
+        driver_cpu = time.process_time() - driver_cpu
+        workers_cpu, ray_cpu = _ray_cpu_seconds()
         run = open_run(location.uri)
         rows = _results(location.path)
         measured = {
@@ -87,6 +109,9 @@ def search(spec: RunSpec, population: int) -> dict[str, float]:
             "worker_processes": len({row["pid"] for row in rows}),
             "first_result_s": min(row["timestamp"] for row in rows) - began_clock,
             "epochs_s": sum(row["time_this_iter_s"] for row in rows),
+            "driver_cpu_s": driver_cpu,
+            "workers_cpu_s": workers_cpu,
+            "ray_services_cpu_s": ray_cpu,
         }
     ray.shutdown()
     return measured
@@ -133,7 +158,9 @@ def main() -> None:
             f"ratio {row['ratio']:.3f} (target <= 1.15); {row['exploits']} exploits, "
             f"{row['worker_processes']} worker processes; first result after "
             f"{row['first_result_s']:.1f} s; members' epochs {row['epochs_s']:.1f} s "
-            f"= {row['epochs_s'] / (n * member):.2f} x {n} x T"
+            f"= {row['epochs_s'] / (n * member):.2f} x {n} x T; CPU s: workers "
+            f"{row['workers_cpu_s']:.0f}, driver {row['driver_cpu_s']:.0f}, Ray services "
+            f"{row['ray_services_cpu_s']:.0f} (of {SLOTS * row['search_wall_s']:.0f} available)"
         )
     path = write(
         "search_efficiency",

@@ -60,6 +60,19 @@ def test_rules_at_a_boundary(rules, last, expect_restart, expect_reg):
         assert changed.lr_at(4) == pytest.approx(rules.plateau_factor * PLAN.phases[1].lr.peak)
 
 
+def test_the_gap_rule_compounds_up_to_the_bound_a_plan_may_hold():
+    """Widening at every boundary: 2, 4, 8, then 10 (not 16: a plan with 16 would not load),
+    then nothing left to change; every plan it makes survives a round trip through its dict."""
+    rules, plan, seen = MonitorRules(gap_regularise=2.0), load_plan(phase_epochs=3), []
+    for boundary in (3, 6, 9, 12):
+        changed = rules(boundary, [{"gap_change": 1.0}], plan)
+        assert changed is not None, boundary
+        plan = Plan.from_dict(changed.to_dict())
+        seen.append(plan.active_modification(boundary + 1).regularisation)
+    assert seen == [2.0, 4.0, 8.0, 10.0]
+    assert rules(12, [{"gap_change": 1.0}], plan) is None  # at the bound: nothing to change
+
+
 def test_no_rule_after_the_last_epoch():
     assert MonitorRules(gap_regularise=2.0)(15, [{"gap_change": 1.0}], PLAN) is None
 

@@ -24,6 +24,8 @@ __all__ = [
     "parse_modification",
 ]
 
+REGULARISATION = (0.1, 10.0)  # bounds of a modification's weight decay and noise multiplier
+
 
 @dataclass(frozen=True)
 class LrRestart:
@@ -196,7 +198,7 @@ def parse_modification(raw: Any, path: str, errors: ErrorList) -> Modification |
         curriculum=pacing,
         component_weights=weights,
         regularisation=_number(
-            body.get("regularisation", 1.0), f"{path}.regularisation", errors, 0.1, 10.0
+            body.get("regularisation", 1.0), f"{path}.regularisation", errors, *REGULARISATION
         ),
     )
     return mod if len(errors.messages) == count else None

@@ -12,7 +12,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tune_app.plan import registry
-from tune_app.plan.modifications import CurriculumPacing, LrRestart, Modification
+from tune_app.plan.modifications import (
+    REGULARISATION,
+    CurriculumPacing,
+    LrRestart,
+    Modification,
+)
 from tune_app.plan.plan import Plan
 
 __all__ = ["MonitorRules"]
@@ -51,7 +56,11 @@ class MonitorRules:
         if self.plateau_restart and last.get("epochs_since_best", 0) > self.patience:
             changes["lr_restart"] = LrRestart(period=0, factor=self.plateau_factor)
         if self.gap_regularise > 1.0 and last.get("gap_change", 0.0) > 0.0:
-            changes["regularisation"] = current.regularisation * self.gap_regularise
+            # compounds at every boundary the gap widens, up to the bound a plan may hold (so
+            # the exported plan loads); at the bound the rule has nothing left to change
+            raised = min(current.regularisation * self.gap_regularise, REGULARISATION[1])
+            if raised != current.regularisation:
+                changes["regularisation"] = raised
         if not changes:
             return None
         return plan.apply(replace(_carried(current, epoch + 1, plan), **changes))
