@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,11 +139,9 @@ def explore(
             state = np.random.get_state()
             np.random.seed(rng.randrange(2**32))  # Ray's acquisition restarts draw from numpy
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the GP's bound warnings: not the user's
-                    chosen = pb2_select_config(
-                        X, y, current, np.array([epoch, -donor_score]), bounds, num_f=2
-                    )
+                chosen = pb2_select_config(
+                    X, y, current, np.array([epoch, -donor_score]), bounds, num_f=2
+                )
             finally:
                 np.random.set_state(state)
             return {
