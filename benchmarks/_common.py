@@ -31,6 +31,14 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def spread(values: list[float], digits: int = 4) -> str:
+    """`mean +- std` (population std) of `values`; one value alone is no spread: `mean (1 seed)`."""
+    mean = statistics.mean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} +- {statistics.pstdev(values):.{digits}f}"
+
+
 def write(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -5,10 +5,11 @@ extra): weekly Mauna Loa CO2, monthly El Nino sea temperatures, five US macro se
 growth rates); and Seattle's daily weather, 4 components (precipitation, max and min temperature,
 wind; shipped as a file by vega_datasets). For each: N in-process runs of the shortened seed
 plan (seeds 0..N-1), then PBT and PB2 searches with population N (the control included), each
-with `--search-seeds` seeds. Prints mean +- std of the best free-running validation loss and the
-test loss (same fixed reference objective), the number of exploits, and the ratio winner /
-plan mean (target <= 0.90 on at least 3 of the sets). Writes results/benchmarks/pbt_vs_baseline.json
-(sets measured earlier with the same settings are kept, so sets can be run one at a time).
+with `--search-seeds` seeds. Prints mean +- std (the mean alone, "(1 seed)", for one seed) of
+the best free-running validation loss and the test loss (same fixed reference objective), the
+number of exploits, and the ratio winner / plan mean (target <= 0.90 on at least 3 of the
+sets). Writes results/benchmarks/pbt_vs_baseline.json (sets measured
+earlier with the same settings are kept, so sets can be run one at a time).
 
     .venv/bin/python benchmarks/pbt_vs_baseline.py [--population 4] [--phase-epochs 10] \
         [--sets co2,elnino] [--schedulers pbt,pb2] [--search-seeds 2]
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _common import RESULTS, write
+from _common import RESULTS, spread, write
 
 from tune_app.plan.plan import load_plan
 from tune_app.runs.local import train_locally
@@ -193,9 +194,7 @@ def main() -> None:
                 f"\n{name}: {plan.total_epochs} epochs, {components} components; population "
                 f"{args.population} vs {args.population} seeded runs of the plan"
             )
-            print(
-                f"  plan        val {mean_val:.4f} +- {std_val:.4f}   test {mean_test:.4f} +- {std_test:.4f}"
-            )
+            print(f"  plan        val {spread(vals)}   test {spread(tests)}")
             for scheduler in schedulers:
                 runs = []
                 for seed in range(args.search_seeds):
@@ -222,9 +221,9 @@ def main() -> None:
                     "ratio_test": t[0] / mean_test,
                 }
                 print(
-                    f"  {scheduler.upper():4s} winner val {v[0]:.4f} +- {v[1]:.4f}   test {t[0]:.4f} +- "
-                    f"{t[1]:.4f}   exploits {exploits}   winner/plan: val {v[0] / mean_val:.3f}, "
-                    f"test {t[0] / mean_test:.3f}"
+                    f"  {scheduler.upper():4s} winner val {spread([r['val'] for r in runs])}   "
+                    f"test {spread([r['test'] for r in runs])}   exploits {exploits}   "
+                    f"winner/plan: val {v[0] / mean_val:.3f}, test {t[0] / mean_test:.3f}"
                 )
             row["seconds"] = time.perf_counter() - began
             results[name] = row
