@@ -197,23 +197,41 @@ def test_evidence_of_what_helped_follows_each_exploit_to_the_next_round(named, t
     run = open_run(str(fake_run(tmp_path, dataset, "search", trials=3, data_path=path)))
     effects = exploit_effects(run)
     first, second = effects.to_dict("records")
-    # epoch 2: member-01 copied the control (0.9) and scored 0.7 at the next round, epoch 4
-    assert (first["member"], first["copied"], first["at epoch"]) == (
+    # epoch 2: member-01 copied the control; at the next round, epoch 4, it scored 0.7 and the
+    # control, going on from the same weights, 0.8
+    assert (first["member"], first["copied"], first["next epoch"]) == (
         "member-01",
         "member-00 (control)",
         4,
     )
-    assert first["change"] == pytest.approx(0.7 - 0.9)
+    assert (first["copier next"], first["donor next"]) == (0.7, 0.8)
+    assert first["vs donor"] == pytest.approx(0.7 - 0.8)
     assert first["parameters changed"] == "alpha_shift 0.1→0.15"
-    # epoch 4: no later round, so member-02's last checkpoint
-    assert second["at epoch"] == 10 and second["score then"] == 0.9
+    # epoch 4: no later round, so both members' last checkpoints, at the same epoch
+    last = {t.trial_id: t.checkpoints[-1].meta.metrics["val_free_loss"] for t in run.trials}
+    assert second["next epoch"] == 10 and second["donor at exploit"] == 0.9
+    assert (second["copier next"], second["donor next"]) == (last["t2"], last["t1"])
     lines = winner_modifications(run)
     # fake_run trains every member on the plan as written (its params are labels only)
     assert re.fullmatch(r"epochs 1-10 by member-0[12]: the plan as written", lines[0]), lines
     markdown = tmp_path / "out" / "report.md"
     assert main(["report", str(tmp_path / "search"), "--out", str(markdown.parent)]) == 0
     text = markdown.read_text()
-    assert "## Which modification helped" in text and "not a claim of causality" in text
+    helped = text[text.index("## Which modification helped") : text.index("## Modifications")]
+    assert "not a claim of causality" in helped and "| vs donor |" in helped
+    assert "| 2 | member-01 | member-00 (control) | 0.9 | 4 | 0.7 | 0.8 | -0.1 |" in helped
+
+
+def test_report_names_a_pb2_search_pb2(named, tmp_path: Path):
+    """Issue 15's try: a PB2 search was labelled PBT in the report and the search summary."""
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "search", trials=2, data_path=path)
+    manifest = json.loads((run / "tune_app_run.json").read_text())
+    (run / "tune_app_run.json").write_text(json.dumps({**manifest, "scheduler": "pb2"}))
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "## PB2 family tree" in markdown and "PB2 search of 2 members" in markdown
+    assert "PBT" not in markdown
 
 
 def test_search_summary_names_members_as_the_report_does(named, tmp_path: Path):

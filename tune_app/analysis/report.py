@@ -4,8 +4,9 @@ It opens with its answer (run kind, data, epochs; the winner against the control
 and test in z-unit MSE, the exploits behind it, the modifications in force), then: trials,
 learning curves (train / val / free-running) with plateaus marked, the train/val gap,
 per-component validation losses (by component name), the schedules each trial used against the
-seed plan, and by kind: the PBT family tree and the modifications (search), Optuna's parameter
-importances (capacity). Per-epoch numbers come from the trials' checkpoints (`TrialRecord.metrics`).
+seed plan, and by kind: the family tree and the modifications (a PBT or PB2 search), Optuna's
+parameter importances (capacity). Per-epoch numbers come from the trials' checkpoints
+(`TrialRecord.metrics`).
 Works on a run still in progress: it shows what has been written. Figures are drawn at most
 ~900 px wide, to read on a laptop screen.
 """
@@ -28,8 +29,13 @@ from matplotlib.ticker import MaxNLocator
 
 from tune_app.analysis.report_answer import answer
 from tune_app.analysis.report_search import exploit_table, family_tree, modification_tables
-from tune_app.analysis.run_summary import component_names, member_label
-from tune_app.analysis.search_summary import exploit_effects, winner_modifications
+from tune_app.analysis.run_summary import component_names, member_label, search_method
+from tune_app.analysis.search_summary import (
+    EFFECTS_EXPLAINED,
+    exploit_effects,
+    readable_effects,
+    winner_modifications,
+)
 from tune_app.plan.plan import Plan
 from tune_app.runs.records import CAPACITY_KEY
 from tune_app.runs.results import Run, TrialRecord
@@ -293,12 +299,13 @@ def build_sections(run: Run, out: Path) -> list[Section]:
         events = run.journal()
         labels = {e.trial.trial_id: e.label for e in entries}
         winner = next((e.trial.trial_id for e in entries if e.epochs), None)
+        method = search_method(run)
         sections.append(
             Section(
-                "PBT family tree",
+                f"{method} family tree",
                 f"{len(events)} exploit(s): the member copied the donor's checkpoint and "
-                "explored its parameters from there.",
-                [family_tree(run.trials, events, winner, out / "family_tree.png")],
+                f"explored its parameters from there ({method}'s explore step).",
+                [family_tree(run.trials, events, winner, out / "family_tree.png", method)],
                 [exploit_table(events, labels)] if events else [],
             )
         )
@@ -307,10 +314,10 @@ def build_sections(run: Run, out: Path) -> list[Section]:
             sections.append(
                 Section(
                     "Which modification helped",
-                    "After each exploit: the donor's score at the round, the copier's at the "
-                    "next round, the change, and the parameters the explore step changed. This "
-                    "is evidence, not a claim of causality: the weights and the phase moved too.",
-                    tables=[effects.round(4)],
+                    f"{EFFECTS_EXPLAINED} Below the table: the winner's lineage, each stretch "
+                    "with what started it (a copy, or the member's own boundary rule) and the "
+                    "modification in force.",
+                    tables=[readable_effects(effects)],
                     bullets=winner_modifications(run),
                 )
             )

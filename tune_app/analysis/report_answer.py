@@ -10,6 +10,7 @@ from tune_app.analysis.run_summary import (
     Contender,
     describe_modification,
     member_label,
+    search_method,
     winner_and_control,
     winner_lineage,
 )
@@ -34,8 +35,10 @@ def _what_ran(run: Run, components: list[str], total: int | None) -> str:
     plan = spec.get("plan", {})
     data = spec.get("data_path") or "the built-in synthetic data"
     trials = len(run.trials)
+    method = search_method(run) if run.kind == "search" else ""
     who = {
-        "search": f"PBT search of {trials} members (member-00 is the control: the plan as written)",
+        "search": f"{method} search of {trials} members (member-00 is the control: the plan "
+        "as written)",
         "capacity": f"capacity search of {trials} trials (Optuna + ASHA)",
         "baseline": "baseline: the plan as written, one trial",
     }.get(run.kind, f"{run.kind} run of {trials} trial(s)")

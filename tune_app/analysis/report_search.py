@@ -1,5 +1,5 @@
-"""The search-only parts of the report: the PBT family tree, the exploit table and the
-modifications table (one column per member, split so it fits a page)."""
+"""The search-only parts of the report: the family tree of a PBT or PB2 search, the exploit
+table and the modifications table (one column per member, split so it fits a page)."""
 
 from __future__ import annotations
 
@@ -52,10 +52,12 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, A
     return sorted(changed, key=lambda c: -size(c[1], c[2]))
 
 
-def change_label(event: JournalEvent, limit: int = CHANGES_SHOWN) -> str:
+def change_label(event: JournalEvent, limit: int | None = CHANGES_SHOWN) -> str:
     """What an exploit changed: the explored parameters against the donor's (an older journal
-    has only the copier's own, `old`): `alpha_shift 0.04→0.07, lr_restart on→off, +9 more`."""
+    has only the copier's own, `old`), largest change first: `alpha_shift 0.04→0.07,
+    lr_restart on→off, +9 more` (every one with `limit=None`)."""
     changes = _changes(event.donor_params or event.old, event.new)
+    limit = len(changes) if limit is None else limit
     shown = [f"{k} {short_value(a)}→{short_value(b)}" for k, a, b in changes[:limit]]
     if len(changes) > limit:
         shown.append(f"+{len(changes) - limit} more")
@@ -80,10 +82,15 @@ def exploit_table(events: list[JournalEvent], labels: dict[str, str]) -> pd.Data
 
 
 def family_tree(
-    trials: list[TrialRecord], events: list[JournalEvent], winner: str | None, path: Path
+    trials: list[TrialRecord],
+    events: list[JournalEvent],
+    winner: str | None,
+    path: Path,
+    method: str = "PBT",
 ) -> Path:
     """One lane per member (epochs it trained), an arrow at each exploit from the donor's lane
-    to the copier's, labelled with the change; the winner's lane drawn thick."""
+    to the copier's, labelled with the change; the winner's lane drawn thick; titled with the
+    search's `method` (PBT or PB2)."""
     ordered = sorted(trials, key=member_label)
     lane = {t.trial_id: i for i, t in enumerate(ordered)}
     fig, ax = plt.subplots(figsize=(11, 0.9 * len(ordered) + 1.6))
@@ -127,7 +134,7 @@ def family_tree(
     ax.invert_yaxis()
     ax.set_xlabel("epoch")
     ax.set_title(
-        "PBT family tree: a lane per member (thick: the winner); red arrows go from the "
+        f"{method} family tree: a lane per member (thick: the winner); red arrows go from the "
         "donor to the member that copied it",
         fontsize=10,
     )

@@ -27,6 +27,7 @@ __all__ = [
     "describe_modification",
     "member_label",
     "params_in_force",
+    "search_method",
     "winner_and_control",
     "winner_lineage",
 ]
@@ -39,6 +40,15 @@ def member_label(trial: TrialRecord) -> str:
         return trial.trial_id
     label = f"member-{member.index:02d}"
     return f"{label} (control)" if member.control else label
+
+
+def search_method(run: Run) -> str:
+    """A search's explore step as the user chose it: "PB2" or "PBT", from the run's manifest
+    (`--scheduler`); a manifest from before the choice was recorded: PB2 if the journal names
+    it for any exploit (its first explores are PBT's until PB2 has data), else PBT."""
+    if run.manifest.scheduler:
+        return run.manifest.scheduler.upper()
+    return "PB2" if any("pb2" in event.explore for event in run.journal()) else "PBT"
 
 
 def component_names(run: Run) -> list[str]:

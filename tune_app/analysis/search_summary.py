@@ -1,41 +1,104 @@
-"""The few lines `tune-app search` ends with: rounds, exploits, the winner's lineage, the control."""
+"""The few lines `tune-app search` ends with (rounds, exploits, the winner's lineage, the
+control) and the evidence of which modification helped (`tune-app best`, the report)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
 from tune_app.analysis.report_search import change_label, short_value
-from tune_app.analysis.run_summary import best_checkpoint, member_label
+from tune_app.analysis.run_summary import best_checkpoint, member_label, search_method
+from tune_app.runs.records import JournalEvent
 from tune_app.runs.results import Run, find_best, lineage
 
-__all__ = ["exploit_effects", "search_summary", "winner_modifications"]
+__all__ = [
+    "EFFECTS_EXPLAINED",
+    "exploit_effects",
+    "readable_effects",
+    "search_summary",
+    "winner_modifications",
+]
+
+EFFECTS_EXPLAINED = (
+    "After each exploit the copier (the explored parameters on the donor's weights) and the "
+    "donor (its own parameters on the same weights) both trained on to the next round (after "
+    "the last round: to the end); 'copier next' and 'donor next' are their val_free_loss at "
+    "that same epoch, and 'vs donor' = copier next - donor next: negative when the explored "
+    "parameters did better than the donor going on unchanged; n/a where the donor was itself "
+    "copied over before then or has no score there. This is evidence, not a claim of "
+    "causality: one pair of runs per exploit, every changed parameter at once, and no measure "
+    "of the noise between runs."
+)
+
+
+def _rule_change(before: dict[str, Any] | None, after: dict[str, Any]) -> tuple[str, str]:
+    """(name, what it did) for a segment a boundary rule started: `before` and `after` are the
+    modifications in force before and from then on (as `Modification.to_dict`)."""
+    before = before or {}
+    names, parts = [], []
+    old, new = float(before.get("regularisation", 1.0)), float(after.get("regularisation", 1.0))
+    if new != old:
+        names.append("gap")
+        parts.append(f"weight decay and noise x{new / old:.3g} (x{new:.3g} the plan's)")
+    restart = after.get("lr_restart")
+    if restart and restart.get("period") == 0 and restart != before.get("lr_restart"):
+        names.append("plateau")
+        parts.append(f"lr warm restart to {restart['factor']:.3g} x the phase's peak")
+    if not names:
+        return "boundary rule", "the modification restated"
+    name = " and ".join(names) + (" rules" if len(names) > 1 else " rule")
+    return name, "; ".join(parts)
+
+
+def _in_force(modification: dict[str, Any] | None) -> str:
+    changed = {k: v for k, v in (modification or {}).items() if k != "from_epoch"}
+    return ", ".join(f"{k}={short_value(v)}" for k, v in sorted(changed.items()))
 
 
 def search_summary(run: Run) -> list[str]:
-    """Human-readable lines on how a PBT search went.
+    """Human-readable lines on how a search went, named by its explore step (PBT or PB2).
 
     Args:
         run: a search run (`open_run`).
 
     Returns:
-        Lines: the rounds and their exploits, the winner's lineage (who trained which epochs,
-        members named as the report names them: `member-02`, `member-00 (control)`), and the
-        winner's best free-running validation loss against the control's.
+        Lines: the explore step and the rounds with their exploits; the winner's lineage (who
+        trained which epochs, `->` at each copy, a member's own rules in brackets; members named
+        as the report names them: `member-02`, `member-00 (control)`); and the winner's best
+        free-running validation loss against the control's.
     """
     rounds = run.rounds()
     per_round = ", ".join(f"epoch {r.epoch}: {len(r.exploits)}" for r in rounds)
     exploits = sum(len(r.exploits) for r in rounds)
-    lines = [f"PBT: {len(rounds)} rounds, {exploits} exploits ({per_round or 'no round ran'})"]
+    method = search_method(run)
+    lines = [f"{method}: {len(rounds)} rounds, {exploits} exploits ({per_round or 'no round ran'})"]
     if not any(t.checkpoints for t in run.trials):
         return [*lines, "no member wrote a checkpoint"]
     trial, checkpoint = find_best(run)
     labels = {t.trial_id: member_label(t) for t in run.trials}
-    chain = lineage(run, trial, checkpoint)["segments"]
+    stretches: list[dict[str, Any]] = []  # one per trial in turn: a rule does not start one
+    previous = None
+    for segment in lineage(run, trial, checkpoint)["segments"]:
+        if stretches and segment["cause"] in ("rule", "plan"):
+            stretches[-1]["to"] = segment["to_epoch"]
+            name = (
+                _rule_change(previous, segment["modification"] or {})[0]
+                if segment["cause"] == "rule"
+                else "the plan's modification"
+            )
+            stretches[-1]["notes"].append(f"{name} from epoch {segment['from_epoch']}")
+        else:
+            who = labels.get(segment["trial"], segment["trial"])
+            stretches.append(
+                {"who": who, "from": segment["from_epoch"], "to": segment["to_epoch"], "notes": []}
+            )
+        previous = segment["modification"]
     path = " -> ".join(
-        f"{labels.get(s['trial'], s['trial'])} epochs {s['from_epoch']}-{s['to_epoch']}"
-        for s in chain
+        f"{s['who']} epochs {s['from']}-{s['to']}"
+        + (f" ({', '.join(s['notes'])})" if s["notes"] else "")
+        for s in stretches
     )
     lines.append(f"winner: {labels[trial.trial_id]} at epoch {checkpoint.epoch}: {path}")
     winner = float(checkpoint.meta.metrics["val_free_loss"])
@@ -51,8 +114,9 @@ def search_summary(run: Run) -> list[str]:
 
 
 def winner_modifications(run: Run) -> list[str]:
-    """For the search's winner: each stretch of its lineage, who trained it, the epoch its
-    modification started, and the parameters in force that differ from the plan as written.
+    """For the search's winner: each stretch of its lineage, who trained it, what started it
+    (a copy of another member's checkpoint, or the member's own boundary rule, such as the
+    gap rule), and the parameters in force that differ from the plan as written.
 
     Args:
         run: a search run.
@@ -65,67 +129,134 @@ def winner_modifications(run: Run) -> list[str]:
     trial, checkpoint = find_best(run)
     labels = {t.trial_id: member_label(t) for t in run.trials}
     lines = []
+    previous = None
     for segment in lineage(run, trial, checkpoint)["segments"]:
         modification = segment["modification"] or {}
-        changed = {
-            k: v for k, v in modification.items() if k != "from_epoch" and v not in (None, 0, 1, {})
-        }
-        shown = ", ".join(f"{k}={short_value(v)}" for k, v in sorted(changed.items()))
-        copied = (
-            f", copied from {labels.get(segment['copied_from'])}" if segment["copied_from"] else ""
-        )
+        shown = _in_force(modification)
         since = modification.get("from_epoch", segment["from_epoch"])
-        what = f"modification from epoch {since}: {shown}" if shown else "the plan as written"
-        lines.append(
-            f"epochs {segment['from_epoch']}-{segment['to_epoch']} by "
-            f"{labels.get(segment['trial'], segment['trial'])}{copied}: {what}"
-        )
+        who = labels.get(segment["trial"], segment["trial"])
+        stretch = f"epochs {segment['from_epoch']}-{segment['to_epoch']} by {who}"
+        if segment["cause"] == "rule":
+            name, what = _rule_change(previous, modification)
+            lines.append(f"{stretch}: {name} from epoch {since}: {what}; in force: {shown}")
+        else:
+            copied = (
+                f", copied from {labels.get(segment['copied_from'], segment['copied_from'])}"
+                if segment["copied_from"]
+                else ""
+            )
+            what = f"modification from epoch {since}: {shown}" if shown else "the plan as written"
+            lines.append(f"{stretch}{copied}: {what}")
+        previous = modification
     return lines
 
 
+class _Scores:
+    """Who scored what at which epoch: the rounds' rankings, else the trials' checkpoints,
+    each under the member's version (how many exploits it had made) at that time."""
+
+    def __init__(self, run: Run) -> None:
+        self.events = run.journal()
+        self.ranked = {
+            (r["trial"], event.epoch): float(r["val_free_loss"])
+            for event in run.rounds()
+            for r in event.ranking
+        }
+        # every epoch where members met (older journals hold exploits only)
+        self.boundaries = sorted({e for _, e in self.ranked} | {e.epoch for e in self.events})
+        self.trials = {t.trial_id: t for t in run.trials}
+
+    def exploits_of(self, trial: str) -> list[int]:
+        return [e.epoch for e in self.events if e.trial == trial]
+
+    def at(self, trial: str, epoch: int, version: int) -> float:
+        """`trial`'s val_free_loss at `epoch` as the member it was after `version` exploits."""
+        if (trial, epoch) in self.ranked:
+            return self.ranked[(trial, epoch)]
+        record = self.trials.get(trial)
+        found = [c for c in (record.checkpoints if record else []) if c.epoch == epoch]
+        matching = [c for c in found if c.meta.version == version] or found
+        value = matching[-1].meta.metrics.get("val_free_loss") if matching else None
+        return math.nan if value is None else float(value)
+
+    def last_epoch(self, trial: str, version: int) -> int | None:
+        """The epoch of the last checkpoint `trial` wrote after `version` exploits."""
+        record = self.trials.get(trial)
+        found = [c for c in (record.checkpoints if record else []) if c.meta.version == version]
+        found = found or (record.checkpoints if record else [])
+        return max((c.epoch for c in found), default=None)
+
+    def pair(self, event: JournalEvent) -> tuple[int | None, float, float]:
+        """(epoch, copier's score, donor's score) at the next boundary after `event`, or at the
+        copier's last checkpoint after the last one; the donor's is NaN if it was copied over
+        in between (its weights there are another member's)."""
+        copier_version = sum(1 for e in self.exploits_of(event.trial) if e <= event.epoch)
+        donor_version = sum(1 for e in self.exploits_of(event.donor) if e < event.epoch)
+        later = [e for e in self.boundaries if e > event.epoch]
+        epoch = later[0] if later else self.last_epoch(event.trial, copier_version)
+        if epoch is None or epoch <= event.epoch:
+            return None, math.nan, math.nan
+        copier = self.at(event.trial, epoch, copier_version)
+        if any(event.epoch <= e < epoch for e in self.exploits_of(event.donor)):
+            return epoch, copier, math.nan
+        return epoch, copier, self.at(event.donor, epoch, donor_version)
+
+
 def exploit_effects(run: Run) -> pd.DataFrame:
-    """What followed each exploit: the donor's score at the round, the copier's score at the
-    next round (or its last checkpoint), the change, and the parameters the explore changed.
-    Evidence for which modification helped, not a claim of causality: the weights, the phase
-    and every other parameter moved too.
+    """What followed each exploit, like against like: the copier (the explored parameters on
+    the donor's weights) against the donor (its own parameters on the same weights), both at
+    the next round after the exploit, or, after the last round, both at the copier's last
+    checkpoint. Evidence for which modification helped, not a claim of causality (see
+    `EFFECTS_EXPLAINED`).
+
+    Args:
+        run: a search run.
 
     Returns:
-        One row per exploit: epoch, member, copied, score then (the donor's val_free_loss),
-        score next (at the next round), change, parameters changed (largest first).
+        One row per exploit, oldest first: epoch, member (the copier), copied (the donor),
+        donor at exploit (the score both started from), next epoch, copier next, donor next
+        (NaN where the donor was copied over before then or has no score there), vs donor
+        (copier next - donor next: negative when the explored parameters did better), and
+        every parameter the explore step changed (largest change first).
     """
     labels = {t.trial_id: member_label(t) for t in run.trials}
-    scores: dict[tuple[str, int], float] = {
-        (r["trial"], event.epoch): float(r["val_free_loss"])
-        for event in run.rounds()
-        for r in event.ranking
-    }
-    finals = {
-        t.trial_id: (
-            t.checkpoints[-1].epoch,
-            float(t.checkpoints[-1].meta.metrics["val_free_loss"]),
-        )
-        for t in run.trials
-        if t.checkpoints
-    }
+    scores = _Scores(run)
     rows = []
-    for event in run.journal():
-        later = sorted(e for (trial, e) in scores if trial == event.trial and e > event.epoch)
-        if later:
-            epoch_next: int | None = later[0]
-            after = scores[(event.trial, later[0])]
-        else:
-            epoch_next, after = finals.get(event.trial, (None, math.nan))
-        before = float(event.donor_val_free_loss or math.nan)
+    for event in scores.events:
+        epoch, copier, donor = scores.pair(event)
         rows.append(
             {
                 "epoch": event.epoch,
                 "member": labels.get(event.trial, event.trial),
                 "copied": labels.get(event.donor, event.donor),
-                "score then": before,
-                "score next": after,
-                "at epoch": epoch_next,
-                "change": after - before,
-                "parameters changed": change_label(event, limit=3),
+                "donor at exploit": (
+                    math.nan if event.donor_val_free_loss is None else event.donor_val_free_loss
+                ),
+                "next epoch": epoch,
+                "copier next": copier,
+                "donor next": donor,
+                "vs donor": copier - donor,
+                "parameters changed": change_label(event, limit=None),
             }
         )
     return pd.DataFrame(rows)
+
+
+def readable_effects(effects: pd.DataFrame) -> pd.DataFrame:
+    """`exploit_effects` as text to print: scores to 4 significant digits (`vs donor` signed),
+    n/a where there is no number."""
+
+    def number(value: Any, signed: bool = False) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "n/a"
+        if isinstance(value, int):
+            return str(value)
+        return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+    out = effects.astype(object).copy()
+    for column in ("donor at exploit", "copier next", "donor next", "vs donor"):
+        out[column] = [number(v, signed=column == "vs donor") for v in effects[column]]
+    out["next epoch"] = [
+        "n/a" if v is None or v != v else str(int(v)) for v in effects["next epoch"]
+    ]
+    return out

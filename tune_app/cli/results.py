@@ -30,16 +30,43 @@ def _print_search_summary(run: Any, config: Any, metric: str) -> None:
         )
 
 
+def _wrapped(head: str, items: list[str], width: int = 100) -> list[str]:
+    """`head` then `items` joined by ", ", in lines of at most `width` (an item never split)."""
+    lines = [head]
+    for number, item in enumerate(items):
+        if number and len(lines[-1]) + len(item) + 2 > width:
+            lines[-1] += ","
+            lines.append(" " * (len(head) + 1) + item)
+        else:
+            lines[-1] += (", " if number else " ") + item
+    return lines
+
+
 def _print_modification_evidence(run: Any) -> None:
-    from tune_app.analysis.search_summary import exploit_effects, winner_modifications
+    import textwrap
+
+    from tune_app.analysis.search_summary import (
+        EFFECTS_EXPLAINED,
+        exploit_effects,
+        readable_effects,
+        winner_modifications,
+    )
 
     print("the winner's lineage and the modifications in force:")
     for line in winner_modifications(run):
         print(f"  {line}")
     effects = exploit_effects(run)
-    if len(effects):
-        print("after each exploit (evidence of what helped, not proof: weights moved too):")
-        print(effects.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if not len(effects):
+        return
+    print("after each exploit:")
+    print(textwrap.fill(EFFECTS_EXPLAINED, 100, initial_indent="  ", subsequent_indent="  "))
+    table = readable_effects(effects)
+    header, *rows = table.drop(columns=["parameters changed"]).to_string(index=False).splitlines()
+    print(header)
+    for row, changed in zip(rows, table["parameters changed"], strict=True):
+        print(row)
+        for line in _wrapped("    parameters changed:", changed.split(", ")):
+            print(line)
 
 
 FILL_HELP = "fill NaN/inf and missing steps by carrying the last value forward"

@@ -186,13 +186,23 @@ def find_best(
 
 def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[str, Any]:
     """The chain of segments that produced a checkpoint, back to epoch 1: which trial trained
-    which epochs under which modification, and whose checkpoint it copied at each boundary.
+    which epochs under which modification, and why each segment began.
 
     The checkpoint's plan carries every modification of the chain (an exploiting trial inherits
-    its donor's plan); the PBT journal says who the donor was at each exploit."""
+    its donor's plan); the PBT journal says who the donor was at each exploit. A modification
+    begins a segment for one of three reasons, its `cause`: "exploit" (the trial copied
+    `copied_from`'s checkpoint at the epoch before and explored), "plan" (the run's own plan
+    carries it) or "rule" (the trial's boundary rule, e.g. the gap rule, changed its own plan:
+    the same trial trains on, nothing is copied). The first segment's cause is "start".
+    A modification from after the checkpoint's epoch (a rule that fired at that very boundary)
+    played no part in its weights and is left out."""
     plan = Plan.from_dict(checkpoint.meta.plan)
     journal = run.journal()
-    starts = [1, *[m.from_epoch for m in plan.modifications if m.from_epoch > 1]]
+    planned = (run.manifest.spec.get("plan") or {}).get("modifications") or []
+    starts = [
+        1,
+        *[m.from_epoch for m in plan.modifications if 1 < m.from_epoch <= checkpoint.epoch],
+    ]
     segments: list[dict[str, Any]] = []
     owner = trial.trial_id
     for index in reversed(range(len(starts))):
@@ -200,12 +210,21 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
         end = starts[index + 1] - 1 if index + 1 < len(starts) else checkpoint.epoch
         mod = plan.active_modification(start)
         event = next((e for e in journal if e.trial == owner and e.epoch == start - 1), None)
+        if start == 1:
+            cause = "start"
+        elif event is not None:
+            cause = "exploit"
+        elif mod is not None and mod.to_dict() in planned:
+            cause = "plan"
+        else:
+            cause = "rule"
         segments.append(
             {
                 "from_epoch": start,
                 "to_epoch": end,
                 "trial": owner,
                 "modification": mod.to_dict() if mod else None,
+                "cause": cause,
                 "copied_from": event.donor if event else None,
                 "event": event.to_dict() if event else None,
             }
