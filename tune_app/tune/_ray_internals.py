@@ -8,6 +8,9 @@
   restarts with finite-difference gradients, ~2000 evaluations of the UCB) asks the two fitted
   GPs for predictions through `_Posterior`, the same posterior of Ray's `TV_SquaredExp` kernel
   computed in numpy, without scikit-learn's input checks (~3 ms a prediction, 95 % of the time).
+- Tune's "operation took N s, which may be a performance bottleneck" warnings (`warn_if_slow`,
+  logger `ray.tune.utils.util`): four for every round slower than Ray's 0.5 s, which a PB2
+  selection alone can make it. `_PB2Slowness` drops those that PB2's selection explains.
 
 The PBT scheduler itself (tune/pbt.py) subclasses only Ray's public `FIFOScheduler`. A Ray
 upgrade that drops any name below fails with what to install, never silently: the storage names
@@ -18,8 +21,12 @@ otherwise pay when it starts.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
+import logging
+import re
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -105,7 +112,8 @@ def pb2_select_config(
     X: Any, y: Any, current: Any, newpoint: Any, bounds: dict[str, tuple[float, float]], num_f: int
 ) -> Any:
     """Ray's PB2 selection: fit the time-varying GP to (X, y), maximise UCB at `newpoint`
-    (Parker-Holder et al., 2020).
+    (Parker-Holder et al., 2020). Ray's method unchanged, the same choice for the same numpy
+    seed, with the GPs' predictions in numpy (see `_Posterior`) and its warnings silenced.
 
     Args:
         X: (n, num_f + d) rows of (epoch, reward before, d parameters), unnormalised.
@@ -121,12 +129,52 @@ def pb2_select_config(
     Raises:
         ImportError: without scikit-learn, which Ray's PB2 needs.
     """
-    select = _pb2_select()
-    with warnings.catch_warnings(), _fast_predictions():
-        # a GP hyperparameter at its bound (sklearn's ConvergenceWarning), scipy's notice on the
-        # L-BFGS-B options Ray passes: about Ray's code, nothing a user can act on
-        warnings.simplefilter("ignore")
-        return select(X, y, current, newpoint, bounds, num_f)
+    began = time.time()  # the clock Tune times its operations with
+    try:
+        select = _pb2_select()  # imports scikit-learn the first time
+        with warnings.catch_warnings(), _fast_predictions():
+            # a GP hyperparameter at its bound (sklearn's ConvergenceWarning), scipy's notice on
+            # the L-BFGS-B options Ray passes: about Ray's code, nothing a user can act on
+            warnings.simplefilter("ignore")
+            return select(X, y, current, newpoint, bounds, num_f)
+    finally:
+        _PB2Slowness.installed().spans.append((began, time.time()))
+
+
+_SLOW = re.compile(r"took (\d+(?:\.\d+)?) s, which may be a performance bottleneck")
+
+
+class _PB2Slowness(logging.Filter):
+    """Drops Tune's "The `scheduler.on_trial_result` operation took 1.2 s, which may be a
+    performance bottleneck" warnings (four per round: Tune times the scheduler's call and the
+    result processing around it) where PB2's selection explains them: without the seconds it
+    spent selecting, the operation would have been under Tune's threshold. Any other slowness
+    is still reported."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: collections.deque[tuple[float, float]] = collections.deque(maxlen=16)
+
+    @classmethod
+    def installed(cls) -> _PB2Slowness:
+        """The filter on Tune's logger, installed once."""
+        logger = logging.getLogger("ray.tune.utils.util")
+        for existing in logger.filters:
+            if isinstance(existing, cls):
+                return existing
+        added = cls()
+        logger.addFilter(added)
+        return added
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = _SLOW.search(record.getMessage())
+        if found is None:
+            return True
+        took, end = float(found.group(1)), record.created
+        selecting = sum(max(0.0, min(b, end) - max(a, end - took)) for a, b in self.spans)
+        from ray.tune.utils.util import warn_if_slow
+
+        return took - selecting > float(getattr(warn_if_slow, "DEFAULT_THRESHOLD", 0.5))
 
 
 class _Posterior:
@@ -187,16 +235,16 @@ def _fast_predictions() -> Iterator[None]:
     """Ray's `_select_config` looks `optimize_acq` up in its module when it runs: for this
     call, Ray's own `optimize_acq` over `_Posterior`s of the two GPs it fitted (the driver runs
     one selection at a time)."""
-    from ray.tune.schedulers import pb2
-    from ray.tune.schedulers.pb2_utils import TV_SquaredExp
+    from ray.tune.schedulers import pb2, pb2_utils
 
     ray_optimize_acq = getattr(pb2, "optimize_acq", None)
-    if ray_optimize_acq is None:  # another Ray: its own path, slow but sound
+    kernel = getattr(pb2_utils, "TV_SquaredExp", None)
+    if ray_optimize_acq is None or kernel is None:  # another Ray: its own, slower path
         yield
         return
 
     def optimize_acq(func: Any, m: Any, m1: Any, fixed: Any, num_f: int) -> Any:
-        if isinstance(m.kernel_, TV_SquaredExp) and isinstance(m1.kernel_, TV_SquaredExp):
+        if isinstance(m.kernel_, kernel) and isinstance(m1.kernel_, kernel):
             m, m1 = _Posterior(m), _Posterior(m1)
         return ray_optimize_acq(func, m, m1, fixed, num_f)
 
