@@ -259,3 +259,25 @@ def test_a_copy_still_shows_as_a_copy(four_rounds):
         "epochs 9-10 by member-02, copied from member-03: modification from epoch 9: "
         "alpha_shift=0.09",
     ]
+
+
+def test_a_rule_at_the_boundary_where_the_member_then_copies_is_not_a_copy(tmp_path: Path):
+    """Seen in a real PB2 search: member-03's gap rule fired at epoch 4, then the round of
+    epoch 4 had it copy member-02. Its own checkpoint of epoch 4 (plan: the rule from epoch 5)
+    was said to be member-02's epochs 1-4, then member-03's "epochs 5-4, copied from
+    member-02"."""
+    explored = Modification(from_epoch=1, alpha_shift=-0.15)
+    gap = Modification(from_epoch=5, alpha_shift=-0.15, regularisation=1.34)
+    checkpoints = {
+        0: [(4, 0, 1.0, P)],
+        2: [(4, 0, 0.8, P)],
+        3: [(4, 0, 1.2, _plan(explored, gap))],
+    }
+    scores = {2: 0.8, 0: 1.0, 3: 1.2}
+    journal = [_round(4, scores, [(3, 2)]), _exploit(4, 3, 2, scores)]
+    run = open_run(str(fabricated_run(tmp_path, checkpoints, journal)))
+    (trial,) = [t for t in run.trials if t.trial_id == "member-03"]
+    chain = lineage(run, trial, trial.checkpoints[0])["segments"]
+    assert [(s["from_epoch"], s["to_epoch"], s["trial"], s["copied_from"]) for s in chain] == [
+        (1, 4, "member-03", None)
+    ]

@@ -30,11 +30,16 @@ CHANGES_SHOWN = 2
 
 
 def short_value(value: Any) -> str:
-    """A parameter value as a table shows it: on/off, 3 significant digits, '-'."""
+    """A parameter value as a table shows it: on/off, 3 significant digits, '-'; a list or a
+    mapping (a modification's component weights, its lr restart) item by item."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:.3g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(short_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {short_value(v)}" for k, v in value.items()) + "}"
     return "-" if value is None else str(value)
 
 
