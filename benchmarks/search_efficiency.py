@@ -83,13 +83,22 @@ def search(spec: RunSpec, population: int) -> dict[str, float]:
 
     from tune_app.plan.search_space import load_space
     from tune_app.runs.results import open_run
+    from tune_app.tune import runner
     from tune_app.tune.runner import Launch, SearchOptions, run_search
 
+    startup = 0.0
+
+    def start_ray(address: str | None) -> None:
+        """Ray started where the CLI starts it (inside run_search), on SLOTS CPUs, timed."""
+        nonlocal startup
+        began = time.perf_counter()
+        ray.init(num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+        startup = time.perf_counter() - began
+
+    runner.init_ray = start_ray  # type: ignore[assignment]
     space = load_space(None, "modifications.yaml", "pbt")
     with tempfile.TemporaryDirectory() as tmp:
         began, began_clock, driver_cpu = time.perf_counter(), time.time(), time.process_time()
-        ray.init(num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
-        startup = time.perf_counter() - began
         _, location = run_search(
             spec,
             spec.open_table(),

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -312,9 +313,13 @@ def run_search(
         spec = replace(spec, train=replace(spec.train, checkpoint_every=interval))
     location = launch.location("search")
     claim(location, launch)
-    init_ray(launch.address)
     space = space.expand(table.components)
-    members = population(space, options.population, spec.train.seed)
+    # The first population's Latin hypercube imports scipy.stats (~1.7 s of the driver's time
+    # before any member starts): drawn while Ray starts, which mostly waits on its processes.
+    with ThreadPoolExecutor(1, thread_name_prefix="population") as pool:
+        drawing = pool.submit(population, space, options.population, spec.train.seed)
+        init_ray(launch.address)
+        members = drawing.result()
     trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
     scheduler = PhaseBoundaryPBT(
         space,
