@@ -10,10 +10,15 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.txt") 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || { echo "no GPU here"; exit 1; }
 if [ ! -x .venv-gpu/bin/python ]; then
-  python3 -m venv .venv-gpu
-  .venv-gpu/bin/python -m pip install -q --upgrade pip
-  .venv-gpu/bin/python -m pip install -q torch   # the CUDA build
-  .venv-gpu/bin/python -m pip install -q -e '.[dev]'
+  # --system-site-packages: a GPU image's own CUDA torch is used where it has one; otherwise the
+  # pinned version's CUDA build (the default wheel) is installed. Ray and the rest from pyproject.
+  python3 -m venv --system-site-packages .venv-gpu
+  if ! .venv-gpu/bin/python -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    .venv-gpu/bin/python -m pip install -q torch==2.13.0
+  fi
+  .venv-gpu/bin/python -m pip install -q -e '.[dev]' || {
+    echo "could not install tune_app's dependencies (ray[tune], optuna, ...): this machine needs"
+    echo "a package index or a wheel folder (pip install --find-links DIR)"; exit 1; }
 fi
 PY=.venv-gpu/bin/python
 $PY -c "import torch; assert torch.cuda.is_available(), 'torch sees no GPU'; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
@@ -24,7 +29,13 @@ time $PY -m tune_app.cli baseline --data "$OUT/data.parquet" --phase-epochs 4 --
 echo "== 4-member search, 4 trials sharing one GPU"
 time $PY -m tune_app.cli search --data "$OUT/data.parquet" --phase-epochs 4 --population 4 \
   --gpus-per-trial 0.25 --cpus-per-trial 1 --storage "$OUT/runs" --name search
-echo "== epoch time, cuda vs cpu (in-process, hidden 64)"
+echo "== the device the trials trained on (from the exports' config.json)"
+for run in base search; do
+  $PY -m tune_app.cli best "$OUT/runs/$run" --out "$OUT/best_$run" > /dev/null
+  $PY -c "import json,sys; print(sys.argv[1], json.load(open(sys.argv[2]))['train']['device'])" \
+    "$run" "$OUT/best_$run/config.json"
+done
+echo "== epoch time, cuda vs cpu (in-process, hidden 64; fixed start-up costs taken out)"
 $PY - "$OUT/data.parquet" <<'PY'
 import sys, tempfile, time
 from pathlib import Path
@@ -35,15 +46,23 @@ from tune_app.training.data import DataConfig, build_dataset, open_series
 from tune_app.training.model import ModelConfig
 from tune_app.training.trainer import TrainConfig
 data = build_dataset(open_series(sys.argv[1], DataConfig()), DataConfig())
-plan = load_plan(phase_epochs=2)
-times = {}
-for device in ("cpu", "cuda"):
+model = ModelConfig(components=len(data.components), hidden=64)
+
+
+def seconds(device, phase_epochs):
+    plan = load_plan(phase_epochs=phase_epochs)
+    spec = RunSpec(plan, model, DataConfig(), TrainConfig(device=device), sys.argv[1])
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
-        model = ModelConfig(components=len(data.components), hidden=64)
-        spec = RunSpec(plan, model, DataConfig(), TrainConfig(device=device), sys.argv[1])
         train_locally(spec, data, Path(tmp))
-        times[device] = (time.perf_counter() - began) / plan.total_epochs
+        return time.perf_counter() - began, plan.total_epochs
+
+
+times = {}
+for device in ("cpu", "cuda"):
+    seconds(device, 1)  # warm-up: CUDA context, kernels, imports
+    (short, n_short), (long, n_long) = seconds(device, 1), seconds(device, 3)
+    times[device] = (long - short) / (n_long - n_short)  # per epoch, start-up cancelled out
     print(f"{device}: {times[device] * 1000:.1f} ms/epoch")
 print(f"cuda / cpu epoch time: {times['cuda'] / times['cpu']:.3f}")
 PY

@@ -173,6 +173,12 @@ def main() -> None:
         "one member in-process, before and after each search: "
         + ", ".join(f"{t:.1f} s" for t in members)
     )
+    spread = max(members) / min(members) - 1
+    if spread > 0.15:
+        print(
+            f"warning: T varied by {spread:.0%} between measurements: the machine was busy, so "
+            "the ratios below are unreliable; run it again on an idle machine"
+        )
     for row in rows:
         n, member = row["population"], row["member_in_process_s"]
         print(

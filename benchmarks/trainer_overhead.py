@@ -106,11 +106,16 @@ print(json.dumps({"windows": len(data.train), "seconds": seconds, "losses": loss
 
 def _extract(revision: str, into: Path) -> Path:
     """The package as it was at `revision`, unpacked under `into`."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "tune_app"],
-        check=True,
-        capture_output=True,
-    ).stdout
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "tune_app"], capture_output=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(
+            f"--before {revision}: git cannot extract it ({done.stderr.decode().strip()}); this "
+            "comparison needs a git clone with that commit in its history (not a tarball or a "
+            "shallow clone: `git fetch --unshallow`)"
+        )
+    archive = done.stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 

@@ -281,3 +281,30 @@ def test_a_rule_at_the_boundary_where_the_member_then_copies_is_not_a_copy(tmp_p
     assert [(s["from_epoch"], s["to_epoch"], s["trial"], s["copied_from"]) for s in chain] == [
         (1, 4, "member-03", None)
     ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "shown"),
+    [
+        (1.181, 1.184, "w 1.181→1.184"),  # equal at 3 digits: one more digit
+        (0.5, 0.25, "w 0.5→0.25"),
+        (True, False, "w on→off"),
+        (1.0000001, 1.0000002, "w 1→1"),  # beyond 6 digits: shown as they are
+    ],
+)
+def test_a_change_reads_as_a_change(before: Any, after: Any, shown: str):
+    from tune_app.analysis.report_search import change_label
+    from tune_app.runs.records import JournalEvent
+
+    event = JournalEvent(
+        epoch=2,
+        trial="a",
+        donor="b",
+        val_free_loss=1.0,
+        donor_val_free_loss=0.5,
+        old={"w": before},
+        donor_params={"w": before},
+        new={"w": after},
+        time=0.0,
+    )
+    assert change_label(event, limit=None) == shown

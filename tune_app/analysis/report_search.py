@@ -43,6 +43,17 @@ def short_value(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _distinct(before: Any, after: Any) -> str:
+    """`before→after` as `short_value` shows them, with as many more digits (up to 6) as two
+    different numbers need to read differently: `1.18→1.18` becomes `1.181→1.184`."""
+    a, b = short_value(before), short_value(after)
+    digits = 4
+    while a == b and digits <= 6 and isinstance(before, float) and isinstance(after, float):
+        a, b = f"{before:.{digits}g}", f"{after:.{digits}g}"
+        digits += 1
+    return f"{a}→{b}"
+
+
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(name, before, after) for each parameter that differs, largest relative change first."""
 
@@ -63,7 +74,7 @@ def change_label(event: JournalEvent, limit: int | None = CHANGES_SHOWN) -> str:
     lr_restart on→off, +9 more` (every one with `limit=None`)."""
     changes = _changes(event.donor_params or event.old, event.new)
     limit = len(changes) if limit is None else limit
-    shown = [f"{k} {short_value(a)}→{short_value(b)}" for k, a, b in changes[:limit]]
+    shown = [f"{k} {_distinct(a, b)}" for k, a, b in changes[:limit]]
     if len(changes) > limit:
         shown.append(f"+{len(changes) - limit} more")
     return ", ".join(shown) or "no parameter changed"
