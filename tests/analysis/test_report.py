@@ -212,8 +212,12 @@ def test_evidence_of_what_helped_follows_each_exploit_to_the_next_round(named, t
     assert second["next epoch"] == 10 and second["donor at exploit"] == 0.9
     assert (second["copier next"], second["donor next"]) == (last["t2"], last["t1"])
     lines = winner_modifications(run)
-    # fake_run trains every member on the plan as written (its params are labels only)
-    assert re.fullmatch(r"epochs 1-10 by member-0[12]: the plan as written", lines[0]), lines
+    # fake_run trains every member on the plan as written (its params are labels only); its
+    # journal has member-01 copy the control at epoch 2, so every winner's chain starts there
+    assert lines[0] == "epochs 1-2 by member-00 (control): the plan as written", lines
+    assert re.fullmatch(
+        r"epochs \d+-10 by member-0[12], copied from member-0[01].*: the plan as written", lines[-1]
+    ), lines
     markdown = tmp_path / "out" / "report.md"
     assert main(["report", str(tmp_path / "search"), "--out", str(markdown.parent)]) == 0
     text = markdown.read_text()
@@ -242,7 +246,10 @@ def test_search_summary_names_members_as_the_report_does(named, tmp_path: Path):
     path, dataset = named
     lines = search_summary(open_run(str(fake_run(tmp_path, dataset, "search", 3, data_path=path))))
     assert lines[0] == "PBT: 1 rounds, 1 exploits (epoch 4: 1)"
-    assert re.fullmatch(r"winner: (member-0[12]) at epoch \d+: \1 epochs 1-\d+", lines[1])
+    assert re.fullmatch(
+        r"winner: (member-0[12]) at epoch \d+: (member-0\d.* epochs 1-\d+ -> )*\1 epochs \d+-\d+",
+        lines[1],
+    ), lines
     # the control trains a much smaller model (see fake_run): the winner beats it
     assert re.fullmatch(
         r"winner val_free_loss \S+ = 0\.\d+ x the control's best \(\S+, the plan as written\)",

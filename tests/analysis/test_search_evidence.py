@@ -308,3 +308,29 @@ def test_a_change_reads_as_a_change(before: Any, after: Any, shown: str):
         time=0.0,
     )
     assert change_label(event, limit=None) == shown
+
+
+def test_a_copy_that_changes_no_plan_field_still_splits_the_lineage(tmp_path: Path):
+    """A space of rule switches only: member 1 copies member 2 at epoch 4 and its plan gains no
+    modification; the weights of epochs 1-4 are still member 2's."""
+    journal = [
+        _round(2, {1: 0.9, 2: 1.0, 0: 1.1}, []),
+        _round(4, {2: 0.8, 0: 0.9, 1: 1.0}, [(1, 2)]),
+        _exploit(4, 1, 2, {2: 0.8, 0: 0.9, 1: 1.0}),
+    ]
+    checkpoints = {
+        0: [(e, 0, 1.2 - e / 20, P) for e in (2, 4, 6, 8, 10)],
+        1: [(2, 0, 0.9, P), (4, 0, 1.0, P), (6, 1, 0.6, P), (8, 1, 0.5, P), (10, 1, 0.4, P)],
+        2: [(e, 0, 1.2 - e / 20, P) for e in (2, 4, 6, 8, 10)],
+    }
+    run = open_run(str(fabricated_run(tmp_path, checkpoints, journal)))
+    (winner,) = [t for t in run.trials if t.trial_id == "member-01"]
+    chain = lineage(run, winner, winner.checkpoints[-1])
+    assert chain["root_trial"] == "member-02"
+    assert [
+        (s["trial"], s["from_epoch"], s["to_epoch"], s["cause"]) for s in chain["segments"]
+    ] == [
+        ("member-02", 1, 4, "start"),
+        ("member-01", 5, 10, "exploit"),
+    ]
+    assert "member-02 epochs 1-4 -> member-01 epochs 5-10" in "\n".join(search_summary(run))

@@ -189,8 +189,10 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
     which epochs under which modification, and why each segment began.
 
     The checkpoint's plan carries every modification of the chain (an exploiting trial inherits
-    its donor's plan); the PBT journal says who the donor was at each exploit. A modification
-    begins a segment for one of three reasons, its `cause`: "exploit" (the trial copied
+    its donor's plan); the PBT journal says who the donor was at each exploit. A segment begins
+    at each modification and at each exploit (an explore that changes no plan field, only a
+    rule's switch, still copied another member's weights), for one of three reasons, its
+    `cause`: "exploit" (the trial copied
     `copied_from`'s checkpoint at the epoch before and explored), "plan" (the run's own plan
     carries it) or "rule" (the trial's boundary rule, e.g. the gap rule, changed its own plan:
     the same trial trains on, nothing is copied). The first segment's cause is "start".
@@ -199,15 +201,19 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
     plan = Plan.from_dict(checkpoint.meta.plan)
     journal = run.journal()
     planned = (run.manifest.spec.get("plan") or {}).get("modifications") or []
-    starts = [
-        1,
-        *[m.from_epoch for m in plan.modifications if 1 < m.from_epoch <= checkpoint.epoch],
-    ]
     segments: list[dict[str, Any]] = []
-    owner = trial.trial_id
-    for index in reversed(range(len(starts))):
-        start = starts[index]
-        end = starts[index + 1] - 1 if index + 1 < len(starts) else checkpoint.epoch
+    owner, end = trial.trial_id, checkpoint.epoch
+    while True:
+        # where this segment began: the latest modification of the chain's plan, or the latest
+        # exploit of the trial that owns these epochs (an explore may change no plan field:
+        # only a rule's switch, or values clamped back to the donor's)
+        start = max(
+            [
+                1,
+                *(m.from_epoch for m in plan.modifications if 1 < m.from_epoch <= end),
+                *(e.epoch + 1 for e in journal if e.trial == owner and e.epoch + 1 <= end),
+            ]
+        )
         mod = plan.active_modification(start)
         event = next((e for e in journal if e.trial == owner and e.epoch == start - 1), None)
         if start == 1:
@@ -229,8 +235,11 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
                 "event": event.to_dict() if event else None,
             }
         )
+        if start == 1:
+            break
         if event:
             owner = event.donor
+        end = start - 1
     segments.reverse()
     return {
         "trial": trial.trial_id,
