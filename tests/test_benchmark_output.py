@@ -203,3 +203,27 @@ def _old_row() -> dict:
         },
         "seconds": 120.0,
     }
+
+
+def test_the_test_mse_is_evaluates_mean_mse_z():
+    # the unit the table names: what `tune-app evaluate` reports as the mean mse_z
+    import torch
+    from tiny import TINY_DATA, TINY_MODEL, TINY_TRAIN
+
+    from tune_app.analysis.evaluate import LoadedModel, evaluate
+    from tune_app.plan.plan import load_plan
+    from tune_app.runs.spec import RunSpec
+    from tune_app.training.model import Seq2Seq
+    from tune_app.training.trainer import evaluate_free
+
+    torch.manual_seed(0)
+    model = Seq2Seq(TINY_MODEL).eval()
+    spec = RunSpec(load_plan(phase_epochs=1), TINY_MODEL, TINY_DATA, TINY_TRAIN)
+    scores = bench._test_scores(model, spec)
+    dataset = spec.dataset()
+    loaded = LoadedModel(model, TINY_MODEL, TINY_DATA, TINY_TRAIN.rank_max_lag, None, "-")
+    report = evaluate(loaded, dataset, "test", season=4)
+    assert scores["test_mse"] == pytest.approx(report["scores"]["model"]["mean"]["mse_z"], rel=1e-5)
+    reference = evaluate_free(model, dataset.test, 0.6, 20)
+    assert scores["test"] == pytest.approx(float(reference["loss"]))
+    assert scores["test"] != pytest.approx(scores["test_mse"])  # two different scores
