@@ -31,12 +31,29 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def spread(values: list[float], digits: int = 4) -> str:
-    """`mean +- std` (population std) of `values`; one value alone is no spread: `mean (1 seed)`."""
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """The mean of `values` and their sample standard deviation (ddof=1, the estimate of the
+    seeds' spread; the population std, ddof=0, would show 2 seeds' gap halved), or None for a
+    single value, which has no spread.
+
+    Raises:
+        statistics.StatisticsError: `values` is empty.
+    """
     mean = statistics.mean(values)
-    if len(values) == 1:
+    return mean, statistics.stdev(values) if len(values) > 1 else None
+
+
+def format_spread(mean: float, std: float | None, digits: int = 4) -> str:
+    """`mean +- std`; with no std (one seed): `mean (1 seed)`."""
+    if std is None:
         return f"{mean:.{digits}f} (1 seed)"
-    return f"{mean:.{digits}f} +- {statistics.pstdev(values):.{digits}f}"
+    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def spread(values: list[float], digits: int = 4) -> str:
+    """`mean +- std` of `values`, the std the sample one (ddof=1; 2 seeds 0.2 and 0.3 show
+    +- 0.0707, not half their gap); one value alone is no spread: `mean (1 seed)`."""
+    return format_spread(*mean_std(values), digits=digits)
 
 
 def write(name: str, payload: dict[str, Any]) -> Path:

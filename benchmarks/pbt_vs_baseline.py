@@ -5,32 +5,43 @@ extra): weekly Mauna Loa CO2, monthly El Nino sea temperatures, five US macro se
 growth rates); and Seattle's daily weather, 4 components (precipitation, max and min temperature,
 wind; shipped as a file by vega_datasets). For each: N in-process runs of the shortened seed
 plan (seeds 0..N-1), then PBT and PB2 searches with population N (the control included), each
-with `--search-seeds` seeds. Prints mean +- std (the mean alone, "(1 seed)", for one seed) of
-the best free-running validation loss and the test loss (same fixed reference objective), the
-number of exploits, and the ratio winner / plan mean (target <= 0.90 on at least 3 of the
-sets). Writes results/benchmarks/pbt_vs_baseline.json (sets measured
-earlier with the same settings are kept, so sets can be run one at a time).
+with `--search-seeds` seeds.
 
-    .venv/bin/python benchmarks/pbt_vs_baseline.py [--population 4] [--phase-epochs 10] \
+Prints, per set and method, mean +- std over the seeds (the sample std, ddof=1; one seed shows
+its value alone, "(1 seed)"): the best free-running validation loss; on the test split, with the
+weights of that best epoch, the loss under the same fixed reference objective (0.6 x MSE + 0.4 x
+temporal, the ranking metric) and the MSE alone (`tune-app evaluate`'s mean mse_z), both of
+forecasts in z-units of the train split; the number of exploits of each search seed; and
+winner / plan: the searches' mean over the plan's (target: <= 0.90 on the validation loss on at
+least 3 sets). Every argument is checked before any training.
+
+Writes results/benchmarks/pbt_vs_baseline.json in the checkout this script is in. Sets measured
+earlier with the same settings are kept (so sets can be run one at a time) and printed after the
+new ones; those stored before the test MSE was measured show it as "n/a", and their stds are
+converted to the sample std.
+
+    .venv/bin/python benchmarks/pbt_vs_baseline.py [--population 4] [--phase-epochs 10] \\
         [--sets co2,elnino] [--schedulers pbt,pb2] [--search-seeds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from _common import RESULTS, spread, write
+from _common import RESULTS, format_spread, mean_std, write
 
 from tune_app.plan.plan import load_plan
 from tune_app.runs.local import train_locally
@@ -40,6 +51,12 @@ from tune_app.training.data import DataConfig
 from tune_app.training.model import ModelConfig
 from tune_app.training.synthetic import make_synthetic
 from tune_app.training.trainer import TrainConfig, evaluate_free
+
+SCHEDULERS = ("pbt", "pb2")  # the explore steps `tune-app search --scheduler` takes
+TARGET_RATIO = 0.90  # issue 15: the winner's mean best val <= 0.90 x the plan's ...
+TARGET_SETS = 3  # ... on at least this many sets
+STD = "sample (ddof=1)"  # the std stored in the JSON; files without this key hold ddof=0 ones
+SCORES = ("val", "test", "test_mse")  # best val loss, test loss, test MSE (z-units)
 
 
 def _long(values: np.ndarray, columns: list[str], series: str = "s0") -> pd.DataFrame:
@@ -85,25 +102,132 @@ class Bench:
     make: Callable[[], pd.DataFrame]
     data: DataConfig
     hidden: int
+    needs: str | None = None  # the module that ships the data (checked before any work)
 
 
 SETS = {
     "synthetic": Bench(make_synthetic, DataConfig(stride=2), 32),
-    "co2": Bench(co2, DataConfig(input_len=52, output_len=13, stride=4), 32),
-    "elnino": Bench(elnino, DataConfig(input_len=36, output_len=12, stride=1), 32),
-    "macro": Bench(macro, DataConfig(input_len=16, output_len=4, stride=1), 32),
-    "weather": Bench(weather, DataConfig(input_len=56, output_len=14, stride=2), 32),
+    "co2": Bench(co2, DataConfig(input_len=52, output_len=13, stride=4), 32, "statsmodels"),
+    "elnino": Bench(elnino, DataConfig(input_len=36, output_len=12, stride=1), 32, "statsmodels"),
+    "macro": Bench(macro, DataConfig(input_len=16, output_len=4, stride=1), 32, "statsmodels"),
+    "weather": Bench(
+        weather, DataConfig(input_len=56, output_len=14, stride=2), 32, "vega_datasets"
+    ),
 }
 
 
-def _test_loss(model: torch.nn.Module, spec: RunSpec) -> float:
-    dataset = spec.dataset()
-    return float(
-        evaluate_free(model, dataset.test, spec.train.rank_alpha, spec.train.rank_max_lag)["loss"]
-    )  # type: ignore[arg-type]
+def _names(kind: str, allowed: Iterable[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of names out of `allowed`, repeats dropped."""
+    allowed = tuple(allowed)
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",")]
+        for name in names:
+            if name not in allowed:
+                shown = repr(name) if name else "an empty name"
+                raise argparse.ArgumentTypeError(
+                    f"{shown} is no {kind}; choose from {', '.join(allowed)} "
+                    f"(comma-separated, e.g. {','.join(allowed[:2])})"
+                )
+        return list(dict.fromkeys(names))
+
+    return parse
 
 
-def baselines(spec: RunSpec, population: int) -> list[tuple[float, float]]:
+def _at_least(minimum: int, why: str) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: must be >= {minimum} ({why})")
+        return value
+
+    return parse
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, every value checked before any work.
+
+    Args:
+        argv: the arguments (None: sys.argv[1:]).
+
+    Returns:
+        population, phase_epochs, search_seeds (ints) and sets, schedulers (lists of names).
+
+    Raises:
+        SystemExit: exit 2 with one message naming the bad value and the allowed ones (an
+            unknown set or scheduler, a count below its minimum, a set or scheduler whose
+            package is not installed).
+    """
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--population",
+        type=_at_least(2, "the control and one searcher"),
+        default=4,
+        help="search members, the control included; also the plan's seeded runs (>= 2)",
+    )
+    parser.add_argument(
+        "--phase-epochs",
+        type=_at_least(1, "every phase of the plan needs an epoch"),
+        default=10,
+        help="epochs per phase of the shortened seed plan (>= 1)",
+    )
+    parser.add_argument(
+        "--sets",
+        type=_names("data set", SETS),
+        default=list(SETS),
+        help=f"comma-separated, out of {','.join(SETS)} (default: all)",
+    )
+    parser.add_argument(
+        "--schedulers",
+        type=_names("scheduler", SCHEDULERS),
+        default=list(SCHEDULERS),
+        help=f"comma-separated explore steps, out of {','.join(SCHEDULERS)} (default: both)",
+    )
+    parser.add_argument(
+        "--search-seeds",
+        type=_at_least(1, "each search runs once per seed"),
+        default=2,
+        help="seeds of each search (>= 1; >= 2 for a std)",
+    )
+    args = parser.parse_args(argv)
+    for name in args.sets:
+        module = SETS[name].needs
+        if module and not _installed(module):
+            parser.error(
+                f"argument --sets: {name} needs {module}, which is not installed here; "
+                "install the bench extra (pip install -e '.[bench]') or leave it out"
+            )
+    if "pb2" in args.schedulers and not _installed("sklearn"):
+        parser.error(
+            "argument --schedulers: pb2 needs scikit-learn, which is not installed here; "
+            "pip install scikit-learn, or use --schedulers pbt"
+        )
+    return args
+
+
+def _test_scores(model: torch.nn.Module, spec: RunSpec) -> dict[str, float]:
+    """The test split's free-running loss (the fixed reference objective) and MSE, both of
+    forecasts in z-units of the train split."""
+    scores = evaluate_free(
+        model, spec.dataset().test, spec.train.rank_alpha, spec.train.rank_max_lag
+    )
+    return {"test": float(scores["loss"]), "test_mse": float(scores["mse"])}
+
+
+def baselines(spec: RunSpec, population: int) -> list[dict[str, float]]:
+    """`population` runs of the plan (seeds 0..N-1): each one's best val loss and its test
+    scores with the weights of that epoch."""
     out = []
     dataset = spec.dataset()
     for seed in range(population):
@@ -115,11 +239,13 @@ def baselines(spec: RunSpec, population: int) -> list[tuple[float, float]]:
             best = min(row["val_free_loss"] for row in result.history)
             state = torch.load(best_file, weights_only=True)
             result.model.load_state_dict(state["model"])
-            out.append((best, _test_loss(result.model, seeded)))
+            out.append({"val": best, **_test_scores(result.model, seeded)})
     return out
 
 
 def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: str) -> dict:
+    """One search with `spec`'s seed: its winner's best val loss and test scores (the exported
+    best checkpoint), the control's best val loss, the exploits, rounds and winner's lineage."""
     from tune_app.analysis.evaluate import load_model
     from tune_app.plan.search_space import load_space
     from tune_app.runs.results import export_best, open_run
@@ -141,7 +267,7 @@ def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: s
     segments = json.loads((export / "lineage.json").read_text())["segments"]
     return {
         "val": float(config.value),
-        "test": _test_loss(loaded.model, spec),
+        **_test_scores(loaded.model, spec),
         "control_val": control_best,
         "exploits": len(run.journal()),
         "rounds": len(run.rounds()),
@@ -152,24 +278,186 @@ def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: s
     }
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.pstdev(values)
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """`[mean, std]` (sample std; None for one run) of each score the runs hold."""
+    return {
+        score: list(mean_std([run[score] for run in runs]))
+        for score in SCORES
+        if runs and all(score in run for run in runs)
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--population", type=int, default=4)
-    parser.add_argument("--phase-epochs", type=int, default=10)
-    parser.add_argument("--sets", default="synthetic,co2,elnino,macro,weather")
-    parser.add_argument("--schedulers", default="pbt,pb2")
-    parser.add_argument("--search-seeds", type=int, default=2)
-    args = parser.parse_args()
+def plan_row(base: list[dict[str, float]], epochs: int, components: int) -> dict[str, Any]:
+    """A set's row in the JSON as the plan's runs leave it; `add_search` adds the searches."""
+    summary = summarise(base)
+    return {
+        "epochs": epochs,
+        "components": components,
+        "baseline_runs": base,
+        **{f"baseline_{score}": pair for score, pair in summary.items()},
+    }
+
+
+def add_search(row: dict[str, Any], scheduler: str, runs: list[dict[str, Any]]) -> None:
+    """Add one scheduler's search runs to a set's `row`: their scores and winner / plan."""
+    summary = summarise(runs)
+    row[scheduler] = {
+        "runs": runs,
+        **summary,
+        **{
+            f"ratio_{score}": pair[0] / row[f"baseline_{score}"][0]
+            for score, pair in summary.items()
+            if f"baseline_{score}" in row
+        },
+    }
+
+
+def upgrade(row: dict[str, Any], population: int) -> dict[str, Any]:
+    """A row written when the JSON held population stds (ddof=0) with sample stds (ddof=1):
+    the searches' recomputed from their runs, the plan's (whose runs were not stored) scaled by
+    sqrt(n / (n - 1)), n the population. Scores it lacks (the test MSE) stay absent."""
+    row = json.loads(json.dumps(row))  # a copy
+    if "baseline_runs" not in row:
+        scale = math.sqrt(population / (population - 1))  # a search's population is >= 2
+        for score in SCORES:
+            pair = row.get(f"baseline_{score}")
+            if pair is not None:
+                row[f"baseline_{score}"] = [pair[0], pair[1] * scale]
+    for scheduler in SCHEDULERS:
+        if isinstance(row.get(scheduler), dict) and row[scheduler].get("runs"):
+            row[scheduler].update(summarise(row[scheduler]["runs"]))
+    return row
+
+
+def merge_earlier(
+    path: Path, settings: dict[str, int], results: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """`results` with the sets an earlier run with the same `settings` stored in `path`
+    (the ones run now replace theirs; rows from before sample stds are `upgrade`d).
+
+    Returns:
+        The merged results (earlier sets first) and the names of the earlier sets kept.
+    """
+    if not path.exists():
+        return results, []
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"note: {path} is unreadable ({exc}); writing it anew, without its sets")
+        return results, []
+    if not all(old.get(key) == value for key, value in settings.items()):
+        return results, []
+    earlier = old.get("results", {})
+    if old.get("std") != STD:
+        earlier = {name: upgrade(row, settings["population"]) for name, row in earlier.items()}
+    kept = [name for name in earlier if name not in results]
+    return {**earlier, **results}, kept
+
+
+COLUMNS = (
+    f"  {'':7} {'best val loss':<18} {'test loss':<18} {'test MSE (z)':<18} {'exploits':<10} "
+    "winner/plan: val, test loss, test MSE"
+)
+
+
+def legend(rank_alpha: float = 0.6, rank_max_lag: int = 20) -> str:
+    """What the table's columns are, in which units."""
+    objective = f"{rank_alpha:g} x MSE + {1 - rank_alpha:g} x temporal, max lag {rank_max_lag}"
+    return (
+        "best val loss: a run's lowest free-running validation loss under the fixed reference "
+        f"objective ({objective}); a search's: its winner's;\n"
+        "test loss: that objective on the test split, with the weights of that best epoch;\n"
+        "test MSE (z): the same test forecasts' MSE alone (tune-app evaluate's mean mse_z); "
+        "all three score forecasts in z-units of the train split;\n"
+        "mean +- sample std (ddof=1) over the plan's seeded runs or the search seeds; "
+        "exploits: of each search seed;\n"
+        "winner/plan: the searches' mean / the plan's mean; n/a: not measured (a set stored "
+        "before the test MSE was)"
+    )
+
+
+def _cell(pair: list | None, width: int = 18) -> str:
+    """A `[mean, std]` pair as `format_spread` shows it; a score not stored: n/a."""
+    text = "n/a" if pair is None else format_spread(pair[0], pair[1])
+    return f"{text:<{width}}"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def plan_line(row: dict[str, Any]) -> str:
+    """The table's line for the plan's seeded runs."""
+    cells = "".join(_cell(row.get(f"baseline_{score}")) + " " for score in SCORES)
+    return f"  {'plan':7} {cells}{'-':<10}".rstrip()
+
+
+def search_line(scheduler: str, result: dict[str, Any]) -> str:
+    """The table's line for one scheduler's searches."""
+    cells = "".join(_cell(result.get(score)) + " " for score in SCORES)
+    exploits = ", ".join(str(run.get("exploits", "?")) for run in result.get("runs", []))
+    ratios = ", ".join(_ratio(result.get(f"ratio_{score}")) for score in SCORES)
+    return f"  {scheduler.upper():7} {cells}{exploits or 'n/a':<10} {ratios}"
+
+
+def set_header(name: str, row: dict[str, Any], population: int, search_seeds: int) -> str:
+    """The line above a set's table."""
+    shape = []
+    if "epochs" in row:
+        shape.append(f"{row['epochs']} epochs")
+    if "components" in row:
+        count = row["components"]
+        shape.append(f"{count} component{'s' if count != 1 else ''}")
+    seeds = f"{search_seeds} search seed{'s' if search_seeds != 1 else ''}"
+    what = f"population {population} vs {population} seeded runs of the plan, {seeds}"
+    return f"{name}: {', '.join([*shape, what])}"
+
+
+def set_lines(name: str, row: dict[str, Any], population: int, search_seeds: int) -> list[str]:
+    """A set's table: its header, the columns, the plan's line and each search's."""
+    lines = [set_header(name, row, population, search_seeds), COLUMNS, plan_line(row)]
+    lines += [search_line(s, row[s]) for s in SCHEDULERS if isinstance(row.get(s), dict)]
+    return lines
+
+
+def target_lines(results: dict[str, Any]) -> list[str]:
+    """Whether each scheduler met the target, on the sets it was measured on; with fewer than
+    `TARGET_SETS` sets, says so instead of counting "of 1 sets"."""
+    target = f"winner <= {TARGET_RATIO:.2f} x the plan's mean best val loss"
+    count = len(results)
+    if count >= TARGET_SETS:
+        lines = [f"target: {target} on >= {TARGET_SETS} of the {count} sets"]
+    else:
+        run = f"{count} set{'s' if count != 1 else ''} ({', '.join(results) or 'none'})"
+        lines = [
+            f"target: {target} on >= {TARGET_SETS} sets; only {run} here, "
+            f"too few to meet it (run at least {TARGET_SETS})"
+        ]
+    for scheduler in SCHEDULERS:
+        measured = {
+            name: row[scheduler]["ratio_val"]
+            for name, row in results.items()
+            if isinstance(row.get(scheduler), dict) and "ratio_val" in row[scheduler]
+        }
+        if not measured:
+            continue
+        hits = [name for name, ratio in measured.items() if ratio <= TARGET_RATIO]
+        verdict = "met" if len(hits) >= TARGET_SETS else "not met"
+        lines.append(
+            f"  {scheduler}: <= {TARGET_RATIO:.2f} on {len(hits)} of {len(measured)} "
+            f"({', '.join(hits) or 'none'}): {verdict}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     plan = load_plan(phase_epochs=args.phase_epochs)
-    schedulers = args.schedulers.split(",")
     results: dict[str, dict] = {}
+    print(legend(TrainConfig().rank_alpha, TrainConfig().rank_max_lag))
     with tempfile.TemporaryDirectory() as storage:
-        for name in args.sets.split(","):
+        for name in args.sets:
             bench = SETS[name]
             path = Path(storage) / f"{name}.parquet"
             bench.make().to_parquet(path, index=False)
@@ -182,20 +470,10 @@ def main() -> None:
                 str(path),
             )
             began = time.perf_counter()
-            base = baselines(spec, args.population)
-            vals, tests = [b[0] for b in base], [b[1] for b in base]
-            mean_val, std_val = _mean_std(vals)
-            mean_test, std_test = _mean_std(tests)
-            row: dict = {
-                "baseline_val": [mean_val, std_val],
-                "baseline_test": [mean_test, std_test],
-            }
-            print(
-                f"\n{name}: {plan.total_epochs} epochs, {components} components; population "
-                f"{args.population} vs {args.population} seeded runs of the plan"
-            )
-            print(f"  plan        val {spread(vals)}   test {spread(tests)}")
-            for scheduler in schedulers:
+            row = plan_row(baselines(spec, args.population), plan.total_epochs, components)
+            print()
+            print("\n".join(set_lines(name, row, args.population, args.search_seeds)), flush=True)
+            for scheduler in args.schedulers:
                 runs = []
                 for seed in range(args.search_seeds):
                     seeded = RunSpec(
@@ -210,21 +488,8 @@ def main() -> None:
                             scheduler,
                         )
                     )
-                v = _mean_std([r["val"] for r in runs])
-                t = _mean_std([r["test"] for r in runs])
-                exploits = [r["exploits"] for r in runs]
-                row[scheduler] = {
-                    "runs": runs,
-                    "val": list(v),
-                    "test": list(t),
-                    "ratio_val": v[0] / mean_val,
-                    "ratio_test": t[0] / mean_test,
-                }
-                print(
-                    f"  {scheduler.upper():4s} winner val {spread([r['val'] for r in runs])}   "
-                    f"test {spread([r['test'] for r in runs])}   exploits {exploits}   "
-                    f"winner/plan: val {v[0] / mean_val:.3f}, test {t[0] / mean_test:.3f}"
-                )
+                add_search(row, scheduler, runs)
+                print(search_line(scheduler, row[scheduler]), flush=True)
             row["seconds"] = time.perf_counter() - began
             results[name] = row
     settings = {
@@ -232,17 +497,17 @@ def main() -> None:
         "phase_epochs": args.phase_epochs,
         "search_seeds": args.search_seeds,
     }
-    # sets measured earlier with the same settings stay; the ones run now replace theirs
-    earlier = RESULTS / "pbt_vs_baseline.json"
-    if earlier.exists():
-        old = json.loads(earlier.read_text())
-        if all(old.get(key) == value for key, value in settings.items()):
-            results = {**old.get("results", {}), **results}
-    print(f"\ntarget: winner <= 0.90 x the plan's mean best val on >= 3 of {len(results)} sets")
-    for scheduler in schedulers:
-        hits = [n for n, r in results.items() if r.get(scheduler, {}).get("ratio_val", 1) <= 0.9]
-        print(f"  {scheduler}: met on {len(hits)} ({', '.join(hits) or 'none'})")
-    print(f"wrote {write('pbt_vs_baseline', {**settings, 'results': results})}")
+    results, kept = merge_earlier(RESULTS / "pbt_vs_baseline.json", settings, results)
+    if kept:
+        print(
+            f"\nsets measured earlier with the same settings ({RESULTS / 'pbt_vs_baseline.json'}):"
+        )
+        for name in kept:
+            print()
+            print("\n".join(set_lines(name, results[name], args.population, args.search_seeds)))
+    print()
+    print("\n".join(target_lines(results)))
+    print(f"wrote {write('pbt_vs_baseline', {**settings, 'std': STD, 'results': results})}")
 
 
 if __name__ == "__main__":
