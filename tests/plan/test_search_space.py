@@ -153,6 +153,12 @@ def _weights(**bounds) -> dict:  # type: ignore[no-untyped-def]
             {"kind": "pbt", "params": {"lr_restart": {"type": "bool", "mutate": "shift"}}},
             "params.lr_restart.mutate: a bool has no mutate",
         ),
+        (  # how a bool is explored, true of both explore steps (PB2 does not redraw it)
+            {"kind": "pbt", "params": {"lr_restart": {"type": "bool", "step": 0.1}}},
+            "(it is on or off: --scheduler pbt redraws it at random when it explores; pb2 picks "
+            "it with its GP as a number in [0, 1], on from 0.5 (at random, as pbt, while the GP "
+            "has no data))",
+        ),
         (_space(type="choice", values=[0.1], low=0), "params.alpha_shift.low: a choice has no"),
         (_space(type="bool"), "params.alpha_shift.type: alpha_shift is a number, not on or off"),
         (

@@ -33,7 +33,8 @@ _KEYS = (
     "log",
     "per_component",
 )
-# the keys each type takes: a bool or a choice has no bounds and is redrawn when explored
+# the keys each type takes: a bool or a choice has no bounds; PBT redraws it when it explores,
+# PB2 searches it as a number (a bool in [0, 1], on from 0.5; a choice as a rounded index)
 _TYPE_KEYS = {
     "float": tuple(k for k in _KEYS if k != "values"),
     "int": tuple(k for k in _KEYS if k != "values"),
@@ -147,6 +148,13 @@ class SearchSpace:
         return {p.name: p.clamp(values[p.name]) for p in self.params if p.name in values}
 
 
+# how a bool is explored, by the explore step (tune_app/tune/explore.py): said where a bool is refused
+_BOOL_EXPLORED = (
+    "it is on or off: --scheduler pbt redraws it at random when it explores; pb2 picks it with "
+    "its GP as a number in [0, 1], on from 0.5 (at random, as pbt, while the GP has no data)"
+)
+
+
 def _replace_name(param: Param, name: str) -> Param:
     return replace(param, name=name, per_component=False)
 
@@ -169,7 +177,7 @@ def _parse_param(name: str, raw: Any, errors: ErrorList) -> Param | None:
                 f"a {kind} has no bounds" if key in ("low", "high") else f"a {kind} has no {key}",
                 raw[key],
                 f"a {kind} takes only {', '.join(_TYPE_KEYS[kind])}"
-                + (" (it is on or off, redrawn at random when explored)" if kind == "bool" else ""),
+                + (f" ({_BOOL_EXPLORED})" if kind == "bool" else ""),
             )
     if kind not in TYPES:
         errors.add(f"{path}.type", "unknown type", kind, f"use one of {', '.join(TYPES)}")
