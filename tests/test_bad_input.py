@@ -44,10 +44,22 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(run / "checkpoints" / "epoch_00003" / "meta.json", broken / "meta.json")
     (root / "broken_run" / "trial_0" / "params.json").write_text("{}")
     (root / "broken_run" / "tune_app_run.json").write_text(json.dumps({"kind": "baseline"}))
+    for name in ("modifications.yaml", "capacity.yaml"):  # a user's copies, to edit later
+        shutil.copy(SPACES / name, root / f"my_{name}")
+    _edit_space(root / "my_modifications.yaml", "alpha_shift", high=0.1)  # not the package's
     with contextlib.chdir(root):  # runs to resume, recorded as `search` and `baseline` do
         _record_run("search", "pbt-run", ["--phase-epochs", "1", "--population", "3"])
         _record_run("baseline", "base-run", ["--data", "good.parquet", "--phase-epochs", "1"])
+        _record_run("search", "m2-run", ["--phase-epochs", "1", "--space", "my_modifications.yaml"])
+        _record_run("capacity", "cap-run", ["--phase-epochs", "1", "--space", "my_capacity.yaml"])
     return root
+
+
+def _edit_space(path: Path, param: str, **keys: object) -> None:
+    """Edit one parameter of a space file, as a user would."""
+    raw = yaml.safe_load(path.read_text())
+    raw["params"][param].update(keys)
+    path.write_text(yaml.safe_dump(raw))
 
 
 def _record_run(kind: str, name: str, argv: list[str]) -> None:
@@ -55,8 +67,9 @@ def _record_run(kind: str, name: str, argv: list[str]) -> None:
     writes it before Ray starts (a search with rounds every epoch)."""
     from tune_app.cli.args import build_spec
     from tune_app.cli.main import build_parser
+    from tune_app.plan.search_space import load_space
     from tune_app.runs.storage import locate
-    from tune_app.tune.runner import write_manifest
+    from tune_app.tune.runner import space_record, write_manifest
 
     args = build_parser().parse_args([kind, *argv, "--hidden", "16"])
     spec, table = build_spec(args)
@@ -68,7 +81,14 @@ def _record_run(kind: str, name: str, argv: list[str]) -> None:
             "perturb_every": 1,
             "scheduler": args.scheduler,
             "quantile_fraction": args.quantile_fraction,
-            "space": "search_spaces/modifications.yaml",
+            **space_record(load_space(args.space, "modifications.yaml", "pbt")),
+        }
+    if kind == "capacity":
+        extra |= {
+            "trials": args.trials,
+            "grace_epochs": 1,
+            "max_concurrent": args.max_concurrent,
+            **space_record(load_space(args.space, "capacity.yaml", "capacity")),
         }
     Path("results", name).mkdir(parents=True)
     write_manifest(locate(str(Path("results", name))), kind, spec, table, extra)
@@ -79,6 +99,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
     monkeypatch.chdir(tmp_path)
     for name in ("export", "broken_run", "results"):
         shutil.copytree(checkpoints / name, tmp_path / name)
+    for name in ("my_modifications.yaml", "my_capacity.yaml"):
+        shutil.copy(checkpoints / name, tmp_path / name)
     shutil.copy(checkpoints / "mismatch.pt", tmp_path / "mismatch.pt")
     seed = load_plan().to_dict()
     seed["phases"][0]["teacher_forcing"] = {"linear": {"start": 1.2, "end": -0.1}}
@@ -148,6 +170,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
     return tmp_path
 
 
+SPACES = Path(__file__).resolve().parents[1] / "tune_app" / "search_spaces"
 CONTINUE = ["continue", "--epochs", "5", "--start_lr", "1e-4", "--min_lr", "1e-5"]
 GAP = "series 's00' misses 40 step(s) from step 100"
 MISFIT = "weights do not fit the checkpoint's model config"
@@ -416,6 +439,123 @@ def test_resume_goes_on_with_the_runs_own_settings(argv, kind, workdir: Path, mo
     else:  # its own data file, not the built-in synthetic data
         assert spec.data_path == "good.parquet"
         assert table.fingerprint == open_series("good.parquet").fingerprint
+
+
+def _edit_manifest(run: str, **changes: object) -> None:
+    path = Path("results", run, "tune_app_run.json")
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _upgraded(run: str) -> None:
+    """The run as an older tune_app recorded it, whose packaged space had wider bounds."""
+    content = json.loads(Path("results", run, "tune_app_run.json").read_text())["space_content"]
+    content["params"]["alpha_shift"]["high"] = 0.3
+    _edit_manifest(run, space_content=content, tune_app_version="0.0.9")
+
+
+LOW = "  - alpha_shift: low -0.3 -> -0.2\n"  # the edit below, as a resume names it
+RESTORE = "restore my_modifications.yaml, or start a new run with another --name"
+
+
+@pytest.mark.parametrize(
+    ("change", "argv", "problems"),
+    [
+        (  # issue 15: an edited space file was ignored on --resume without a word
+            lambda: _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+            ["search", "--space", "my_modifications.yaml", "--name", "m2-run", "--resume"],
+            [
+                "the search run 'm2-run' goes on with the search space it started with "
+                "(recorded in its tune_app_run.json), and my_modifications.yaml differs from it "
+                "now; the run's value -> the file's:\n" + LOW + RESTORE
+            ],
+        ),
+        (  # without --space: the run's own file, not the package's, is what it started with
+            lambda: _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+            ["search", "--name", "m2-run", "--resume"],
+            [LOW + RESTORE],
+        ),
+        (  # flags and the space at once, in one message
+            lambda: _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+            ["search", "--name", "m2-run", "--resume", "--population", "8"],
+            ["--population 8 (the run's: 4)", "drop these flags", LOW + RESTORE],
+        ),
+        (
+            lambda: _edit_space(Path("my_capacity.yaml"), "hidden", high=64),
+            ["capacity", "--name", "cap-run", "--resume"],
+            ["and my_capacity.yaml differs", "  - hidden: high 128 -> 64\nrestore my_capacity"],
+        ),
+        (  # the packaged space changes with an upgrade
+            lambda: _upgraded("pbt-run"),
+            ["search", "--name", "pbt-run", "--resume"],
+            [
+                "the package's search_spaces/modifications.yaml differs from it (the run started "
+                "with tune_app 0.0.9, this is ",
+                "  - alpha_shift: high 0.3 -> 0.15\n",
+                "resume it with tune_app 0.0.9, or start a new run with another --name",
+            ],
+        ),
+    ],
+    ids=["edited --space", "edited own file", "flags and space", "capacity", "upgraded"],
+)
+def test_resume_refuses_a_space_changed_since_the_run_started(
+    change, argv, problems, workdir: Path, monkeypatch, capsys
+):
+    """Ray goes on with the space pickled in the run's tuner.pkl, whatever the file says now:
+    a change is refused before Ray starts, each parameter named, nothing written."""
+    import ray
+
+    from tune_app.tune import runner
+
+    def reached(*given):  # type: ignore[no-untyped-def]
+        raise Reached(*given)
+
+    monkeypatch.setattr(runner, f"run_{argv[0]}", reached)  # never Ray, even if not refused
+    change()
+    before = _files(workdir)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    for problem in problems:
+        assert problem in err, err
+    assert err.count("tune-app: error:") == 1 and "Traceback" not in err
+    assert _files(workdir) == before
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("change", "argv", "high"),
+    [
+        (lambda: None, ["search", "--name", "m2-run", "--resume"], 0.1),  # its own, unchanged
+        (  # an older run recorded no space: resumed as before, unchecked
+            lambda: (
+                _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+                _edit_manifest("m2-run", space_content=None, space_file=None),
+            ),
+            ["search", "--name", "m2-run", "--resume", "--space", "my_modifications.yaml"],
+            0.1,
+        ),
+        (  # the run's file is gone: nothing edited can be ignored; its recorded space goes on
+            lambda: Path("my_modifications.yaml").unlink(),
+            ["search", "--name", "m2-run", "--resume"],
+            0.1,
+        ),
+        (lambda: None, ["search", "--name", "pbt-run", "--resume"], 0.15),  # the package's
+    ],
+    ids=["own file", "older run", "file gone", "package's"],
+)
+def test_resume_goes_on_with_the_runs_own_space(change, argv, high, workdir: Path, monkeypatch):
+    """What reaches run_search on --resume is the run's space, never the package's default
+    in place of the run's own file (Ray's restored scheduler holds it; nothing may differ)."""
+    from tune_app.tune import runner
+
+    def reached(*given):  # type: ignore[no-untyped-def]
+        raise Reached(*given)
+
+    monkeypatch.setattr(runner, "run_search", reached)
+    change()
+    with pytest.raises(Reached) as info:
+        main(argv)
+    space = info.value.args[2]
+    assert {p.name: p.high for p in space.params}["alpha_shift"] == high
 
 
 def test_given_flags_are_the_typed_ones():

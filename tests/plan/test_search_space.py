@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tune_app.errors import InputError
 from tune_app.plan.modifications import modification_from_params
 from tune_app.plan.plan import load_plan
-from tune_app.plan.search_space import load_space, parse_space
+from tune_app.plan.search_space import SearchSpace, load_space, parse_space, space_changes
 from tune_app.tune.pbt import population
 
 SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
@@ -153,6 +153,12 @@ def _weights(**bounds) -> dict:  # type: ignore[no-untyped-def]
             {"kind": "pbt", "params": {"lr_restart": {"type": "bool", "mutate": "shift"}}},
             "params.lr_restart.mutate: a bool has no mutate",
         ),
+        (  # how a bool is explored, true of both explore steps (PB2 does not redraw it)
+            {"kind": "pbt", "params": {"lr_restart": {"type": "bool", "step": 0.1}}},
+            "(it is on or off: --scheduler pbt redraws it at random when it explores; pb2 picks "
+            "it with its GP as a number in [0, 1], on from 0.5 (at random, as pbt, while the GP "
+            "has no data))",
+        ),
         (_space(type="choice", values=[0.1], low=0), "params.alpha_shift.low: a choice has no"),
         (_space(type="bool"), "params.alpha_shift.type: alpha_shift is a number, not on or off"),
         (
@@ -248,3 +254,60 @@ def test_spaces_load_from_a_non_editable_install(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     where, pbt, capacity = done.stdout.split()
     assert where.startswith(str(target)) and int(pbt) > 0 and int(capacity) > 0
+
+
+# ------------------------------------------------ a space as a run's manifest records it
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("modifications.yaml", "pbt"), ("capacity.yaml", "capacity")]
+)
+def test_a_space_as_recorded_reads_back_the_same(name, kind):
+    """What a manifest records (to_dict, through JSON) rebuilds the very space, and a space
+    compares equal with its own record: --resume refuses only a real change."""
+    import json
+
+    space = load_space(None, name, kind)
+    recorded = json.loads(json.dumps(space.to_dict()))
+    again = SearchSpace.from_dict(recorded, "tune_app_run.json", file="m2.yaml")
+    assert again.to_dict() == space.to_dict() and (again.kind, again.file) == (kind, "m2.yaml")
+    assert again.quasi_random(3, seed=1) == space.quasi_random(3, seed=1)
+    assert space_changes(again, space) == []
+
+
+def _m2(**alpha_shift):
+    body = {"type": "float", "low": -0.3, "high": 0.15, "mutate": "shift", "step": 0.05}
+    return {"kind": "pbt", "params": {"alpha_shift": {**body, **alpha_shift}, **_SWITCH}}
+
+
+_SWITCH = {"lr_restart": {"type": "bool"}}
+
+
+@pytest.mark.parametrize(
+    ("edited", "changes"),
+    [
+        (_m2(), []),
+        (_m2(high=0.05), ["alpha_shift: high 0.15 -> 0.05"]),
+        (_m2(initial=[-0.3, 0.15]), []),  # the initial range written out as it was
+        (_m2(initial=[-0.1, 0.1]), ["alpha_shift: initial the bounds -> [-0.1, 0.1]"]),
+        (_m2(step=0.1, factors=[0.5, 2.0]), ["alpha_shift: step 0.05 -> 0.1"]),  # factors: unused
+        (
+            _m2(mutate="scale"),
+            [
+                "alpha_shift: mutate 'shift' -> 'scale', step 0.05 -> unset, factors unset -> "
+                "[0.8, 1.25]"
+            ],
+        ),
+        (
+            {"kind": "pbt", "params": {"alpha_shift": _m2()["params"]["alpha_shift"]}},
+            ["lr_restart: not in the file any more (the run searches it)"],
+        ),
+        (
+            {**_m2(), "params": {**_m2()["params"], "plateau_restart": {"type": "bool"}}},
+            ["plateau_restart: new in the file (the run does not search it)"],
+        ),
+    ],
+)
+def test_space_changes_name_each_parameter_that_differs(edited, changes):
+    run = parse_space(_m2(), "m2.yaml", "pbt")
+    assert space_changes(run, parse_space(edited, "m2.yaml", "pbt")) == changes

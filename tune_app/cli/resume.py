@@ -7,6 +7,12 @@ refused (exit 2) before Ray starts, and the trials go on with the run's own data
 command line's default. Flags left out never count: only the ones typed are compared
 (`args.given`, see `main.given_flags`). Where and with what resources the run goes on (--storage,
 --address, --cpus-per-trial, ...) may change.
+
+A search or capacity run also goes on with the search space it started with, whatever its file
+says now: Ray restores the scheduler (PBT) or searcher (Optuna) pickled in the run's `tuner.pkl`
+when it first started, and with it the space. So the space file that would be loaded (the
+`--space` given, else the run's own file, else the package's, which an upgrade may change) is
+compared with the space the manifest recorded, and a change is refused, each parameter named.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ import argparse
 import copy
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from tune_app import __version__
 from tune_app.errors import InputError
 from tune_app.plan.plan import Plan, apply_overrides, read_plan_dict
+from tune_app.plan.search_space import SearchSpace, load_space, space_changes
 from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec, load_model_config
 from tune_app.runs.storage import Location
@@ -35,6 +44,8 @@ _SETTINGS = {
     "baseline": ("max_failures",),
     "capacity": ("trials", "grace_epochs", "max_concurrent", "max_failures"),
 }
+# the command's search space: the package's default file and the space's kind
+_SPACES = {"search": ("modifications.yaml", "pbt"), "capacity": ("capacity.yaml", "capacity")}
 
 
 Conflict = tuple[str, Any]  # (the flag as given, the run's own value)
@@ -42,11 +53,13 @@ Conflict = tuple[str, Any]  # (the flag as given, the run's own value)
 
 @dataclass(frozen=True)
 class Resumed:
-    """The run to resume: its manifest, its own spec and its own data."""
+    """The run to resume: its manifest, its own spec, its own data and (a search or capacity
+    run that recorded it) its own search space."""
 
     manifest: RunManifest
     spec: RunSpec
     table: SeriesTable
+    space: SearchSpace | None = None
 
 
 def _flag(dest: str) -> str:
@@ -189,6 +202,50 @@ def _setting_conflicts(
     return out
 
 
+def _own_space(
+    args: argparse.Namespace, given: frozenset[str], manifest: RunManifest, kind: str
+) -> tuple[SearchSpace | None, str | None, list[str]]:
+    """The run's own search space (from its manifest), the file that would be loaded now (None:
+    the package's), and what that file changes in the run's space (one line a parameter).
+    A run that recorded no space (an older one, or a baseline) goes on unchecked, as before."""
+    if kind not in _SPACES or manifest.space_content is None:
+        return None, None, []
+    default, space_kind = _SPACES[kind]
+    own = SearchSpace.from_dict(
+        manifest.space_content, f"{manifest.space} (as the run recorded it)", manifest.space_file
+    )
+    if "space" in given:
+        if args.space != manifest.space:
+            return own, args.space, []  # another file: named among the flags that differ
+        path: str | None = args.space
+    else:
+        path = manifest.space_file
+        if path is not None and not Path(path).is_file():
+            return own, path, []  # the file is gone: no edit of it can be ignored
+    return own, path, space_changes(own, load_space(path, default, space_kind))
+
+
+def _space_message(
+    kind: str, location: Location, manifest: RunManifest, path: str | None, changes: list[str]
+) -> str:
+    lines = "\n".join(f"  - {line}" for line in changes)
+    if path is not None:
+        where, fix = f"{path} differs from it now", f"restore {path}"
+    else:  # the package's own space: changed by an upgrade, or by an edit of the package
+        default = _SPACES[kind][0]
+        started = manifest.tune_app_version or "an older version"
+        where = f"the package's search_spaces/{default} differs from it"
+        fix = f"restore tune_app/search_spaces/{default}"
+        if started != __version__:
+            where += f" (the run started with tune_app {started}, this is {__version__})"
+            fix = f"resume it with tune_app {started}"
+    return (
+        f"--resume: the {kind} run {location.name!r} goes on with the search space it started "
+        f"with (recorded in its {MANIFEST}), and {where}; the run's value -> the file's:\n"
+        f"{lines}\n{fix}, or start a new run with another --name"
+    )
+
+
 def resume_run(args: argparse.Namespace, kind: str, location: Location, built: RunSpec) -> Resumed:
     """The run at `location` to resume with `tune-app KIND --resume`.
 
@@ -199,11 +256,12 @@ def resume_run(args: argparse.Namespace, kind: str, location: Location, built: R
         built: the spec the flags describe (`build_spec`), for the values of the flags given.
 
     Returns:
-        The run's manifest, its own spec and its own data.
+        The run's manifest, its own spec, its own data and its own search space.
 
     Raises:
-        InputError: no run there, a run of another kind, its data unreadable or changed, or
-            flags that differ from the run's settings (each named, with the run's value).
+        InputError: no run there, a run of another kind, its data unreadable or changed,
+            flags that differ from the run's settings (each named, with the run's value), or a
+            search space file that differs from the run's space (each parameter named).
     """
     if not location.join(MANIFEST).exists():
         raise InputError(
@@ -223,12 +281,18 @@ def resume_run(args: argparse.Namespace, kind: str, location: Location, built: R
     conflicts += _setting_conflicts(args, given, manifest, kind)
     if data_conflict:
         conflicts.insert(0, data_conflict)
+    space, space_path, changes = _own_space(args, given, manifest, kind)
+    problems = []
     if conflicts:
         lines = "\n".join(f"  - {flag} (the run's: {theirs})" for flag, theirs in conflicts)
-        raise InputError(
+        problems.append(
             f"--resume: the {kind} run {location.name!r} goes on with the settings it started "
             f"with, and {len(conflicts)} flag(s) given differ from them:\n{lines}\n"
             "drop these flags to continue the run, or start a new run with another --name"
         )
+    if changes:
+        problems.append(_space_message(kind, location, manifest, space_path, changes))
+    if problems:
+        raise InputError("\n".join(problems))
     assert table is not None
-    return Resumed(manifest, spec, table)
+    return Resumed(manifest, spec, table, space)

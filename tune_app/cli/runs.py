@@ -10,7 +10,7 @@ from tune_app.cli.args import add_run_args, build_spec
 from tune_app.errors import InputError
 
 if TYPE_CHECKING:
-    from tune_app.runs.records import RunManifest
+    from tune_app.cli.resume import Resumed
     from tune_app.runs.spec import RunSpec
     from tune_app.training.data import SeriesTable
 
@@ -53,9 +53,10 @@ def _add_launch_args(parser: argparse.ArgumentParser) -> None:
 
 def _launch(
     args: argparse.Namespace, kind: str, spec: RunSpec, table: SeriesTable
-) -> tuple[Any, RunSpec, SeriesTable, RunManifest | None]:
+) -> tuple[Any, RunSpec, SeriesTable, Resumed | None]:
     """Where the run goes, checked before Ray starts. With --resume: the run's own spec and
-    data (and its manifest), flags that differ from them refused (see cli/resume.py)."""
+    data (and the run, with its manifest and search space), flags that differ from them and a
+    space file changed since refused (see cli/resume.py)."""
     from tune_app.cli.resume import resume_run
     from tune_app.tune.runner import Launch
 
@@ -70,13 +71,13 @@ def _launch(
     flags = ("name", "storage", "address", "cpus_per_trial", "gpus_per_trial", "resume")
     launch = Launch(**{flag: getattr(args, flag) for flag in flags}, max_failures=args.max_failures)
     launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
-    manifest = None
+    resumed = None
     if launch.resume:
         resumed = resume_run(args, kind, launch.location(kind), spec)
-        manifest, spec, table = resumed.manifest, resumed.spec, resumed.table
+        spec, table = resumed.spec, resumed.table
     # resources no node has would keep every trial PENDING forever: refused here
     check_resources(args.address, args.cpus_per_trial, args.gpus_per_trial, args.wait_for_resources)
-    return launch, spec, table, manifest
+    return launch, spec, table, resumed
 
 
 def _last_line(error: BaseException) -> str:
@@ -142,7 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, "modifications.yaml", "pbt")
     spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    launch, spec, table, manifest = _launch(args, "search", spec, table)
+    launch, spec, table, resumed = _launch(args, "search", spec, table)
     if not 0.0 < args.quantile_fraction <= 0.5:
         raise InputError(
             f"--quantile-fraction: must lie in (0, 0.5] (got {args.quantile_fraction})"
@@ -153,7 +154,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         quantile_fraction=args.quantile_fraction,
         scheduler=args.scheduler,
     )
-    if manifest is not None:  # --resume: checked against the run's own settings
+    if resumed is not None:  # --resume: checked against the run's own settings and space
+        manifest, space = resumed.manifest, resumed.space or space
         options = SearchOptions(
             population=manifest.population or options.population,
             perturb_every=manifest.perturb_every or options.perturb_every,
@@ -176,7 +178,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, "capacity.yaml", "capacity")
     spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    launch, spec, table, _ = _launch(args, "capacity", spec, table)
+    launch, spec, table, resumed = _launch(args, "capacity", spec, table)
+    if resumed is not None and resumed.space is not None:
+        space = resumed.space  # the run's own (Ray restores its searcher, and with it the space)
     options = CapacityOptions(
         trials=args.trials, grace_epochs=args.grace_epochs, max_concurrent=args.max_concurrent
     )

@@ -16,7 +16,7 @@ from tune_app.errors import ErrorList, InputError
 from tune_app.plan import registry
 from tune_app.plan.schedules import as_number
 
-__all__ = ["Param", "SearchSpace", "load_space"]
+__all__ = ["Param", "SearchSpace", "load_space", "space_changes"]
 
 TYPES = ("float", "int", "bool", "choice")
 MUTATIONS = ("shift", "scale", "resample")
@@ -33,7 +33,8 @@ _KEYS = (
     "log",
     "per_component",
 )
-# the keys each type takes: a bool or a choice has no bounds and is redrawn when explored
+# the keys each type takes: a bool or a choice has no bounds; PBT redraws it when it explores,
+# PB2 searches it as a number (a bool in [0, 1], on from 0.5; a choice as a rounded index)
 _TYPE_KEYS = {
     "float": tuple(k for k in _KEYS if k != "values"),
     "int": tuple(k for k in _KEYS if k != "values"),
@@ -82,6 +83,26 @@ class Param:
             value = low + (high - low) * u
         return self.clamp(value)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The parameter as a space file defines it, as plain data that `parse_space` reads
+        back: every key that has an effect (a shift's step, a scale's factors), defaults written
+        out, `initial` only where it narrows the bounds (else it is the bounds)."""
+        out: dict[str, Any] = {"type": self.type}
+        if self.type in ("float", "int"):
+            out.update(low=self.low, high=self.high)
+            if self.initial is not None and tuple(self.initial) != (self.low, self.high):
+                out["initial"] = list(self.initial)
+            out["mutate"] = self.mutate
+            if self.mutate == "shift":
+                out["step"] = self.step
+            if self.mutate == "scale":
+                out["factors"] = list(self.factors)
+            out["log"] = self.log
+        if self.type == "choice":
+            out["values"] = list(self.values)
+        out["per_component"] = self.per_component
+        return out
+
     def neutral(self) -> Any:
         """The value that leaves the plan as it is (the control's), from the registry."""
         return registry.neutral(self.name)
@@ -101,9 +122,28 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """A validated space: `source` names it in messages; `file` is the `--space` file it was
+    read from (None: the package's own)."""
+
     kind: str
     params: tuple[Param, ...]
     source: str
+    file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The space as plain data (`{kind, params: {name: {type, low, ...}}}`), as a run's
+        manifest records it; `from_dict` reads it back."""
+        return {"kind": self.kind, "params": {p.name: p.to_dict() for p in self.params}}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str, file: str | None = None) -> SearchSpace:
+        """The space `to_dict` wrote, validated again.
+
+        Raises:
+            InputError: the data is not a valid space (every problem named).
+        """
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        return replace(parse_space(raw, source, kind), file=file)
 
     def expand(self, components: list[str] | tuple[str, ...]) -> SearchSpace:
         """One parameter per component for `per_component` entries (`component_weight_c0`, ...)."""
@@ -113,7 +153,7 @@ class SearchSpace:
                 expanded += [_replace_name(param, f"{param.name}_{c}") for c in components]
             else:
                 expanded.append(param)
-        return SearchSpace(self.kind, tuple(expanded), self.source)
+        return replace(self, params=tuple(expanded))
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
         return {p.name: p.sample(rng) for p in self.params}
@@ -147,6 +187,50 @@ class SearchSpace:
         return {p.name: p.clamp(values[p.name]) for p in self.params if p.name in values}
 
 
+# how a bool is explored, by the explore step (tune_app/tune/explore.py): said where a bool is refused
+_BOOL_EXPLORED = (
+    "it is on or off: --scheduler pbt redraws it at random when it explores; pb2 picks it with "
+    "its GP as a number in [0, 1], on from 0.5 (at random, as pbt, while the GP has no data)"
+)
+
+
+def _show(value: Any, key: str = "") -> str:
+    if value is None:
+        return "the bounds" if key == "initial" else "unset"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # as written: an int's bounds are read as floats
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def space_changes(old: SearchSpace, new: SearchSpace) -> list[str]:
+    """What `new` changes in `old`, one line a parameter, e.g. `alpha_shift: high 0.15 -> 0.05`
+    (old -> new); empty when both define the same space (comments and key order never count).
+    Compared as `to_dict` gives them, so a recorded space (JSON) compares with a loaded one."""
+    before, after = old.to_dict()["params"], new.to_dict()["params"]
+    lines = []
+    for name in [*before, *(n for n in after if n not in before)]:
+        if name not in after:
+            lines.append(f"{name}: not in the file any more (the run searches it)")
+        elif name not in before:
+            lines.append(f"{name}: new in the file (the run does not search it)")
+        else:
+            keys = [*before[name], *(k for k in after[name] if k not in before[name])]
+            differ = [
+                f"{key} {_show(before[name].get(key), key)} -> {_show(after[name].get(key), key)}"
+                for key in keys
+                if _plain(before[name].get(key)) != _plain(after[name].get(key))
+            ]
+            if differ:
+                lines.append(f"{name}: {', '.join(differ)}")
+    return lines
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+
 def _replace_name(param: Param, name: str) -> Param:
     return replace(param, name=name, per_component=False)
 
@@ -169,7 +253,7 @@ def _parse_param(name: str, raw: Any, errors: ErrorList) -> Param | None:
                 f"a {kind} has no bounds" if key in ("low", "high") else f"a {kind} has no {key}",
                 raw[key],
                 f"a {kind} takes only {', '.join(_TYPE_KEYS[kind])}"
-                + (" (it is on or off, redrawn at random when explored)" if kind == "bool" else ""),
+                + (f" ({_BOOL_EXPLORED})" if kind == "bool" else ""),
             )
     if kind not in TYPES:
         errors.add(f"{path}.type", "unknown type", kind, f"use one of {', '.join(TYPES)}")
@@ -334,7 +418,7 @@ def load_space(path: str | Path | None, default: str, kind: str) -> SearchSpace:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: not valid YAML: {exc}") from None
-    return parse_space(raw, source, kind)
+    return replace(parse_space(raw, source, kind), file=None if path is None else str(path))
 
 
 def to_optuna(space: SearchSpace, prefix: str = "") -> dict[str, Any]:

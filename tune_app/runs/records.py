@@ -228,7 +228,10 @@ class RunManifest:
     rank: dict[str, Any] = field(default_factory=dict)
     tune_app_version: str = ""
     created: float = 0.0
-    space: str | None = None
+    space: str | None = None  # the search space's name: its --space file, or search_spaces/NAME
+    space_file: str | None = None  # the --space file as given (None: the package's own space)
+    # the space as it was parsed (SearchSpace.to_dict), which --resume checks the file against
+    space_content: dict[str, Any] | None = None
     population: int | None = None
     perturb_every: int | None = None
     scheduler: str | None = None  # a search's explore step: "pbt" or "pb2"

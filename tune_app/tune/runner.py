@@ -45,6 +45,7 @@ __all__ = [
     "init_ray",
     "run_baseline",
     "run_search",
+    "space_record",
     "write_manifest",
 ]
 
@@ -141,6 +142,12 @@ def write_manifest(
     location.join(MANIFEST).write_bytes(manifest.to_json())
 
 
+def space_record(space: SearchSpace) -> dict[str, Any]:
+    """What a run's manifest records of its search space (`write_manifest`'s extra): its name,
+    its --space file and its content, which `--resume` compares with the file then."""
+    return {"space": space.source, "space_file": space.file, "space_content": space.to_dict()}
+
+
 def _reporter() -> TrialTable:
     return TrialTable(every=15)
 
@@ -178,7 +185,11 @@ def claim(location: Location, launch: Launch) -> None:
 def fit_or_restore(
     launch: Launch, location: Location, trainable: Any, make_tuner: Any
 ) -> tune.ResultGrid:
-    """`make_tuner()` for a new run; `Tuner.restore` (errored trials resumed) with --resume."""
+    """`make_tuner()` for a new run; `Tuner.restore` (errored trials resumed) with --resume.
+
+    A restored run keeps the scheduler and search algorithm pickled in its `tuner.pkl` when it
+    first started (with the search space, interval and seed they hold): `make_tuner`'s are not
+    used, which is why cli/resume.py refuses a space file or a flag that differs from the run."""
     if launch.resume:
         if not tune.Tuner.can_restore(location.uri if not location.is_local else location.path):
             raise InputError(
@@ -313,6 +324,7 @@ def run_search(
         spec = replace(spec, train=replace(spec.train, checkpoint_every=interval))
     location = launch.location("search")
     claim(location, launch)
+    recorded = space_record(space)  # as written: --resume checks the file against it
     space = space.expand(table.components)
     # The first population's Latin hypercube imports scipy.stats (~1.7 s of the driver's time
     # before any member starts): drawn while Ray starts, which mostly waits on its processes.
@@ -342,7 +354,7 @@ def run_search(
                 "perturb_every": interval,
                 "scheduler": options.scheduler,
                 "quantile_fraction": options.quantile_fraction,
-                "space": space.source,
+                **recorded,
                 "members": tuple(members),
                 "max_failures": launch.max_failures,
             },
@@ -418,7 +430,7 @@ def run_capacity(
             table,
             {
                 "trials": options.trials,
-                "space": space.source,
+                **space_record(space),
                 "grace_epochs": grace,
                 "max_concurrent": options.max_concurrent,
                 "max_failures": launch.max_failures,
