@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 from _common import RESULTS, format_spread, mean_std, write
 
+from tune_app.cli.args import whole
 from tune_app.plan.plan import load_plan
 from tune_app.runs.local import train_locally
 from tune_app.runs.spec import RunSpec
@@ -134,21 +135,6 @@ def _names(kind: str, allowed: Iterable[str]) -> Callable[[str], list[str]]:
     return parse
 
 
-def _at_least(minimum: int, why: str) -> Callable[[str], int]:
-    """An argparse type: an integer >= `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value}: must be >= {minimum} ({why})")
-        return value
-
-    return parse
-
-
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -172,13 +158,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--population",
-        type=_at_least(2, "the control and one searcher"),
+        type=whole(2),
         default=4,
-        help="search members, the control included; also the plan's seeded runs (>= 2)",
+        help="search members, the control included (>= 2: the control and one searcher); also the plan's seeded runs",
     )
     parser.add_argument(
         "--phase-epochs",
-        type=_at_least(1, "every phase of the plan needs an epoch"),
+        type=whole(1),
         default=10,
         help="epochs per phase of the shortened seed plan (>= 1)",
     )
@@ -196,7 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--search-seeds",
-        type=_at_least(1, "each search runs once per seed"),
+        type=whole(1),
         default=2,
         help="seeds of each search (>= 1; >= 2 for a std)",
     )

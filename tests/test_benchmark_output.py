@@ -44,10 +44,10 @@ def test_the_spread_is_the_sample_std():
         (["--sets", "co2,"], ["--sets", "an empty name", "synthetic, co2"]),
         (["--schedulers", "foo"], ["--schedulers", "'foo'", "pbt, pb2"]),
         (["--schedulers", "pbt,PB2"], ["--schedulers", "'PB2'", "pbt, pb2"]),
-        (["--search-seeds", "0"], ["--search-seeds", "0: must be >= 1"]),
-        (["--population", "1"], ["--population", "1: must be >= 2", "control"]),
-        (["--phase-epochs", "0"], ["--phase-epochs", "0: must be >= 1"]),
-        (["--phase-epochs", "two"], ["--phase-epochs", "'two' is not a whole number"]),
+        (["--search-seeds", "0"], ["--search-seeds", "must be >= 1, got 0"]),
+        (["--population", "1"], ["--population", "must be >= 2, got 1"]),
+        (["--phase-epochs", "0"], ["--phase-epochs", "must be >= 1, got 0"]),
+        (["--phase-epochs", "two"], ["--phase-epochs", "expected a whole number, got 'two'"]),
     ],
 )
 def test_a_bad_argument_exits_2_with_one_clear_message(
