@@ -231,7 +231,7 @@ CASES = [
     # no round would run before the plan's end: refused, with a --perturb-every that works
     (
         ["search", "--perturb-every", "5", "--phase-epochs", "1"],
-        "--perturb-every 5: no round would run: the plan is 5 epochs long (5 phases of 1)",
+        "--perturb-every 5: no round would run: the plan is 5 epochs long (5 phases of 1 epoch)",
         "use e.g. --perturb-every 1",
     ),
     (
@@ -246,7 +246,7 @@ CASES = [
     ),
     (
         ["search", "--plan", "one_phase.yaml", "--phase-epochs", "1"],
-        "the plan is 1 epoch long (1 phase of 1)",
+        "the plan is 1 epoch long (1 phase of 1 epoch)",
         "lengthen the plan (e.g. --phase-epochs 2)",
     ),
     # --resume goes on with the run's own settings: a flag given that differs is refused

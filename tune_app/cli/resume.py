@@ -71,14 +71,6 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=float))
 
 
-def _phases(plan: dict[str, Any]) -> str:
-    lengths = [phase.get("epochs") for phase in plan.get("phases") or []]
-    if len(set(lengths)) == 1:
-        epochs = f"{lengths[0]} epoch{'s' if lengths[0] != 1 else ''}"
-        return f"{len(lengths)} phase{'s' if len(lengths) > 1 else ''} of {epochs}"
-    return f"phases of {', '.join(map(str, lengths))} epochs"
-
-
 def _value_at(raw: Any, path: str) -> Any:
     """The value at a `--set` path (phases numbered from 1) in a raw plan, or None."""
     node = raw
@@ -100,7 +92,7 @@ def _plan_conflicts(
     if "phase_epochs" in given:
         lengths = {phase.get("epochs") for phase in recorded.get("phases") or []}
         if lengths != {args.phase_epochs}:
-            out.append((f"--phase-epochs {args.phase_epochs}", _phases(recorded)))
+            out.append((f"--phase-epochs {args.phase_epochs}", Plan.from_dict(recorded).shape))
     if "plan" in given:
         raw, _ = read_plan_dict(args.plan)
         plan = Plan.from_dict(apply_overrides(raw, list(args.overrides)), str(args.plan))
@@ -112,7 +104,7 @@ def _plan_conflicts(
         else:
             candidates = [plan]
         if not any(_plain(c.to_dict()) == _plain(recorded) for c in candidates):
-            named = f"'{recorded.get('name', 'plan')}', {_phases(recorded)}"
+            named = f"'{recorded.get('name', 'plan')}', {Plan.from_dict(recorded).shape}"
             out.append((f"--plan {args.plan}", f"another plan ({named})"))
     elif "overrides" in given:
         for item in args.overrides:

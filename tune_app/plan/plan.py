@@ -104,6 +104,15 @@ class Plan:
     def total_epochs(self) -> int:
         return self.phase_ends[-1]
 
+    @property
+    def shape(self) -> str:
+        """The phases' lengths in words: "5 phases of 2 epochs", "phases of 3, 5 epochs"."""
+        lengths = [phase.epochs for phase in self.phases]
+        if len(set(lengths)) == 1:
+            epochs = f"{lengths[0]} epoch{'s' if lengths[0] != 1 else ''}"
+            return f"{len(lengths)} phase{'s' if len(lengths) > 1 else ''} of {epochs}"
+        return f"phases of {', '.join(map(str, lengths))} epochs"
+
     def phase_index(self, epoch: int) -> int:
         """0-based index of the phase that holds `epoch`."""
         if not 1 <= epoch <= self.total_epochs:

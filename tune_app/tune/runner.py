@@ -259,11 +259,7 @@ def _check_some_round(plan: Plan, interval: int, given: bool) -> None:
     if interval < total:
         return
     lengths = [p.epochs for p in plan.phases]
-    shape = (
-        f"{len(lengths)} phase{'s' if len(lengths) > 1 else ''} of {lengths[0]}"
-        if len(set(lengths)) == 1
-        else f"phases of {', '.join(map(str, lengths))}"
-    )
+    shape = plan.shape
     what = (
         f"--perturb-every {interval}: no round would run"
         if given
