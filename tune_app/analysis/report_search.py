@@ -124,6 +124,7 @@ def family_tree(
             color="tab:green" if control else "tab:blue",
             lw=5 if trial.trial_id == winner else 2,
             solid_capstyle="round",
+            zorder=3,  # over the labels' boxes: a label never hides a lane
         )
     for event in events:
         if event.trial not in lane or event.donor not in lane:
@@ -138,8 +139,10 @@ def family_tree(
         ax.text(
             epoch + 0.2,
             (source + target) / 2,
-            f"epoch {event.epoch}: {change_label(event)}",
-            fontsize=9,
+            # the largest change only (the report's table lists them all): exploits one round
+            # apart sit two epochs apart, and longer labels ran into each other
+            f"epoch {event.epoch}: {change_label(event, limit=1)}",
+            fontsize=8,
             color="tab:red",
             va="center",
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
