@@ -441,6 +441,25 @@ def test_resume_goes_on_with_the_runs_own_settings(argv, kind, workdir: Path, mo
         assert table.fingerprint == open_series("good.parquet").fingerprint
 
 
+def test_resume_reads_the_data_given_once(workdir: Path, monkeypatch):
+    """--data given on --resume, read the way the run read it: the table the flags' spec read
+    is the run's own (a large file is not read twice)."""
+    from tune_app.cli import resume
+    from tune_app.tune import runner
+
+    def reached(*given):  # type: ignore[no-untyped-def]
+        raise Reached(*given)
+
+    def read_again(*_):  # type: ignore[no-untyped-def]
+        raise AssertionError("the data was read a second time")
+
+    monkeypatch.setattr(runner, "run_baseline", reached)
+    monkeypatch.setattr(resume, "open_series", read_again)
+    with pytest.raises(Reached) as info:
+        main(["baseline", "--name", "base-run", "--resume", "--data", "good.parquet"])
+    assert info.value.args[0].data_path == "good.parquet"
+
+
 def _edit_manifest(run: str, **changes: object) -> None:
     path = Path("results", run, "tune_app_run.json")
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))

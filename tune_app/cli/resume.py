@@ -150,13 +150,23 @@ def _spec_conflicts(
 
 
 def _own_table(
-    args: argparse.Namespace, given: frozenset[str], manifest: RunManifest, spec: RunSpec
+    args: argparse.Namespace,
+    given: frozenset[str],
+    manifest: RunManifest,
+    spec: RunSpec,
+    built: tuple[RunSpec, SeriesTable],
 ) -> tuple[SeriesTable | None, Conflict | None]:
-    """The run's own data (read as the run read it), and a conflict if --data holds other data."""
+    """The run's own data (read as the run read it), and a conflict if --data holds other data.
+    The table the flags' spec already read (`built`) is used again where it was read the same
+    way (--data given, the same data settings): a large file is not read twice."""
     recorded_path = manifest.spec.get("data_path")
     path = args.data if "data" in given else recorded_path
+    built_spec, built_table = built
     try:
-        table = open_series(path, spec.data)
+        if path == built_spec.data_path and spec.data == built_spec.data:
+            table = built_table
+        else:
+            table = open_series(path, spec.data)
     except InputError as exc:
         if "data" in given:
             raise
@@ -238,7 +248,13 @@ def _space_message(
     )
 
 
-def resume_run(args: argparse.Namespace, kind: str, location: Location, built: RunSpec) -> Resumed:
+def resume_run(
+    args: argparse.Namespace,
+    kind: str,
+    location: Location,
+    built: RunSpec,
+    built_table: SeriesTable,
+) -> Resumed:
     """The run at `location` to resume with `tune-app KIND --resume`.
 
     Args:
@@ -246,6 +262,7 @@ def resume_run(args: argparse.Namespace, kind: str, location: Location, built: R
         kind: "baseline", "search" or "capacity".
         location: the run's folder (--storage and --name).
         built: the spec the flags describe (`build_spec`), for the values of the flags given.
+        built_table: the data `build_spec` read, used again where the run reads the same.
 
     Returns:
         The run's manifest, its own spec, its own data and its own search space.
@@ -268,7 +285,7 @@ def resume_run(args: argparse.Namespace, kind: str, location: Location, built: R
         )
     given: frozenset[str] = getattr(args, "given", frozenset())
     spec = RunSpec.from_dict(manifest.spec)
-    table, data_conflict = _own_table(args, given, manifest, spec)
+    table, data_conflict = _own_table(args, given, manifest, spec, (built, built_table))
     conflicts = _spec_conflicts(args, given, built, manifest)
     conflicts += _setting_conflicts(args, given, manifest, kind)
     if data_conflict:

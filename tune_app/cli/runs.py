@@ -73,7 +73,7 @@ def _launch(
     launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
     resumed = None
     if launch.resume:
-        resumed = resume_run(args, kind, launch.location(kind), spec)
+        resumed = resume_run(args, kind, launch.location(kind), spec, table)
         spec, table = resumed.spec, resumed.table
     # resources no node has would keep every trial PENDING forever: refused here
     check_resources(args.address, args.cpus_per_trial, args.gpus_per_trial, args.wait_for_resources)
