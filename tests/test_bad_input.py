@@ -193,8 +193,8 @@ CASES = [
     (["train", "--data", "empty.csv"], "no rows", "empty.csv"),
     (
         ["train", "--data", "good.parquet", "--components", "c0,speed"],
-        "unknown component",
-        "c0, c1, c2",
+        "no component column 'speed'",
+        "'c0', 'c1', 'c2'",
     ),
     (["train", "--data", "good.parquet", "--input-len", "500"], "too short", "--input-len"),
     (

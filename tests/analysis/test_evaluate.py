@@ -182,7 +182,7 @@ def test_generate_shape_and_truth(checkpoint: Path, synthetic_file: Path, tmp_pa
     [
         (["generate", "CKPT", "--data", "DATA", "--series", "nope"], "no such series"),
         (["evaluate", "/nonexistent"], "not a `tune-app best` export"),
-        (["evaluate", "CKPT", "--data", "OTHER"], "components"),
+        (["evaluate", "CKPT", "--data", "OTHER"], "no component column 'c2' (the model was"),
     ],
 )
 def test_bad_input_exits_2(

@@ -49,7 +49,7 @@ def _write(tmp_path: Path, period: float | None, timestamps: bool, seed: int = 0
 )
 def test_season_from_the_data(period, timestamps, season, said, tmp_path: Path):
     path = _write(tmp_path, period, timestamps)
-    found = estimate_season(build_dataset(read_series(path, CONFIG), CONFIG), path)
+    found = estimate_season(build_dataset(read_series(path, CONFIG), CONFIG))
     assert found.steps == season, found
     assert said in found.source
 

@@ -119,7 +119,7 @@ def _nan(frame: pd.DataFrame) -> pd.DataFrame:
             lambda f: f,
             "bad.parquet",
             DataConfig(components=("c0", "c9")),
-            ["unknown component", "c9", "c0, c1, c2"],
+            ["no component column 'c9'", "--components", "'c0', 'c1', 'c2'"],
         ),
         (lambda f: pd.concat([f, f.iloc[:1]]), "bad.parquet", DataConfig(), ["step 0 twice"]),
     ],

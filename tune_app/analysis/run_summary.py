@@ -143,8 +143,8 @@ def _score(contender: Contender, data_path: str | None) -> str | None:
                 f"the data at {data_path or 'the built-in synthetic data'} is not the data "
                 "this run trained on (its fingerprint differs)"
             )
-        val = evaluate(loaded, dataset, "val", data_path=data_path)
-        test = evaluate(loaded, dataset, "test", data_path=data_path)
+        val = evaluate(loaded, dataset, "val")
+        test = evaluate(loaded, dataset, "test")
     contender.val_mse_z = val["scores"]["model"]["mean"]["mse_z"]
     contender.test_mse_z = test["scores"]["model"]["mean"]["mse_z"]
     contender.naive_test_mse_z = test["headline"]["best_naive_mse_z"]

@@ -4,26 +4,22 @@ Found from the data: the autocorrelation (ACF) of the train parts of every serie
 series and components, up to the input window (a seasonal-naive forecast repeats the last season
 of its input). The season is the first local ACF maximum after the first dip that comes within
 10% of the highest, so a daily cycle gives 24, not its multiple 48 or a noisy 47. When the data
-file has a `timestamp` column, the periods its step implies (an hour, a day, a week, a year, in
-steps) are checked against it: a peak within 10% of one of them is snapped to it.
+scored data has a `timestamp` column (read with the table: `SeriesTable.times`), the periods its
+step implies (an hour, a day, a week, a year, in steps) are checked against it: a peak within
+10% of one of them is snapped to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from tune_app.training.data import ID, Dataset
+from tune_app.training.data import Dataset
+from tune_app.training.timestamps import step_seconds
 
-__all__ = ["Season", "estimate_season", "implied_periods", "mean_acf", "step_seconds"]
+__all__ = ["Season", "estimate_season", "implied_periods", "mean_acf"]
 
-TIMESTAMP = "timestamp"
 NEAR_PEAK = 0.9  # a peak within 10% of the highest counts as the season
 SNAP = 0.1  # an ACF peak within 10% of a period the timestamps imply is that period
 CYCLES = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "year": 365.25 * 86400.0}
@@ -80,30 +76,6 @@ def _acf_peak(acf: np.ndarray, floor: float) -> int | None:
     return next(i for i in peaks if acf[i] >= NEAR_PEAK * best) + 1
 
 
-def step_seconds(path: str | Path | None) -> float | None:
-    """The typical step of a data file's `timestamp` column in seconds (the median difference
-    between consecutive rows of each series), or None without such a column."""
-    if path is None:
-        return None
-    path = Path(path)
-    try:
-        if path.suffix == ".csv":
-            table = pacsv.read_csv(path)
-        else:
-            if TIMESTAMP not in pq.read_schema(path).names:
-                return None
-            table = pq.read_table(path, columns=[ID, TIMESTAMP])
-    except (OSError, pa.ArrowInvalid):
-        return None
-    if TIMESTAMP not in table.column_names or ID not in table.column_names:
-        return None
-    frame = table.select([ID, TIMESTAMP]).to_pandas()
-    times = pd.to_datetime(frame[TIMESTAMP], errors="coerce", utc=True)
-    diffs = times.groupby(frame[ID].astype(str)).diff().dt.total_seconds().dropna()
-    diffs = diffs[diffs > 0]
-    return float(diffs.median()) if len(diffs) else None
-
-
 def implied_periods(seconds: float | None, max_lag: int) -> dict[str, int]:
     """The natural cycles (hour, day, week, year) a step of `seconds` implies, in steps,
     those between 2 and `max_lag` steps that the step divides (within 1%)."""
@@ -117,12 +89,11 @@ def implied_periods(seconds: float | None, max_lag: int) -> dict[str, int]:
     return out
 
 
-def estimate_season(dataset: Dataset, data_path: str | Path | None = None) -> Season:
+def estimate_season(dataset: Dataset) -> Season:
     """The seasonal-naive period for `dataset` (see the module's docstring).
 
     Args:
-        dataset: the data set (its train parts are read).
-        data_path: the data file, for its `timestamp` column if it has one.
+        dataset: the data set (its train parts are read, and its timestamps if it has them).
 
     Returns:
         The period in steps (1 when the data shows none: seasonal naive is then persistence),
@@ -133,7 +104,7 @@ def estimate_season(dataset: Dataset, data_path: str | Path | None = None) -> Se
     # white noise's ACF stays within 2 / sqrt(n) of zero (n: the shortest train part)
     shortest = min(int(np.floor(dataset.config.train_frac * len(v))) for v in dataset.table.values)
     peak = _acf_peak(acf, 2.0 / np.sqrt(max(shortest, 1)))
-    seconds = step_seconds(data_path)
+    seconds = step_seconds(dataset.table.times)
     implied = implied_periods(seconds, max_lag)
     if peak is None:
         return Season(1, "no seasonal peak in the ACF: seasonal naive equals persistence")

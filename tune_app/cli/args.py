@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tune_app.errors import InputError
 
@@ -16,13 +17,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_allow_other_data",
+    "add_component_args",
     "add_plan_args",
     "add_run_args",
     "build_spec",
+    "component_names",
     "default_out",
     "epoch_list",
     "non_negative_int",
     "positive_int",
+    "print_notes",
 ]
 
 
@@ -64,12 +68,39 @@ def add_plan_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phase-epochs", type=positive_int, help="shorten every phase to N epochs")
 
 
+def add_component_args(parser: Any) -> None:
+    """`--components a,b` and the repeatable `--component NAME` (a name may hold a comma)."""
+    parser.add_argument(
+        "--components", help="comma-separated component columns, in order (default: all)"
+    )
+    parser.add_argument(
+        "--component",
+        action="append",
+        metavar="NAME",
+        help="a component column, repeatable, in order; for names with a comma ('Druck, bar')",
+    )
+
+
+def component_names(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The components `--components` and `--component` name, in that order (None: all).
+
+    Raises:
+        InputError: a name given twice.
+    """
+    names = [c.strip() for c in (args.components or "").split(",") if c.strip()]
+    names += list(getattr(args, "component", None) or [])
+    twice = sorted({repr(name) for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"--component(s): {', '.join(twice)} named twice; name each once")
+    return tuple(names) or None
+
+
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """Everything that defines a training run: plan, data, model, trainer settings."""
     add_plan_args(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="long-format parquet/CSV (default: built-in synthetic data)")
-    data.add_argument("--components", help="comma-separated component columns (default: all)")
+    add_component_args(data)
     data.add_argument(
         "--fill",
         choices=["ffill"],
@@ -125,7 +156,7 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
     from tune_app.training.trainer import TrainConfig
 
     plan = load_plan(args.plan, args.overrides, args.phase_epochs)
-    components = tuple(c.strip() for c in args.components.split(",")) if args.components else None
+    components = component_names(args)
     model_raw, data_raw = load_model_config(args.model_config) if args.model_config else ({}, {})
     data = DataConfig(
         # a capacity search's window length comes with its model config, unless given here
@@ -154,8 +185,14 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
         train=train,
         data_path=args.data,
     )
-    spec.dataset(table)  # validates lengths and components before any work
+    print_notes(spec.dataset(table).notes)  # validates lengths and components before any work
     return spec, table
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    """Each note (a column ignored, precision lost in a file, ...) as one line on stderr."""
+    for note in notes:
+        print(f"tune-app: note: {note}", file=sys.stderr)
 
 
 def default_out(kind: str) -> Path:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tune_app.cli.args import positive_int
+from tune_app.cli.args import add_component_args, component_names, positive_int
 from tune_app.errors import InputError
 
 __all__ = ["add_data_commands"]
@@ -29,10 +29,10 @@ def cmd_data_make(args: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
-    from tune_app.training.data import DataConfig, describe, read_series
+    from tune_app.training.data import DataConfig, read_series
+    from tune_app.training.summary import describe
 
-    components = tuple(args.components.split(",")) if args.components else None
-    config = DataConfig(components=components, fill=args.fill)
+    config = DataConfig(components=component_names(args), fill=args.fill)
     print(describe(read_series(args.file, config, allow_gaps=True)))
     return 0
 
@@ -49,6 +49,6 @@ def add_data_commands(commands: Any) -> None:
     make.set_defaults(handler=cmd_data_make)
     inspect = data_cmds.add_parser("inspect", help="series, lengths, components, stats, problems")
     inspect.add_argument("file")
-    inspect.add_argument("--components")
+    add_component_args(inspect)
     inspect.add_argument("--fill", choices=["ffill"])
     inspect.set_defaults(handler=cmd_data_inspect)

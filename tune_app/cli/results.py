@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tune_app.cli.args import positive_int
+from tune_app.cli.args import positive_int, print_notes
 
 __all__ = ["add_result_commands"]
 
@@ -100,7 +100,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.checkpoint)
     dataset = dataset_for(loaded, args.data, args.fill)
-    report = evaluate(loaded, dataset, args.split, args.season, data_path=args.data)
+    print_notes(dataset.notes)
+    report = evaluate(loaded, dataset, args.split, args.season)
     print(json.dumps(report, indent=2) if args.json else format_scores(report))
     return 0
 
@@ -111,6 +112,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.checkpoint)
     dataset = dataset_for(loaded, args.data, args.fill)
+    print_notes(dataset.notes)
     frame, context = generate(loaded, dataset, args.series, args.steps)
     if args.out:
         atomic_write_bytes(Path(args.out), frame.to_parquet(index=False))

@@ -131,8 +131,10 @@ def _spec_conflicts(
                 value = manifest.perturb_every  # a search checkpoints at every round by default
             if _plain(value) != _plain(theirs):
                 out.append((f"{_flag(key)} {getattr(args, key)}", theirs))
-    if "components" in given and tuple(built.data.components or ()) != manifest.components:
-        out.append((f"--components {args.components}", ",".join(manifest.components)))
+    named = given & {"components", "component"}
+    if named and tuple(built.data.components or ()) != manifest.components:
+        shown = ", ".join(repr(c) for c in built.data.components or ())
+        out.append((f"--component(s) {shown}", ", ".join(repr(c) for c in manifest.components)))
     if "model_config" in given:
         # the values the file sets, unless a flag given sets them (compared on their own)
         model_raw, data_raw = load_model_config(args.model_config)

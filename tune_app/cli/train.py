@@ -49,13 +49,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _defaults_from_checkpoint(args: argparse.Namespace) -> None:
-    """`train --resume CKPT`: the checkpoint's own data file and model, unless flags say else
-    (another data file is then refused unless --allow-other-data; see runs/local.py)."""
+    """`train --resume CKPT`: the checkpoint's own data file, components (by name, in its
+    order) and model, unless flags say else (another data file is then refused unless
+    --allow-other-data; see runs/local.py)."""
+    from tune_app.training.normalisation import Normalisation
     from tune_app.training.resumable import open_checkpoint
 
     state = open_checkpoint(args.resume)  # refused here (exit 2) when unreadable or unfit
     if args.data is None:
         args.data = state.get("data_path")
+    recorded = Normalisation.from_dict(state.get("normalisation"))
+    if recorded is not None and not args.components and not args.component:
+        args.component = list(recorded.components)
     model = state.get("model_config") or {}
     for key in ("hidden", "layers", "dropout", "cell"):
         if getattr(args, key) is None and key in model:

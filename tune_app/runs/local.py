@@ -18,7 +18,7 @@ from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import locate
 from tune_app.runs.writers import BestStateWriter, CheckpointWriter, history_parquet
 from tune_app.training.checkpoint import atomic_write_bytes, package_versions
-from tune_app.training.data import Dataset
+from tune_app.training.data import Dataset, Normalisation
 from tune_app.training.model import Seq2Seq
 from tune_app.training.monitors import BoundaryRule, Callback, StopAfter, monitors
 from tune_app.training.resumable import fresh_optimizer, open_checkpoint
@@ -75,12 +75,16 @@ def train_locally(
 
 
 def write_run_config(
-    out_dir: Path, spec: RunSpec, fingerprint: str, extra: dict[str, Any] | None = None
+    out_dir: Path, spec: RunSpec, dataset: Dataset, extra: dict[str, Any] | None = None
 ) -> None:
+    """`config.json` (the spec, the data's fingerprint, its component names and the z-score
+    statistics the run trains with) and `plan.yaml` of an in-process run."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {
         **spec.to_dict(),
-        "data_fingerprint": fingerprint,
+        "data_fingerprint": dataset.fingerprint,
+        "components": list(dataset.components),
+        "normalisation": dataset.normalisation.to_dict(),
         "versions": package_versions(),
         **(extra or {}),
     }
@@ -113,16 +117,20 @@ def run_train(
     stop_after: int | None = None,
     allow_other_data: bool = False,
 ) -> LocalResult:
-    """Train `spec` in this process. Validates data first; writes nothing on bad input."""
+    """Train `spec` in this process. Validates data first; writes nothing on bad input.
+    A resumed run z-scores its data with the checkpoint's statistics (an older checkpoint
+    without them: the data's own, as then)."""
     table = spec.open_table()
-    dataset = spec.dataset(table)
+    normalisation = None
     if resume is not None:  # a bad checkpoint fails here, before anything is written
         state = check_resume(resume, spec.model)
         data = spec.data_path or "the built-in synthetic data"
         check_same_data(state, resume, table.fingerprint, data, allow_other_data)
         if fresh := fresh_optimizer(state, resume):
             print(fresh)
-    write_run_config(out_dir, spec, table.fingerprint)
+        normalisation = Normalisation.from_dict(state.get("normalisation"))
+    dataset = spec.dataset(table, normalisation)
+    write_run_config(out_dir, spec, dataset)
     try:
         return _run(
             spec, dataset, out_dir, resume, "best_model.pth", progress_every, quiet, stop_after
@@ -240,11 +248,14 @@ def run_continue(
         }
     )
     spec = spec.with_plan(continue_plan(spec.plan, done, epochs, start_lr, min_lr))
+    normalisation = Normalisation.from_dict(state.get("normalisation"))
+    if normalisation is not None:  # the checkpoint's columns, by name, in its order
+        spec = replace(spec, data=replace(spec.data, components=normalisation.components))
     table = spec.open_table()
     check_same_data(
         state, model_path, table.fingerprint, data_path or "synthetic", allow_other_data
     )
-    dataset = spec.dataset(table)
+    dataset = spec.dataset(table, normalisation)
     lr = (
         f"lr falling from {start_lr:g} to {min_lr:g} (cosine)"
         if start_lr > min_lr
@@ -255,7 +266,7 @@ def run_continue(
         f"continuing {model_path} after epoch {done}: epochs {done + 1}-{done + epochs}, {lr}{fresh}"
     )
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_run_config(output_dir, spec, table.fingerprint, {"continued_from": str(model_path)})
+    write_run_config(output_dir, spec, dataset, {"continued_from": str(model_path)})
     try:
         return _run(
             spec, dataset, output_dir, model_path, "best_model_combined.pth", progress_every

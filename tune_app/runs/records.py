@@ -12,6 +12,7 @@ from typing import Any
 
 from tune_app.errors import CheckpointError, InputError
 from tune_app.runs.storage import Location
+from tune_app.training.normalisation import Normalisation
 
 __all__ = [
     "CAPACITY_KEY",
@@ -27,6 +28,7 @@ __all__ = [
     "CheckpointMeta",
     "ExportConfig",
     "JournalEvent",
+    "Normalisation",
     "RoundEvent",
     "RunManifest",
     "SearchMember",
@@ -66,7 +68,8 @@ class CheckpointMeta:
     """`meta.json`: what a checkpoint is, readable without loading its weights.
 
     `data_path` is the file the run trained on (None: built-in synthetic data); `params` a PBT
-    member's parameters (None outside a search).
+    member's parameters (None outside a search); `normalisation` the z-score statistics and
+    component names it trained with (None: written before they were stored).
     """
 
     epoch: int
@@ -80,6 +83,7 @@ class CheckpointMeta:
     data_path: str | None = None
     params: dict[str, Any] | None = None
     version: int = 0  # a PBT member's number of exploits when it wrote this checkpoint
+    normalisation: Normalisation | None = None
 
     def to_json(self) -> bytes:
         return _dumps(self)
@@ -87,7 +91,13 @@ class CheckpointMeta:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CheckpointMeta:
         raw = _known(cls, raw)
-        return cls(**{**raw, "components": tuple(raw.get("components") or ())})
+        return cls(
+            **{
+                **raw,
+                "components": tuple(raw.get("components") or ()),
+                "normalisation": Normalisation.from_dict(raw.get("normalisation")),
+            }
+        )
 
     @classmethod
     def read(cls, checkpoint: Location) -> CheckpointMeta:
@@ -279,7 +289,8 @@ class RunManifest:
 @dataclass(frozen=True)
 class ExportConfig:
     """`config.json` of a `tune-app best` export: where the weights come from and how to
-    rebuild the run that made them (`tune-app train --replay EXPORT`)."""
+    rebuild the run that made them (`tune-app train --replay EXPORT`), and the z-score
+    statistics and component names any later data is read with (None: an older export)."""
 
     run: str
     kind: str
@@ -299,6 +310,7 @@ class ExportConfig:
     code_fingerprint: str
     versions: dict[str, str]
     replay: str
+    normalisation: Normalisation | None = None
 
     def to_json(self) -> bytes:
         return _dumps(self)
@@ -306,4 +318,10 @@ class ExportConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ExportConfig:
         raw = _known(cls, raw)
-        return cls(**{**raw, "components": tuple(raw.get("components") or ())})
+        return cls(
+            **{
+                **raw,
+                "components": tuple(raw.get("components") or ()),
+                "normalisation": Normalisation.from_dict(raw.get("normalisation")),
+            }
+        )

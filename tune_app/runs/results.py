@@ -34,6 +34,7 @@ from tune_app.runs.records import (
     CheckpointMeta,
     ExportConfig,
     JournalEvent,
+    Normalisation,
     RoundEvent,
     RunManifest,
     SearchMember,
@@ -301,6 +302,7 @@ def export_checkpoint(
         code_fingerprint=meta.code_fingerprint,
         versions=package_versions(),
         replay=f"tune-app train --replay {out}",
+        normalisation=Normalisation.from_dict(state.get("normalisation")) or meta.normalisation,
     )
     atomic_write_bytes(out / EXPORT_CONFIG, config.to_json())
     atomic_write_bytes(

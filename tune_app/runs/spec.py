@@ -14,7 +14,14 @@ import yaml
 
 from tune_app.errors import InputError
 from tune_app.plan.plan import Plan
-from tune_app.training.data import DataConfig, Dataset, SeriesTable, build_dataset, open_series
+from tune_app.training.data import (
+    DataConfig,
+    Dataset,
+    Normalisation,
+    SeriesTable,
+    build_dataset,
+    open_series,
+)
 from tune_app.training.model import ModelConfig
 from tune_app.training.trainer import TrainConfig
 
@@ -54,8 +61,12 @@ class RunSpec:
     def open_table(self) -> SeriesTable:
         return open_series(self.data_path, self.data)
 
-    def dataset(self, table: SeriesTable | None = None) -> Dataset:
-        """Build the windows; also checks the model's component count against the data."""
+    def dataset(
+        self, table: SeriesTable | None = None, normalisation: Normalisation | None = None
+    ) -> Dataset:
+        """Build the windows, z-scored with `normalisation` (a checkpoint's, when resuming)
+        or, when None, this data's own train split; also checks the model's component count
+        against the data."""
         table = table if table is not None else self.open_table()
         if self.model.components != len(table.components):
             raise InputError(
@@ -63,7 +74,7 @@ class RunSpec:
                 f"{len(table.components)} ({', '.join(table.components)}); drop `components` from "
                 f"--model-config or choose columns with --components"
             )
-        return build_dataset(table, self.data)
+        return build_dataset(table, self.data, normalisation)
 
 
 def load_model_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

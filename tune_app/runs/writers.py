@@ -65,6 +65,7 @@ class CheckpointWriter(Callback):
             data_path=self.data_path,
             params=self.params,
             version=self.version,
+            normalisation=self.data.normalisation,
         )
         history = history_parquet(state.history)
         self.last = save_checkpoint(

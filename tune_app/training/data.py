@@ -1,9 +1,12 @@
 """Long-format tables -> validated series -> normalised windows for train / val / test.
 
 Splits are by time inside each series at floor(0.70 T) and floor(0.85 T). A val or test window
-is one whose outputs lie wholly inside that part (its inputs may reach back). z-score statistics
-come from the train parts only. Each train window's difficulty (the error of a persistence
-forecast, in normalised units) is computed once here, for curriculum.
+is one whose outputs lie wholly inside that part (its inputs may reach back). Values are read as
+float64; the z-score statistics come from the train parts only, in float64
+(`normalisation.Normalisation`), and a model's own statistics are applied to any later data.
+A `timestamp` column is read and checked (`timestamps`), never a component. Each train window's
+difficulty (the error of a persistence forecast, in normalised units) is computed once here,
+for curriculum.
 """
 
 from __future__ import annotations
@@ -16,24 +19,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import torch
 
 from tune_app.errors import InputError
+from tune_app.training.gaps import Gap, fill, find_gaps, refuse_gaps
+from tune_app.training.normalisation import Normalisation
+from tune_app.training.tables import (
+    ID,
+    STEP,
+    check_numeric,
+    choose_components,
+    precision_notes,
+    read_arrow,
+    refuse_duplicate_names,
+)
+from tune_app.training.timestamps import TIMESTAMP, Irregular, irregular_intervals, to_utc_ns
 
 __all__ = [
     "DataConfig",
     "Dataset",
     "Gap",
+    "Normalisation",
     "SeriesTable",
     "Windows",
     "find_gaps",
     "load_dataset",
     "read_series",
 ]
-
-ID, STEP = "series_id", "step"
 
 
 @dataclass(frozen=True)
@@ -61,11 +73,30 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SeriesTable:
+    """A validated data file: per series, its values in step order.
+
+    Attributes:
+        series_ids: the series, sorted.
+        components: the component columns, in the order of `values`' last axis.
+        values: per series, [T, C] float64, ordered by step.
+        fingerprint: sha256 of the components' names and values (as float32, as it always was,
+            so older checkpoints still match their data).
+        gaps: missing steps; only ever non-empty when read with allow_gaps (inspect).
+        times: per series, [T] int64 ns since 1970 UTC from the `timestamp` column, or None.
+        irregular: intervals far from their series' usual one (only with allow_gaps).
+        ignored: the file's component columns left out by the selection.
+        notes: one line each for the user (precision lost in the file, ...).
+    """
+
     series_ids: tuple[str, ...]
     components: tuple[str, ...]
-    values: tuple[np.ndarray, ...]  # per series, [T, C] float32, ordered by step
+    values: tuple[np.ndarray, ...]
     fingerprint: str
-    gaps: tuple[Gap, ...] = ()  # only ever non-empty when read with allow_gaps (inspect)
+    gaps: tuple[Gap, ...] = ()
+    times: tuple[np.ndarray, ...] | None = None
+    irregular: tuple[Irregular, ...] = ()
+    ignored: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -91,13 +122,17 @@ class Windows:
 
 @dataclass
 class Dataset:
+    """Windows of a table z-scored with `normalisation` (its own train split's statistics, or
+    those a model was trained with); `notes` are the table's and this build's lines for the
+    user."""
+
     table: SeriesTable
     config: DataConfig
-    mean: np.ndarray
-    std: np.ndarray
+    normalisation: Normalisation
     train: Windows
     val: Windows
     test: Windows
+    notes: tuple[str, ...] = ()
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -107,105 +142,55 @@ class Dataset:
     def fingerprint(self) -> str:
         return self.table.fingerprint
 
+    @property
+    def mean(self) -> np.ndarray:
+        """[C] float64 means used to z-score."""
+        return np.asarray(self.normalisation.mean)
+
+    @property
+    def std(self) -> np.ndarray:
+        """[C] float64 standard deviations used to z-score."""
+        return np.asarray(self.normalisation.std)
+
     def to(self, device: torch.device | str) -> Dataset:
         return Dataset(
             self.table,
             self.config,
-            self.mean,
-            self.std,
+            self.normalisation,
             self.train.to(device),
             self.val.to(device),
             self.test.to(device),
+            self.notes,
         )
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
-        return ((values - self.mean) / self.std).astype(np.float32)
+        """[..., C] values -> float32 z-scores (mean subtracted in float64)."""
+        return self.normalisation.apply(values)
 
     def denormalise(self, values: np.ndarray) -> np.ndarray:
-        return values * self.std + self.mean
-
-
-def _read_arrow(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise InputError(
-            f"--data {path}: no such file; make one with `tune-app data make-synthetic --out FILE`"
-        )
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pq.read_table(path)
-        if suffix == ".csv":
-            # ids stay text: "01", "1" and "007" are three series, not the integers 1, 1, 7
-            strings = pacsv.ConvertOptions(column_types={ID: pa.string()})
-            return pacsv.read_csv(path, convert_options=strings)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"--data {path}: cannot be read as {suffix[1:]}: {exc}") from None
-    raise InputError(f"--data {path}: not a parquet or CSV file (expected .parquet or .csv)")
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Steps missing inside a series: `length` steps from `first_missing` on."""
-
-    series_id: str
-    first_missing: int
-    length: int
-
-
-def find_gaps(frame: pd.DataFrame) -> list[Gap]:
-    """Every run of missing steps inside each series of a frame sorted by (series_id, step)."""
-    steps = frame[STEP].to_numpy(dtype=np.int64)
-    ids = frame[ID].to_numpy()
-    jump = np.diff(steps)
-    inside = (ids[1:] == ids[:-1]) & (jump > 1)
-    return [Gap(str(ids[i]), int(steps[i]) + 1, int(jump[i]) - 1) for i in np.flatnonzero(inside)]
-
-
-def _fill(frame: pd.DataFrame, columns: list[str], how: str) -> pd.DataFrame:
-    """Missing steps become rows; NaN/inf take the series' last value (its first, at the start).
-    `frame` is sorted by (series_id, step)."""
-    if how != "ffill":
-        raise InputError(
-            f"--fill {how!r}: unknown; the only fill is 'ffill' (carry the last value forward)"
-        )
-    if find_gaps(frame):
-        full = frame.groupby(ID, sort=False)[STEP].agg(["min", "max"])
-        index = pd.MultiIndex.from_tuples(
-            [(sid, step) for sid, (lo, hi) in full.iterrows() for step in range(lo, hi + 1)],
-            names=[ID, STEP],
-        )
-        frame = frame.set_index([ID, STEP]).reindex(index).reset_index()
-    frame[columns] = frame[columns].replace([np.inf, -np.inf], np.nan)
-    grouped = frame.groupby(ID, sort=False)[columns]
-    frame[columns] = grouped.ffill()
-    frame[columns] = frame.groupby(ID, sort=False)[columns].bfill()
-    return frame
-
-
-def _refuse_gaps(gaps: list[Gap], path: str) -> None:
-    if not gaps:
-        return
-    shown = "; ".join(
-        f"series {g.series_id!r} misses {g.length} step(s) from step {g.first_missing}"
-        for g in gaps[:3]
-    )
-    more = f" (and {len(gaps) - 3} more gaps)" if len(gaps) > 3 else ""
-    raise InputError(
-        f"{path}: steps must be consecutive; {shown}{more}. Windows would join the values on "
-        "either side of a gap; fill the file, or pass --fill ffill to carry the last value "
-        "forward (see them all with `tune-app data inspect`)"
-    )
+        """[..., C] z-scores -> float64 values in the data's units."""
+        return self.normalisation.invert(values)
 
 
 def read_series(
-    path: str | Path, config: DataConfig = DataConfig(), *, allow_gaps: bool = False
+    path: str | Path,
+    config: DataConfig = DataConfig(),
+    *,
+    allow_gaps: bool = False,
+    selected_by: str = "named by --components/--component",
 ) -> SeriesTable:
     """Read and validate a long-format file. Raises InputError naming the column/series and the fix.
 
-    A series with missing steps is refused unless `config.fill` fills them, or `allow_gaps`
-    (for `data inspect`, which lists them in `SeriesTable.gaps`)."""
+    A series with missing steps (or a timestamp that jumps) is refused unless `config.fill`
+    fills the steps, or `allow_gaps` (for `data inspect`, which lists them in
+    `SeriesTable.gaps` and `SeriesTable.irregular`). `selected_by` names who chose
+    `config.components`, for the message when the file lacks one."""
     return series_from_arrow(
-        _read_arrow(Path(path)), config, f"--data {path}", allow_gaps=allow_gaps
+        read_arrow(Path(path)),
+        config,
+        f"--data {path}",
+        allow_gaps=allow_gaps,
+        selected_by=selected_by,
     )
 
 
@@ -224,47 +209,44 @@ def _series_ids(frame: pd.DataFrame, path: str) -> pd.Series:
 
 
 def series_from_arrow(
-    table: pa.Table, config: DataConfig, path: str, *, allow_gaps: bool = False
+    table: pa.Table,
+    config: DataConfig,
+    path: str,
+    *,
+    allow_gaps: bool = False,
+    selected_by: str = "named by --components/--component",
 ) -> SeriesTable:
     """Validate a long-format Arrow table into per-series arrays (see `read_series`)."""
     if table.num_rows == 0:
         raise InputError(f"{path}: the file holds no rows")
     names = table.column_names
+    refuse_duplicate_names(names, path)
     missing = [c for c in (ID, STEP) if c not in names]
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(missing)}; the format is long: "
             f"{ID}, {STEP}, then one float column per component (found: {', '.join(names)})"
         )
-    # pandas stores a filtered frame's index as `__index_level_0__`: not a component
-    available = [c for c in names if c not in (ID, STEP) and not c.startswith("__index_level_")]
-    chosen = list(config.components) if config.components else available
-    unknown = [c for c in chosen if c not in available]
-    if unknown or not chosen:
-        raise InputError(
-            f"--components: unknown component(s) {', '.join(unknown) or '(none given)'}; "
-            f"this file has: {', '.join(available) or 'no component columns'}"
-        )
-    for column in chosen:
-        kind = table.schema.field(column).type
-        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
-            raise InputError(
-                f"{path}: column {column!r} is {kind}, not numeric; "
-                f"convert it to float or leave it out with --components"
-            )
-    frame = table.select([ID, STEP, *chosen]).replace_schema_metadata(None).to_pandas()
+    chosen = choose_components(names, config.components, path, selected_by)
+    check_numeric(table, chosen, path)
+    timed = [TIMESTAMP] if TIMESTAMP in names else []
+    frame = table.select([ID, STEP, *chosen, *timed]).replace_schema_metadata(None).to_pandas()
     if not pd.api.types.is_integer_dtype(frame[STEP]):
         raise InputError(
             f"{path}: column {STEP!r} must hold whole numbers (got {frame[STEP].dtype})"
         )
     frame[ID] = _series_ids(frame, path)
+    aware = False
+    if timed:
+        # as int64 ns UTC before any fill, so a filled row's time can be interpolated
+        frame[TIMESTAMP], aware = to_utc_ns(frame[TIMESTAMP], path)
     frame = frame.sort_values([ID, STEP], kind="stable")
     duplicated = frame.duplicated([ID, STEP])
     if duplicated.any():
         where = frame[duplicated].iloc[0]
         raise InputError(f"{path}: series {where[ID]!r} has step {int(where[STEP])} twice")
     if config.fill:
-        frame = _fill(frame, chosen, config.fill)
+        frame = fill(frame, chosen, config.fill)
     bad = ~np.isfinite(frame[chosen].to_numpy(dtype=np.float64))
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
@@ -274,17 +256,34 @@ def series_from_arrow(
             f"{int(where[STEP])}, column {chosen[col]!r}; clean the file or pass --fill ffill"
         )
     gaps = find_gaps(frame)
-    if not allow_gaps:
-        _refuse_gaps(gaps, path)
-    ids, values = [], []
+    ids, values, times, irregular = [], [], [], []
     digest = hashlib.sha256(("|".join(chosen)).encode())
     for series_id, group in frame.groupby(ID, sort=True):
-        array = np.ascontiguousarray(group[chosen].to_numpy(dtype=np.float32))
+        array = np.ascontiguousarray(group[chosen].to_numpy(dtype=np.float64))
         ids.append(str(series_id))
         values.append(array)
         digest.update(str(series_id).encode())
-        digest.update(array.tobytes())
-    return SeriesTable(tuple(ids), tuple(chosen), tuple(values), digest.hexdigest(), tuple(gaps))
+        digest.update(array.astype(np.float32).tobytes())
+        if timed:
+            steps = group[STEP].to_numpy(dtype=np.int64)
+            stamps = group[TIMESTAMP].to_numpy(dtype=np.int64)
+            irregular += irregular_intervals(str(series_id), steps, stamps, aware, path)
+            times.append(stamps)
+    if not allow_gaps:
+        refuse_gaps(gaps, irregular, path)
+    ignored = [c for c in names if c not in (ID, STEP, TIMESTAMP, *chosen)]
+    ignored = [c for c in ignored if not c.startswith("__index_level_")]
+    return SeriesTable(
+        tuple(ids),
+        tuple(chosen),
+        tuple(values),
+        digest.hexdigest(),
+        tuple(gaps),
+        tuple(times) if timed else None,
+        tuple(irregular),
+        tuple(ignored),
+        tuple(precision_notes(table, chosen, path)),
+    )
 
 
 def _split_points(length: int, config: DataConfig) -> tuple[int, int]:
@@ -329,22 +328,44 @@ def _windows(
     return Windows(x, y, np.asarray(series), np.asarray(starts), difficulty)
 
 
-def build_dataset(table: SeriesTable, config: DataConfig = DataConfig()) -> Dataset:
+def build_dataset(
+    table: SeriesTable,
+    config: DataConfig = DataConfig(),
+    normalisation: Normalisation | None = None,
+) -> Dataset:
+    """Split `table` into z-scored train / val / test windows.
+
+    Args:
+        table: the validated series.
+        config: window lengths, stride, split fractions.
+        normalisation: the statistics to z-score with (a model's, for data it is applied to);
+            None: fit them on this table's train parts, in float64.
+
+    Returns:
+        The dataset, with `notes` for the user (the table's, and values the float32 cast cuts).
+
+    Raises:
+        InputError: a series too short for one window of each split, or statistics whose
+            components differ from the table's.
+    """
     _check_lengths(table, config)
-    train_parts = [v[: _split_points(len(v), config)[0]] for v in table.values]
-    stacked = np.concatenate(train_parts).astype(np.float64)
-    mean = stacked.mean(axis=0)
-    std = stacked.std(axis=0)
-    std[std < 1e-8] = 1.0  # a constant component: leave it centred, not blown up
-    normed = [((v - mean) / std).astype(np.float32) for v in table.values]
+    if normalisation is None:
+        train_parts = [v[: _split_points(len(v), config)[0]] for v in table.values]
+        normalisation = Normalisation.fit(train_parts, table.components)
+    elif normalisation.components != table.components:
+        raise InputError(
+            f"the statistics are for components {list(normalisation.components)}, the data "
+            f"has {list(table.components)}"
+        )
+    normed = [normalisation.apply(v) for v in table.values]
     return Dataset(
         table=table,
         config=config,
-        mean=mean,
-        std=std,
+        normalisation=normalisation,
         train=_windows(table, normed, config, "train"),
         val=_windows(table, normed, config, "val"),
         test=_windows(table, normed, config, "test"),
+        notes=(*table.notes, *normalisation.cast_notes(table.values)),
     )
 
 
@@ -352,41 +373,19 @@ def load_dataset(path: str | Path, config: DataConfig = DataConfig()) -> Dataset
     return build_dataset(read_series(path, config), config)
 
 
-def describe(table: SeriesTable) -> str:
-    lines = [
-        f"series: {len(table.series_ids)}   components: {', '.join(table.components)}",
-        f"fingerprint: {table.fingerprint[:16]}",
-        f"{'series':>10} {'steps':>7} "
-        + " ".join(f"{c + ' mean':>12} {c + ' std':>10}" for c in table.components),
-    ]
-    for series_id, values in zip(table.series_ids, table.values, strict=True):
-        stats = " ".join(
-            f"{m:12.4f} {s:10.4f}" for m, s in zip(values.mean(0), values.std(0), strict=True)
-        )
-        lines.append(f"{series_id:>10} {len(values):7d} {stats}")
-    constant = [
-        f"{sid}:{c}"
-        for sid, v in zip(table.series_ids, table.values, strict=True)
-        for c, s in zip(table.components, v.std(0), strict=True)
-        if s < 1e-8
-    ]
-    problems = [f"constant component(s) {', '.join(constant)}"] if constant else []
-    problems += [
-        f"gap in series {g.series_id!r}: {g.length} step(s) missing from step {g.first_missing}"
-        for g in table.gaps
-    ]
-    if table.gaps:
-        problems.append("training refuses gaps: fill them in the file or pass --fill ffill")
-    lines.append("problems: " + ("\n  ".join(["", *problems]) if problems else "none"))
-    return "\n".join(lines)
-
-
-def open_series(path: str | Path | None, config: DataConfig = DataConfig()) -> SeriesTable:
+def open_series(
+    path: str | Path | None,
+    config: DataConfig = DataConfig(),
+    selected_by: str = "named by --components/--component",
+) -> SeriesTable:
     """The file at `path`, or the built-in synthetic data set when `path` is None."""
     if path is None:
         from tune_app.training.synthetic import make_synthetic
 
         return series_from_arrow(
-            pa.Table.from_pandas(make_synthetic()), config, "built-in synthetic data"
+            pa.Table.from_pandas(make_synthetic()),
+            config,
+            "built-in synthetic data",
+            selected_by=selected_by,
         )
-    return read_series(path, config)
+    return read_series(path, config, selected_by=selected_by)

@@ -77,6 +77,8 @@ def _export_state(folder: Path, map_location: str | torch.device) -> dict[str, A
         "history": history,
         "data_path": config.get("data_path"),
         "data_fingerprint": config.get("data_fingerprint"),
+        "normalisation": config.get("normalisation"),
+        "components": config.get("components"),  # an export from before the statistics
     }
 
 

@@ -259,6 +259,8 @@ def train(
             "data_config": data.config.to_dict(),
             "train_config": config.to_dict(),
             "data_fingerprint": data.fingerprint,
+            # the z-score statistics and component names, so later data is read as trained on
+            "normalisation": data.normalisation.to_dict(),
             "history": history,
         }
 
