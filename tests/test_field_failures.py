@@ -241,10 +241,12 @@ def _result(metrics: dict | None, error: Exception | None = None) -> SimpleNames
         ),
     ],
 )
-def test_run_summary_exits_1_when_no_trial_finished(results, code, said, capsys):
+def test_run_summary_exits_1_when_no_trial_finished(results, code, said, tmp_path, capsys):
     from tune_app.cli.runs import _finish
+    from tune_app.runs.storage import locate
 
-    assert _finish(results, SimpleNamespace(uri="results/x")) == code
+    (tmp_path / "tune_app_run.json").write_text("{}")  # the run's folder is still there
+    assert _finish(results, locate(str(tmp_path))) == code
     captured = capsys.readouterr()
     assert said in captured.out + captured.err
 

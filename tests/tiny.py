@@ -70,3 +70,22 @@ def train_tiny(plan, dataset, out_dir, *, model=TINY_MODEL, stop_after=None, rep
     extra = [StopAfter(stop_after), *([_Report()] if report else [])]
     spec = RunSpec(plan, model, dataset.config, TINY_TRAIN)
     return train_locally(spec, dataset, out_dir, extra=extra, **kw)
+
+
+def ray_like_run(train_dir, run_dir, kind="baseline"):  # type: ignore[no-untyped-def]
+    """A `tune-app train --out` folder laid out as a Ray run of one trial (`trial-00`), as
+    `tune-app best` and `tune-app report` read it, without starting Ray."""
+    import json
+    import shutil
+
+    spec = json.loads((train_dir / "config.json").read_text())
+    run_dir.mkdir(parents=True)
+    manifest = {"kind": kind, "name": run_dir.name, "spec": spec, "components": ["c0", "c1", "c2"]}
+    (run_dir / "tune_app_run.json").write_text(json.dumps(manifest))
+    trial = run_dir / "trial-00"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"spec": spec}))
+    (trial / "result.json").write_text(json.dumps({"trial_id": "3170e_00000", "epoch": 1}) + "\n")
+    for number, checkpoint in enumerate(sorted((train_dir / "checkpoints").iterdir())):
+        shutil.copytree(checkpoint, trial / f"checkpoint_{number:06d}")
+    return run_dir

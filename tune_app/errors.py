@@ -26,7 +26,14 @@ class CheckpointError(InputError):
 
 
 class RunFailed(RuntimeError):
-    """A run that started but could not go on (storage full or unwritable, cluster lost): exit 1."""
+    """A run that started but could not go on (storage full or unwritable, cluster lost): exit 1.
+
+    `flags`, when given, resume the run from what it saved: put on the same command line (as
+    `Interrupted.flags`), the CLI prints that command after the message."""
+
+    def __init__(self, message: str = "", flags: dict[str, str | None] | None = None) -> None:
+        super().__init__(message)
+        self.flags = flags or {}
 
 
 class Interrupted(KeyboardInterrupt):

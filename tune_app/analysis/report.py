@@ -39,6 +39,7 @@ from tune_app.analysis.search_summary import (
 from tune_app.plan.plan import Plan
 from tune_app.runs.records import CAPACITY_KEY
 from tune_app.runs.results import Run, TrialRecord
+from tune_app.runs.staging import staged_folder
 from tune_app.training.checkpoint import atomic_write_bytes
 
 __all__ = ["plateaus", "write_report"]
@@ -404,11 +405,12 @@ def _markdown_table(table: pd.DataFrame) -> str:
 
 
 def write_report(run: Run, out: Path) -> tuple[Path, Path]:
-    """Write report.html (self-contained) and report.md (its images beside it) into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    sections = build_sections(run, out)
+    """Write report.html (self-contained) and report.md (its images beside it) into `out`,
+    whole or not at all (`runs.staging.staged_folder`: a full disk or Ctrl-C leaves `out` as
+    it was). Returns the two files' paths."""
     title = f"tune_app report: {run.location.name} ({run.kind})"
-    page, twin = out / "report.html", out / "report.md"
-    atomic_write_bytes(page, _html(sections, title).encode())
-    atomic_write_bytes(twin, _markdown(sections, title).encode())
-    return page, twin
+    with staged_folder(out, "the report") as staged:
+        sections = build_sections(run, staged)
+        atomic_write_bytes(staged / "report.html", _html(sections, title).encode())
+        atomic_write_bytes(staged / "report.md", _markdown(sections, title).encode())
+    return out / "report.html", out / "report.md"

@@ -92,16 +92,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.given = given_flags(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
+        return code
     except InputError as exc:
         print(f"tune-app: error: {exc}", file=sys.stderr)
         return 2
     except (DivergedError, RunFailed) as exc:
-        print(f"tune-app: {exc}", file=sys.stderr)
+        flags = getattr(exc, "flags", None)
+        again = f"; resume with: tune-app {shlex.join(with_flags(argv, flags))}" if flags else ""
+        print(f"tune-app: {exc}{again}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         print(f"tune-app: interrupted; {resume_hint(argv, exc)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    except OSError as exc:  # what no layer turned into a message: the disk, the permissions
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"tune-app: could not read or write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _closed_pipe() -> int:
+    """`tune-app ... | head` closed the pipe: stop quietly, as cat and grep do. stdout is
+    pointed at devnull so the interpreter's final flush finds no closed pipe either."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer the reader left
 
 
 if __name__ == "__main__":

@@ -94,7 +94,13 @@ def _diverged_at(result: Any) -> int | None:
 def _finish(grid: Any, location: Any) -> int:
     """Say how the trials ended, one line each for failures (Ray's tracebacks stay in the
     trial folders' error.txt) and divergences, and where the run is. Exit 1 when no trial
-    finished: every one failed or diverged."""
+    finished: every one failed or diverged, or when the run's folder is gone."""
+    from tune_app.runs.records import MANIFEST
+    from tune_app.tune.runner import gone
+
+    if not location.join(MANIFEST).exists():
+        print(f"tune-app: the run at {location.uri} stopped: {gone(location)}", file=sys.stderr)
+        return 1
     failures, diverged = [], []
     for result in grid:
         try:

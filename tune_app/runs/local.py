@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tune_app.errors import DivergedError, InputError, Interrupted
+from tune_app.errors import DivergedError, InputError, Interrupted, RunFailed
 from tune_app.plan.plan import Plan
 from tune_app.plan.rules import MonitorRules
 from tune_app.plan.schedules import Cosine
@@ -140,6 +141,40 @@ def run_train(
         if last is None:
             raise _nothing_saved(out_dir) from None
         raise Interrupted({"--resume": str(last[0]), "--out": str(out_dir)}) from None
+    except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
+        last = _last_checkpoint(out_dir)
+        flags: dict[str, str | None] | None = None
+        if last is not None:
+            flags = {"--resume": str(last[0]), "--out": str(out_dir)}
+        raise _write_failed(exc, out_dir, last, flags) from None
+
+
+def _write_failed(
+    exc: OSError,
+    out_dir: Path,
+    last: tuple[Path, int] | None,
+    flags: dict[str, str | None] | None,
+) -> RunFailed:
+    """One line on what could not be written and what the run keeps: its last good checkpoint,
+    and `flags` that resume from it (the CLI prints them as a command)."""
+    what = _real_name(exc.filename or out_dir)
+    why = exc.strerror or str(exc)
+    if last is None or not flags:
+        return RunFailed(
+            f"could not write {what}: {why}; no checkpoint was written yet: free space (or fix "
+            "the permissions) and run the command again"
+        )
+    return RunFailed(
+        f"could not write {what}: {why}; the last good checkpoint is {last[0]} (epoch "
+        f"{last[1]}): free space (or fix the permissions) first",
+        flags,
+    )
+
+
+def _real_name(path: str | Path) -> str:
+    """A path as the user will find it: `DIR/.NAME.tmp-1a2b3c4d/x` (an atomic write's
+    temporary name) as `DIR/NAME/x`."""
+    return re.sub(r"(^|/)\.([^/]+)\.tmp-[0-9a-f]{8}(?=/|$)", r"\1\2", str(path))
 
 
 def _last_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
@@ -275,12 +310,21 @@ def run_continue(
         last = _last_checkpoint(output_dir)
         if last is None:
             raise _nothing_saved(output_dir, "at the end of the continuation") from None
-        path, epoch = last  # go on from there: the rest of the epochs, the cosine from its lr
-        if epoch >= spec.plan.total_epochs:
+        if last[1] >= spec.plan.total_epochs:
             raise Interrupted(note=f"every epoch had run; the result is in {output_dir}") from None
-        flags: dict[str, str | None] = {
-            "--model_path": str(path),
-            "--epochs": str(spec.plan.total_epochs - epoch),
-            "--start_lr": f"{spec.plan.lr_at(epoch + 1):.6g}",
-        }
-        raise Interrupted(flags) from None
+        raise Interrupted(_continue_flags(spec, last)) from None
+    except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
+        last = _last_checkpoint(output_dir)
+        flags = _continue_flags(spec, last) if last and last[1] < spec.plan.total_epochs else None
+        raise _write_failed(exc, output_dir, last, flags) from None
+
+
+def _continue_flags(spec: RunSpec, last: tuple[Path, int]) -> dict[str, str | None]:
+    """The `continue` flags that go on from checkpoint `last` (path, epoch): the rest of the
+    epochs, the cosine from the lr it had reached."""
+    path, epoch = last
+    return {
+        "--model_path": str(path),
+        "--epochs": str(spec.plan.total_epochs - epoch),
+        "--start_lr": f"{spec.plan.lr_at(epoch + 1):.6g}",
+    }

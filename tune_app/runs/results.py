@@ -43,6 +43,7 @@ from tune_app.runs.records import (
     scan_checkpoints,
 )
 from tune_app.runs.spec import RunSpec
+from tune_app.runs.staging import staged_folder
 from tune_app.runs.storage import Location, locate
 from tune_app.training.checkpoint import (
     STATE_FILE,
@@ -265,7 +266,13 @@ def export_checkpoint(
     out: Path,
     metric: str = "val_free_loss",
 ) -> ExportConfig:
-    """Export one checkpoint of a run (see `export_best`)."""
+    """Export one checkpoint of a run (see `export_best`), whole or not at all.
+
+    Raises:
+        CheckpointError: the checkpoint lost its state.pt.
+        RunFailed: the disk was full or not writable; `out` was left as it was.
+        Interrupted: Ctrl-C; `out` was left as it was.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         local = checkpoint.location.download(Path(tmp) / "checkpoint")
         if not (local / STATE_FILE).is_file():
@@ -276,12 +283,9 @@ def export_checkpoint(
                 "export the next best"
             )
         state = load_state(local)
-    out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state["model"], buffer)
-    atomic_write_bytes(out / EXPORT_WEIGHTS, buffer.getvalue())
     plan = Plan.from_dict(state["plan"])
-    atomic_write_bytes(out / EXPORT_PLAN, plan.to_yaml().encode())
     meta = checkpoint.meta
     config = ExportConfig(
         run=run.location.uri,
@@ -304,13 +308,17 @@ def export_checkpoint(
         replay=f"tune-app train --replay {out}",
         normalisation=Normalisation.from_dict(state.get("normalisation")) or meta.normalisation,
     )
-    atomic_write_bytes(out / EXPORT_CONFIG, config.to_json())
-    atomic_write_bytes(
-        out / EXPORT_LINEAGE, json.dumps(lineage(run, trial, checkpoint), indent=2).encode()
-    )
-    # every epoch behind these weights, from the checkpoint itself (donors' epochs included):
-    # complete even where Tune's result.json was cut short
-    atomic_write_bytes(out / METRICS_FILE, pd.DataFrame(state["history"]).to_parquet(index=False))
+    chain = json.dumps(lineage(run, trial, checkpoint), indent=2).encode()
+    # all or nothing: a full disk or Ctrl-C leaves `out` as it was (runs/staging.py)
+    with staged_folder(out, "the export") as staged:
+        atomic_write_bytes(staged / EXPORT_WEIGHTS, buffer.getvalue())
+        atomic_write_bytes(staged / EXPORT_PLAN, plan.to_yaml().encode())
+        atomic_write_bytes(staged / EXPORT_CONFIG, config.to_json())
+        atomic_write_bytes(staged / EXPORT_LINEAGE, chain)
+        # every epoch behind these weights, from the checkpoint itself (donors' epochs
+        # included): complete even where Tune's result.json was cut short
+        history = pd.DataFrame(state["history"]).to_parquet(index=False)
+        atomic_write_bytes(staged / METRICS_FILE, history)
     return config
 
 

@@ -14,6 +14,8 @@ import random
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -60,7 +62,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        with open(tmp, "wb") as handle:
+        with _naming(path), open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -68,6 +70,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError inside names `path` (a failed write(), a full disk, names no file itself)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename and not Path(exc.filename).name.startswith("."):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -93,14 +106,16 @@ def save_checkpoint(directory: Path, state: dict[str, Any], files: dict[str, byt
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    with _naming(directory):
+        tmp.mkdir()
     try:
-        with open(tmp / STATE_FILE, "wb") as handle:
+        with _naming(directory / STATE_FILE), open(tmp / STATE_FILE, "wb") as handle:
             handle.write(state_bytes(state))
             handle.flush()
             os.fsync(handle.fileno())
         for name, data in files.items():
-            (tmp / name).write_bytes(data)
+            with _naming(directory / name):
+                (tmp / name).write_bytes(data)
         _fsync_dir(tmp)
         old = None
         if directory.exists():

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from tune_app import __version__
 from tune_app.errors import InputError, RunFailed
 from tune_app.plan.plan import Plan
 from tune_app.plan.search_space import SearchSpace, to_optuna
+from tune_app.runs.lock import hold_name, release_name
 from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import Location, locate
@@ -174,12 +176,16 @@ def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> 
 
 
 def claim(location: Location, launch: Launch) -> None:
-    """Refuse to start a new run over an existing one (its checkpoints would be mixed)."""
+    """Refuse to start a new run over an existing one (its checkpoints would be mixed), then
+    hold the run's name (runs/lock.py) until `fit_or_restore` ends: a second launch of the
+    name, or a --resume of a run still going, is refused before Ray starts."""
     if not launch.resume and location.join(MANIFEST).exists():
         raise InputError(
             f"--name {location.name}: a run already exists at {location.uri}; "
             "pass --resume to continue it or choose another --name"
         )
+    if note := hold_name(location, resume=launch.resume):
+        print(f"tune-app: note: {note}", file=sys.stderr)
 
 
 def fit_or_restore(
@@ -208,10 +214,14 @@ def fit_or_restore(
         raise
     except Exception as exc:
         raise RunFailed(f"the run at {location.uri} stopped: {_diagnose(location, exc)}") from exc
+    finally:
+        release_name(location)
 
 
 def _diagnose(location: Location, exc: BaseException) -> str:
     """One line on why a run stopped, with what to do."""
+    if not location.join(MANIFEST).exists():
+        return gone(location)
     lines = [line for line in str(exc).splitlines() if line.strip()]
     detail = (lines[-1] if lines else type(exc).__name__)[:300]
     if location.is_local:
@@ -224,6 +234,15 @@ def _diagnose(location: Location, exc: BaseException) -> str:
         if not os.access(location.path, os.W_OK):
             return "its storage is not writable; fix the permissions, then run again with --resume"
     return f"{type(exc).__name__}: {detail}; the checkpoints written so far are kept, --resume continues"
+
+
+def gone(location: Location) -> str:
+    """What to say when a run's folder was deleted while it ran (its manifest, written before
+    Ray starts, is gone even where Ray made the folder again to save its own state)."""
+    return (
+        f"its folder {location.uri} disappeared while it ran (deleted or unmounted), and with "
+        "it every checkpoint: nothing is left to resume; run the command again without --resume"
+    )
 
 
 def run_baseline(

@@ -1,9 +1,28 @@
-"""Fault injection for tests/faults/test_divergence.py, loaded by every Python process started
-with this folder on PYTHONPATH (the driver and Ray's workers): the trial whose member index is
-TUNE_APP_TEST_DIVERGE_MEMBER reports a non-finite loss from epoch TUNE_APP_TEST_DIVERGE_EPOCH on,
-exactly as the trainer does when training really diverges."""
+"""Fault injection for tests/faults/, loaded by every Python process started with this folder on
+PYTHONPATH (the driver and Ray's workers):
+
+- TUNE_APP_TEST_DIVERGE_MEMBER (test_divergence.py): the trial whose member index it names
+  reports a non-finite loss from epoch TUNE_APP_TEST_DIVERGE_EPOCH on, exactly as the trainer does
+  when training really diverges;
+- TUNE_APP_TEST_SLOW_WRITES (test_output_failures.py): every atomic write then waits that many
+  seconds, so a test can press Ctrl-C while `best` or `report` is half done.
+"""
 
 import os
+
+if os.environ.get("TUNE_APP_TEST_SLOW_WRITES"):
+    import time
+
+    import tune_app.training.checkpoint as checkpoint
+
+    pause = float(os.environ["TUNE_APP_TEST_SLOW_WRITES"])
+    real_write = checkpoint.atomic_write_bytes
+
+    def slow_write(path, data):
+        real_write(path, data)
+        time.sleep(pause)
+
+    checkpoint.atomic_write_bytes = slow_write
 
 if os.environ.get("TUNE_APP_TEST_DIVERGE_MEMBER"):
     try:
