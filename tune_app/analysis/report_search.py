@@ -71,13 +71,19 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, A
 def change_label(event: JournalEvent, limit: int | None = CHANGES_SHOWN) -> str:
     """What an exploit changed: the explored parameters against the donor's (an older journal
     has only the copier's own, `old`), largest change first: `alpha_shift 0.04→0.07,
-    lr_restart on→off, +9 more` (every one with `limit=None`)."""
+    lr_restart on→off, +9 more` (every one with `limit=None`); `no effective change (...)`
+    where they train exactly as the donor's did (`JournalEvent.effective`: a restart to 1x the
+    peak a phase starts at, a plateau rule that cannot fire before the plan ends)."""
     changes = _changes(event.donor_params or event.old, event.new)
     limit = len(changes) if limit is None else limit
     shown = [f"{k} {_distinct(a, b)}" for k, a, b in changes[:limit]]
     if len(changes) > limit:
         shown.append(f"+{len(changes) - limit} more")
-    return ", ".join(shown) or "no parameter changed"
+    if not shown:
+        return "no parameter changed"
+    if event.effective is False:
+        return f"no effective change ({', '.join(shown)})"
+    return ", ".join(shown)
 
 
 def exploit_table(events: list[JournalEvent], labels: dict[str, str]) -> pd.DataFrame:

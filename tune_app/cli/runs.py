@@ -149,6 +149,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, "modifications.yaml", "pbt")
     spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    if not args.resume:  # (a resumed run goes on with its own space)
+        _refuse_inert_space(space, spec, table, args.perturb_every)
     launch, spec, table, resumed = _launch(args, "search", spec, table)
     if not 0.0 < args.quantile_fraction <= 0.5:
         raise InputError(
@@ -176,6 +178,25 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         print("\n".join(search_summary(open_run(location.uri))))
     return code
+
+
+def _refuse_inert_space(
+    space: Any, spec: RunSpec, table: SeriesTable, perturb_every: int | None
+) -> None:
+    """A space in which no member trains differently from the control is refused before Ray
+    starts (plan/effects.py); an interval run_search refuses is left to it."""
+    from tune_app.plan.effects import refuse_inert_space
+
+    interval = perturb_every or min(p.epochs for p in spec.plan.phases)
+    if interval >= 1:
+        refuse_inert_space(
+            space.expand(table.components),
+            spec.plan,
+            interval,
+            table.components,
+            spec.train.plateau_epochs,
+            spec.train.seed,
+        )
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:

@@ -159,7 +159,9 @@ class SearchMember:
 class JournalEvent:
     """An exploit line of `pbt_journal.jsonl`: at the round of `epoch`, `trial` (member
     `member`) copied `donor`'s checkpoint of that epoch (in folder `donor_dir`) and explored from
-    the donor's parameters (`explore`: "pbt", "pb2", or PBT standing in for PB2 without data)."""
+    the donor's parameters (`explore`: "pbt", "pb2", or PBT standing in for PB2 without data).
+    `effective` is not written: `Run.journal` works out whether the explored parameters train
+    any differently from the donor's (None: not known, an older journal without them)."""
 
     epoch: int
     trial: str
@@ -175,6 +177,7 @@ class JournalEvent:
     donor_member: int | None = None
     explore: str = "pbt"
     donor_dir: str | None = None
+    effective: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

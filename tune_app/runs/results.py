@@ -14,7 +14,7 @@ import io
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from tune_app.errors import CheckpointError, InputError
+from tune_app.plan.effects import changes_training
 from tune_app.plan.plan import Plan
 from tune_app.runs.records import (
     EXPORT_CONFIG,
@@ -109,7 +110,27 @@ class Run:
         return self.manifest.kind
 
     def journal(self) -> list[JournalEvent]:
-        return read_journal(self.location)
+        """The exploits, each with `effective`: whether its explored parameters train any
+        differently from the donor's, on the donor's plan at that round (plan/effects.py)."""
+        return [replace(e, effective=self._effective(e)) for e in read_journal(self.location)]
+
+    def _effective(self, event: JournalEvent) -> bool | None:
+        if not event.donor_params:
+            return None  # an older journal: the donor's own parameters were not written
+        donor = next((t for t in self.trials if t.trial_id == event.donor), None)
+        found = [c for c in (donor.checkpoints if donor else []) if c.epoch == event.epoch]
+        raw = found[-1].meta.plan if found else self.manifest.spec.get("plan")
+        if not raw:
+            return None
+        patience = int((self.manifest.spec.get("train") or {}).get("plateau_epochs", 30))
+        return changes_training(
+            Plan.from_dict(raw),
+            event.donor_params,
+            event.new,
+            event.epoch + 1,
+            self.manifest.components,
+            patience,
+        )
 
     def rounds(self) -> list[RoundEvent]:
         """The journal's PBT rounds: epoch, ranking, exploits, members left alone and why."""

@@ -24,7 +24,7 @@ from pyarrow.fs import FileType
 from ray import tune
 
 from tune_app.errors import CheckpointError, DivergedError
-from tune_app.plan.modifications import modification_from_params
+from tune_app.plan.effects import explored_plan
 from tune_app.plan.plan import Plan
 from tune_app.plan.rules import MonitorRules
 from tune_app.runs.records import (
@@ -77,12 +77,7 @@ def trial_plan(
         return plan
     if checkpoint_meta and checkpoint_meta.params == params:
         return plan
-    phase_epochs = plan.phases[plan.phase_index(done + 1)].epochs
-    wanted = modification_from_params(params, done + 1, phase_epochs, components)
-    current = plan.active_modification(done + 1)
-    if current is None:
-        return plan if wanted.is_identity else plan.apply(wanted)
-    return plan if replace(current, from_epoch=done + 1) == wanted else plan.apply(wanted)
+    return explored_plan(plan, params, done + 1, components)
 
 
 def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
