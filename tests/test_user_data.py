@@ -254,7 +254,7 @@ def test_timestamps_are_read_and_never_a_component(name, trained: Path, tmp_path
     path = _timed(trained, name, TIMESTAMPS[name])
     code, out, err = _run(["data", "inspect", path], capsys)
     assert code == 0, err
-    assert "components: c0, c1, c2" in out and "problems: none" in out
+    assert "components: 'c0', 'c1', 'c2'" in out and "problems: none" in out
     every = "every 1 d" if "daily" in name else "every 1 h"
     assert every in out
     code, _, err = _run(["train", "--data", path, *TRAIN_FLAGS, "--out", tmp_path / "t"], capsys)

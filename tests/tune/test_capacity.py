@@ -35,6 +35,8 @@ def test_capacity_search_stops_trials_early_and_its_config_feeds_baseline(
                 "input_len",
             }
     assert len(lengths) == 6
+    folders = sorted(t.name for t in run.iterdir() if (t / "result.json").exists())
+    assert folders == [f"trial-{i:02d}" for i in range(6)]  # as the README names them
     assert min(lengths) < 10 and max(lengths) == 10, (
         lengths
     )  # ASHA stopped some, one ran to the end

@@ -16,8 +16,12 @@ SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
 SPEC = {"plan": load_plan(phase_epochs=100).to_dict(), "model": {"hidden": 64}}  # 500 epochs
 
 
-def fake_trial(trial_id: str, config: dict, status: str = "RUNNING", result: dict | None = None):  # type: ignore[no-untyped-def]
-    return SimpleNamespace(trial_id=trial_id, config=config, status=status, last_result=result)
+def fake_trial(
+    trial_id: str, config: dict, status: str = "RUNNING", result: dict | None = None, tag: str = ""
+):  # type: ignore[no-untyped-def]
+    return SimpleNamespace(
+        trial_id=trial_id, config=config, status=status, last_result=result, experiment_tag=tag
+    )
 
 
 def member(index: int) -> dict:
@@ -37,18 +41,24 @@ RESULT = {
 }
 
 
+CAPACITY = {"spec": SPEC, "capacity": {"hidden": 32, "layers": 2}}
+
+
 @pytest.mark.parametrize(
-    ("trial_id", "config", "expected"),
+    ("trial_id", "config", "tag", "expected"),
     [
-        ("df039_00002", member(2), "member-02"),
-        ("df039_00000", member(0), "member-00"),
-        ("a1b2c_00003", {"spec": SPEC, "capacity": {"hidden": 32, "layers": 2}}, "trial-03"),
-        ("df039_00000", {"spec": SPEC}, "trial-00"),
-        ("d1e2f3a4", {"spec": SPEC}, "trial-d1e2f3a4"),
+        ("df039_00002", member(2), "2", "member-02"),
+        ("df039_00000", member(0), "0", "member-00"),
+        ("a1b2c_00003", CAPACITY, "3", "trial-03"),
+        ("df039_00000", {"spec": SPEC}, "0", "trial-00"),
+        # Optuna's trials (SearchGenerator): a bare id, a tag counted from 1
+        ("fe918ae6", CAPACITY, "1_capacity/hidden=32,capacity/layers=2", "trial-00"),
+        ("0b1c2d3e", CAPACITY, "4_capacity/hidden=32", "trial-03"),
+        ("d1e2f3a4", {"spec": SPEC}, "", "trial-d1e2f3a4"),
     ],
 )
-def test_trial_folders_are_short_names(trial_id, config, expected):
-    name = trial_dirname(fake_trial(trial_id, config))
+def test_trial_folders_are_short_names(trial_id, config, tag, expected):
+    name = trial_dirname(fake_trial(trial_id, config, tag=tag))
     assert name == expected and len(name) <= 60 and "/" not in name
 
 

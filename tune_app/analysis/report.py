@@ -93,7 +93,7 @@ def plateaus(frame: pd.DataFrame, longer_than: int = 30) -> list[tuple[int, int]
 def _label(trial: TrialRecord) -> str:
     capacity = trial.params.get(CAPACITY_KEY)
     if capacity:
-        return f"{trial.trial_id} " + ",".join(f"{k}={v}" for k, v in capacity.items())
+        return f"{member_label(trial)} " + ",".join(f"{k}={v}" for k, v in capacity.items())
     return member_label(trial)
 
 

@@ -34,10 +34,11 @@ __all__ = [
 
 
 def member_label(trial: TrialRecord) -> str:
-    """`member-02` (`member-00 (control)`) for a search member, else the trial id."""
+    """`member-02` (`member-00 (control)`) for a search member, else the trial's folder name
+    (`trial-03`, as the README and the progress table name it; never Ray's id `3170e_00000`)."""
     member = trial.member
     if member is None:
-        return trial.trial_id
+        return trial.location.name
     label = f"member-{member.index:02d}"
     return f"{label} (control)" if member.control else label
 

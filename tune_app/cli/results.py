@@ -19,15 +19,20 @@ def _print_search_summary(run: Any, config: Any, metric: str) -> None:
     print(f"{'trial':<14} {'control':<8} {'epochs':>6} {'best ' + metric:>20}")
     for row in rows:
         print(
-            f"{row['trial']:<14} {'yes' if row['control'] else '':<8} {row['epochs']:>6} {row[f'best_{metric}']:>20.6f}"
+            f"{row['folder']:<14} {'yes' if row['control'] else '':<8} {row['epochs']:>6} {row[f'best_{metric}']:>20.6f}"
         )
     control = next((r for r in rows if r["control"]), None)
     if control is not None:
         ratio = config.value / control[f"best_{metric}"]
         print(
-            f"winner {config.trial}: {config.value:.6f} = {ratio:.3f} x the control's best "
+            f"winner {_folder(config)}: {config.value:.6f} = {ratio:.3f} x the control's best "
             f"({control[f'best_{metric}']:.6f}, the plan as written)"
         )
+
+
+def _folder(config: Any) -> str:
+    """The exported trial's folder name (`member-02`, `trial-03`): its checkpoint's parent."""
+    return str(config.checkpoint).rstrip("/").rsplit("/", 2)[-2]
 
 
 def _wrapped(head: str, items: list[str], width: int = 100) -> list[str]:
@@ -89,7 +94,7 @@ def cmd_best(args: argparse.Namespace) -> int:
         _print_search_summary(run, config, args.metric)
         _print_modification_evidence(run)
     print(
-        f"best: trial {config.trial} at epoch {config.epoch}: {args.metric} = {config.value:.6f}\n"
+        f"best: trial {_folder(config)} at epoch {config.epoch}: {args.metric} = {config.value:.6f}\n"
         f"exported to {out}/: best_model.pth plan.yaml config.json lineage.json metrics.parquet"
     )
     return 0

@@ -365,8 +365,9 @@ def replay_spec(export_dir: Path) -> tuple[RunSpec, int]:
 
 
 def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]:
-    """One row per trial: id, whether it is the control, its best metric and epoch, its member's
-    params; from each trial's checkpoint history (see the module docstring)."""
+    """One row per trial: id, folder name (`member-02`, `trial-03`), whether it is the control,
+    its best metric and epoch, its member's params; from each trial's checkpoint history (see
+    the module docstring)."""
     rows = []
     for trial in run.trials:
         frame = trial.metrics
@@ -375,6 +376,7 @@ def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]
         rows.append(
             {
                 "trial": trial.trial_id,
+                "folder": trial.location.name,
                 "control": bool(member and member.control),
                 "epochs": int(frame["epoch"].max()) if "epoch" in frame and len(frame) else 0,
                 f"best_{metric}": float(best),

@@ -71,7 +71,7 @@ class RunSpec:
         if self.model.components != len(table.components):
             raise InputError(
                 f"the model has {self.model.components} components but the data has "
-                f"{len(table.components)} ({', '.join(table.components)}); drop `components` from "
+                f"{len(table.components)} ({', '.join(repr(c) for c in table.components)}); drop `components` from "
                 f"--model-config or choose columns with --components"
             )
         return build_dataset(table, self.data, normalisation)

@@ -24,6 +24,13 @@ class Location:
     def __init__(self, fs: pafs.FileSystem, path: str, uri: str) -> None:
         self.fs, self.path, self.uri = fs, path.rstrip("/"), uri.rstrip("/")
 
+    def __str__(self) -> str:
+        """The URI (or local path) a user gave: what a message names."""
+        return self.uri
+
+    def __repr__(self) -> str:
+        return f"Location({self.uri!r})"
+
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)

@@ -46,7 +46,8 @@ def describe(table: SeriesTable) -> str:
         rows.append((series_id, str(len(values)), cells))
     width = [max(12, *(len(c[i][0]) for _, _, c in rows)) for i in range(len(table.components))]
     lines = [
-        f"series: {len(table.series_ids)}   components: {', '.join(table.components)}",
+        f"series: {len(table.series_ids)}   components: "
+        + ", ".join(repr(c) for c in table.components),
         f"fingerprint: {table.fingerprint[:16]}   {timing}",
         f"{'series':>10} {'steps':>7} "
         + " ".join(

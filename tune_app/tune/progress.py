@@ -42,10 +42,16 @@ CAPACITY_SHOWN = ("hidden", "layers", "cell", "dropout", "input_len")
 
 
 def trial_number(trial: Any) -> int | None:
-    """The trial's counter in its experiment: the digits after the last `_` of Ray's trial id
-    (`df039_00002` -> 2), or None for an id of another shape."""
+    """The trial's counter in its experiment, from 0: the digits after the last `_` of Ray's
+    trial id (`df039_00002` -> 2: Ray's BasicVariantGenerator numbers its trials so), else the
+    number that starts its experiment tag less one (`3_hidden=32,...` -> 2: a searcher's trial,
+    such as Optuna's in `tune-app capacity`, has a bare id `fe918ae6` and a tag Ray's
+    SearchGenerator counts from 1), or None when neither says."""
     tail = str(trial.trial_id).rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    if "_" in str(trial.trial_id) and tail.isdigit():
+        return int(tail)
+    head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    return int(head) - 1 if head.isdigit() and int(head) >= 1 else None
 
 
 def trial_dirname(trial: Any) -> str:
