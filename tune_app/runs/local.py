@@ -130,6 +130,8 @@ def run_train(
         if fresh := fresh_optimizer(state, resume):
             print(fresh)
         normalisation = Normalisation.from_dict(state.get("normalisation"))
+        if normalisation is None:
+            print(_older(resume))
     dataset = spec.dataset(table, normalisation)
     write_run_config(out_dir, spec, dataset)
     try:
@@ -175,6 +177,14 @@ def _real_name(path: str | Path) -> str:
     """A path as the user will find it: `DIR/.NAME.tmp-1a2b3c4d/x` (an atomic write's
     temporary name) as `DIR/NAME/x`."""
     return re.sub(r"(^|/)\.([^/]+)\.tmp-[0-9a-f]{8}(?=/|$)", r"\1\2", str(path))
+
+
+def _older(checkpoint: Path) -> str:
+    """The note for a checkpoint from before checkpoints stored their statistics."""
+    return (
+        f"note: {checkpoint} does not record its training statistics (an older checkpoint): "
+        "the data is z-scored with its own train split, as it was then"
+    )
 
 
 def _last_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
@@ -286,6 +296,8 @@ def run_continue(
     normalisation = Normalisation.from_dict(state.get("normalisation"))
     if normalisation is not None:  # the checkpoint's columns, by name, in its order
         spec = replace(spec, data=replace(spec.data, components=normalisation.components))
+    else:
+        print(_older(model_path))
     table = spec.open_table()
     check_same_data(
         state, model_path, table.fingerprint, data_path or "synthetic", allow_other_data

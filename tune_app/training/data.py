@@ -353,9 +353,11 @@ def build_dataset(
         train_parts = [v[: _split_points(len(v), config)[0]] for v in table.values]
         normalisation = Normalisation.fit(train_parts, table.components)
     elif normalisation.components != table.components:
+        trained = ", ".join(repr(c) for c in normalisation.components)
         raise InputError(
-            f"the statistics are for components {list(normalisation.components)}, the data "
-            f"has {list(table.components)}"
+            f"the model was trained on components {trained}, in that order, and the data "
+            f"selected has {', '.join(repr(c) for c in table.components)}: name them as the "
+            "model was trained (or leave --components/--component out)"
         )
     normed = [normalisation.apply(v) for v in table.values]
     return Dataset(
