@@ -196,30 +196,31 @@ def test_a_stale_lock_is_taken_over_with_a_note(tmp_path: Path):
     assert not (tmp_path / "b").exists()  # the lock was all the folder held
 
 
-def _claim(folder: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
+def _claim(folder: str, barrier, results, done) -> None:  # type: ignore[no-untyped-def]
     from tune_app.errors import InputError
 
     barrier.wait()
     try:
         hold_name(locate(folder), resume=False)
         results.put("won")
-        time.sleep(1.0)  # keep it while the others try
+        done.wait(60)  # keep it until every other launch has tried
     except InputError:
         results.put("refused")
 
 
 def test_of_racing_launches_exactly_one_gets_the_name(tmp_path: Path):
     context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(4), context.Queue()
+    barrier, results, done = context.Barrier(4), context.Queue(), context.Event()
     racers = [
-        context.Process(target=_claim, args=(str(tmp_path / "b"), barrier, results))
+        context.Process(target=_claim, args=(str(tmp_path / "b"), barrier, results, done))
         for _ in range(4)
     ]
     for racer in racers:
         racer.start()
+    outcomes = sorted(results.get(timeout=60) for _ in racers)
+    done.set()
     for racer in racers:
         racer.join(30)
-    outcomes = sorted(results.get(timeout=5) for _ in racers)
     assert outcomes == ["refused", "refused", "refused", "won"]
 
 
