@@ -330,6 +330,30 @@ def test_irregular_intervals_are_listed_and_refused_like_gaps(trained: Path, cap
         assert code == 2 and "the timestamp jumps" in err and "11 h after step 99" in err
 
 
+def test_duplicate_names_in_a_parquet_file_are_named(tmp_path: Path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [
+        pa.array(["s"] * 3),
+        pa.array([0, 1, 2]),
+        pa.array([1.0, 2, 3]),
+        pa.array([1.0, 2, 3]),
+    ]
+    pq.write_table(
+        pa.table(columns, names=["series_id", "step", "c0", "c0"]), tmp_path / "d.parquet"
+    )
+    code, _, err = _run(["data", "inspect", tmp_path / "d.parquet"], capsys)
+    assert code == 2 and "'c0' at positions 3, 4" in err, err
+
+
+def test_a_row_without_its_time_is_named(tmp_path: Path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("series_id,step,timestamp,c0\ns,0,2024-01-01 00:00,1\ns,1,,2\n")
+    code, _, err = _run(["data", "inspect", path], capsys)
+    assert code == 2 and "1 row(s) without a timestamp, first at data row 2" in err, err
+
+
 def test_business_days_are_regular(trained: Path, capsys):
     days = pd.bdate_range("2020-01-01", periods=200)
     path = _timed(trained, "bdays.parquet", lambda t: pd.Series(list(days) * 4, index=t.index))

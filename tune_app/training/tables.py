@@ -88,6 +88,8 @@ def read_arrow(path: Path) -> pa.Table:
         raise InputError(f"--data {path}: not a parquet or CSV file (expected .parquet or .csv)")
     try:
         if suffix == ".parquet":
+            # pyarrow refuses duplicate names obscurely ("Multiple matches for FieldRef")
+            refuse_duplicate_names(pq.read_schema(path).names, f"--data {path}")
             return pq.read_table(path)
         _refuse_other_dialect(path)
         # ids stay text: "01", "1" and "007" are three series, not the integers 1, 1, 7

@@ -70,8 +70,7 @@ def to_utc_ns(column: pd.Series, path: str) -> tuple[np.ndarray, bool]:
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise InputError(
-            f"{path}: {int(missing.sum())} row(s) without a {TIMESTAMP}, first at row {row + 1}; "
-            "give every row its time (or pass --fill ffill when whole steps are missing)"
+            f"{path}: {int(missing.sum())} row(s) without a {TIMESTAMP}, first at data row {row + 1}; give every row its time (--fill ffill fills values, not times)"
         )
     return times.to_numpy(dtype="datetime64[ns]").astype(np.int64), aware
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -220,8 +221,9 @@ def fit_or_restore(
 
 def _diagnose(location: Location, exc: BaseException) -> str:
     """One line on why a run stopped, with what to do."""
-    if not location.join(MANIFEST).exists():
-        return gone(location)
+    with contextlib.suppress(OSError):  # remote storage that stopped answering: said below
+        if not location.join(MANIFEST).exists():
+            return gone(location)
     lines = [line for line in str(exc).splitlines() if line.strip()]
     detail = (lines[-1] if lines else type(exc).__name__)[:300]
     if location.is_local:
