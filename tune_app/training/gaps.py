@@ -59,6 +59,11 @@ def fill(frame: pd.DataFrame, columns: list[str], how: str) -> pd.DataFrame:
 
 
 def refuse_gaps(gaps: list[Gap], irregular: list[Irregular], path: str) -> None:
+    """Refuse missing steps, then irregular timestamp intervals, naming the first three.
+
+    Raises:
+        InputError: with what to do (fill the file, --fill ffill, drop the timestamp column).
+    """
     if gaps:
         shown = "; ".join(
             f"series {g.series_id!r} misses {g.length} step(s) from step {g.first_missing}"

@@ -145,6 +145,12 @@ def choose_components(
 
 
 def check_numeric(table: pa.Table, chosen: list[str], path: str) -> None:
+    """Refuse a chosen component that is not a number, saying what it looks like: times (name
+    the column `timestamp`), numbers with decimal commas, or text to leave out.
+
+    Raises:
+        InputError: naming the column, its type and the fix.
+    """
     for column in chosen:
         kind = table.schema.field(column).type
         if pa.types.is_floating(kind) or pa.types.is_integer(kind):
