@@ -10,16 +10,18 @@ slower than the same training in-process. A run's own Ray starts its workers at 
 priority, as `tune-app train` runs, unless the user sets `RAY_worker_niceness` themselves.
 
 **A cluster** (`--address auto`, `HOST:PORT`, `ray://HOST:PORT`, or `RAY_ADDRESS`): its own
-setting of worker niceness is left alone. Ray 2.60 starts clusters with token authentication
+setting of worker niceness is left alone. Ray 2.60 starts a cluster with token authentication
 whenever a token is there, but `ray.init` turns token mode on by itself only for `auto`; for an
-explicit address a driver must set `RAY_AUTH_MODE=token`. So when the user has not chosen a
-mode and Ray finds a token here (`RAY_AUTH_TOKEN`, the file `RAY_AUTH_TOKEN_PATH` names, or
-`~/.ray/auth_token`), token mode is turned on; a cluster with authentication disabled accepts
-such a driver too. Before `ray.init` (which retries a refused token for ~20 s, logging every
-try from C++), the head's GCS is asked once: a refused token, another Ray or Python version, no
-node of the cluster on this machine each fail at once as one line (`InputError`, exit 2).
-Ray's own messages while joining go to a log file, which the line names; after a successful
-join they are shown as before.
+explicit address a driver must set `RAY_AUTH_MODE=token`. So, unless the user has chosen a mode,
+the head's GCS is asked first without a token: if it refuses and Ray finds a token here
+(`RAY_AUTH_TOKEN`, the file `RAY_AUTH_TOKEN_PATH` names, or `~/.ray/auth_token`), token mode is
+turned on; if it accepts, the cluster has authentication disabled and `RAY_AUTH_MODE=disabled`
+is set (a driver in token mode there would refuse its own workers' calls). That one question,
+asked before `ray.init` (which retries a refused token for ~20 s, logging every try from C++),
+also finds a refused token, another Ray or Python version, no node of the cluster on this
+machine, or no GCS at the port: each fails at once as one line (`InputError`, exit 2). Ray's own
+messages while joining go to a log file, which the line names; after a successful join,
+`ray.init`'s are shown as before.
 
 Ray's private calls are in `_ray_internals` (token loader, GCS probe, address resolution).
 """
