@@ -79,3 +79,22 @@ def test_an_address_where_no_gcs_listens_is_one_line_in_seconds(
     assert len(err.splitlines()) == 1, err
     assert "does not answer as a Ray cluster" in err and "6379 by default" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_ray_that_does_not_start_is_one_line(monkeypatch: pytest.MonkeyPatch):
+    """Under heavy load Ray's raylet can abort at start-up (a C++ check on its dashboard agent's
+    port file, 15 s); ray.init then raises: one line, exit 1, no traceback."""
+    import ray
+
+    from tune_app.errors import RunFailed
+    from tune_app.tune import cluster
+
+    def fails(**_: object) -> None:
+        try:
+            raise TimeoutError("Timed out waiting for file metrics_agent_port_5c6")
+        except TimeoutError as exc:
+            raise RuntimeError("The raylet exited") from exc
+
+    monkeypatch.setattr(ray, "init", fails)
+    with pytest.raises(RunFailed, match="Ray did not start on this machine: Timed out waiting"):
+        cluster.start_local(num_cpus=1)

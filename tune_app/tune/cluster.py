@@ -40,7 +40,7 @@ from typing import Any
 import ray
 from ray.exceptions import AuthenticationError, RpcError
 
-from tune_app.errors import InputError
+from tune_app.errors import InputError, RunFailed
 from tune_app.tune import _ray_internals
 
 __all__ = [
@@ -92,8 +92,21 @@ def start_local(**init_kwargs: Any) -> None:
 
     Args:
         **init_kwargs: passed to `ray.init` (num_cpus, include_dashboard, logging_config, ...).
+
+    Raises:
+        RunFailed: Ray did not start (one line with Ray's cause, exit 1).
     """
-    ray.init(address="local", _system_config=local_system_config(os.environ), **init_kwargs)
+    try:
+        ray.init(address="local", _system_config=local_system_config(os.environ), **init_kwargs)
+    except (KeyboardInterrupt, InputError):
+        raise
+    except Exception as exc:
+        raise RunFailed(
+            f"Ray did not start on this machine: {_deepest(exc)}. On a machine too busy for "
+            "Ray's own processes its raylet gives up waiting for its agents (its log then says "
+            '"Timed out waiting for file": /tmp/ray/session_latest/logs/raylet.out); run the '
+            "command again when the load is lower"
+        ) from None
 
 
 def check_reachable(address: str) -> None:
