@@ -246,7 +246,8 @@ def _probe(address: str, gcs_address: str, log: Path) -> None:
     disabled: RAY_AUTH_MODE=disabled is then set, or `ray.init("auto")` would turn token mode
     on where a token is, and the driver would refuse its own workers' calls. Raise the one
     line when the cluster says no."""
-    if not _speaks_grpc(gcs_address):
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # no plain HTTP/2 then
+    if not tls and not _speaks_grpc(gcs_address):
         raise InputError(
             f"--address {address}: {gcs_address} does not answer as a Ray cluster (a head's GCS "
             "speaks gRPC; this port does not); give the head's GCS port "
