@@ -81,20 +81,35 @@ def test_an_address_where_no_gcs_listens_is_one_line_in_seconds(
     assert not (tmp_path / "s").exists()
 
 
-def test_a_ray_that_does_not_start_is_one_line(monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize(("failures", "starts"), [(1, True), (2, False)])
+def test_a_ray_that_does_not_start_is_tried_again_then_one_line(
+    failures: int, starts: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
     """Under heavy load Ray's raylet can abort at start-up (a C++ check on its dashboard agent's
-    port file, 15 s); ray.init then raises: one line, exit 1, no traceback."""
+    port file, 15 s), and ray.init raises: one more try, then one line (exit 1)."""
     import ray
 
     from tune_app.errors import RunFailed
     from tune_app.tune import cluster
 
-    def fails(**_: object) -> None:
+    calls = []
+
+    def init(**_: object) -> None:
+        calls.append(1)
+        if len(calls) > failures:
+            return
         try:
             raise TimeoutError("Timed out waiting for file metrics_agent_port_5c6")
         except TimeoutError as exc:
             raise RuntimeError("The raylet exited") from exc
 
-    monkeypatch.setattr(ray, "init", fails)
-    with pytest.raises(RunFailed, match="Ray did not start on this machine: Timed out waiting"):
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(cluster.time, "sleep", lambda _: None)
+    if starts:
         cluster.start_local(num_cpus=1)
+        assert "trying once more" in capsys.readouterr().out
+    else:
+        with pytest.raises(RunFailed, match="did not start on this machine, twice: Timed out"):
+            cluster.start_local(num_cpus=1)
+    assert len(calls) == min(failures + 1, 2)

@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ NICENESS_VARIABLE = "RAY_worker_niceness"
 AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
 TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
 TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
+START_ATTEMPTS = 2  # a local Ray's start, tried again once (see `start_local`)
 PROBE_TIMEOUT_S = 10.0  # a GCS answers in milliseconds; something else on the port never does
 GET_TOKEN = (
     "run `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN to what it prints here "
@@ -88,25 +90,35 @@ def local_system_config(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def start_local(**init_kwargs: Any) -> None:
     """Start a Ray of this run's own on this machine (never an existing `ray start` cluster),
-    its trial workers at the driver's niceness (`local_system_config`).
+    its trial workers at the driver's niceness (`local_system_config`). Under heavy load Ray's
+    raylet can abort at start-up (a C++ check: its agents' port files within 15 s): one more
+    try, then one line.
 
     Args:
         **init_kwargs: passed to `ray.init` (num_cpus, include_dashboard, logging_config, ...).
 
     Raises:
-        RunFailed: Ray did not start (one line with Ray's cause, exit 1).
+        RunFailed: Ray did not start, twice (one line with Ray's cause, exit 1).
     """
-    try:
-        ray.init(address="local", _system_config=local_system_config(os.environ), **init_kwargs)
-    except (KeyboardInterrupt, InputError):
-        raise
-    except Exception as exc:
-        raise RunFailed(
-            f"Ray did not start on this machine: {_deepest(exc)}. On a machine too busy for "
-            "Ray's own processes its raylet gives up waiting for its agents (its log then says "
-            '"Timed out waiting for file": /tmp/ray/session_latest/logs/raylet.out); run the '
-            "command again when the load is lower"
-        ) from None
+    for attempt in range(START_ATTEMPTS):
+        try:
+            ray.init(address="local", _system_config=local_system_config(os.environ), **init_kwargs)
+            return
+        except (KeyboardInterrupt, InputError):
+            raise
+        except Exception as exc:
+            cause = _deepest(exc)
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # what did start of it
+            if attempt + 1 < START_ATTEMPTS:
+                print(f"tune-app: Ray did not start ({cause}); trying once more", flush=True)
+                time.sleep(2.0)
+    raise RunFailed(
+        f"Ray did not start on this machine, twice: {cause}. On a machine too busy for Ray's "
+        'own processes its raylet gives up waiting for its agents (its log then says "Timed '
+        'out waiting for file": /tmp/ray/session_latest/logs/raylet.out); run the command '
+        "again when the load is lower"
+    )
 
 
 def check_reachable(address: str) -> None:
