@@ -96,3 +96,19 @@ def test_cluster_launcher_has_what_ray_up_needs():
     for key in ("cluster_name", "provider", "head_start_ray_commands", "worker_start_ray_commands"):
         assert key in cluster
     assert cluster["provider"]["type"] == "local"
+
+
+def test_every_node_and_driver_gets_the_token_and_token_mode():
+    """Ray 2.60 turns token mode on by itself only on a head that finds a token: worker nodes
+    and a driver joined by address need RAY_AUTH_MODE=token and the token (README)."""
+    compose = yaml.safe_load((DOCKER / "docker-compose.yaml").read_text())
+    for service in compose["services"].values():
+        env = service["environment"]
+        assert env["RAY_AUTH_MODE"] == "token" and "RAY_AUTH_TOKEN" in env
+    cluster = yaml.safe_load((DOCKER / "cluster.yaml").read_text())
+    options = " ".join(cluster["docker"]["run_options"])
+    assert "--env RAY_AUTH_MODE=token" in options
+    token_path = re.search(r"--env RAY_AUTH_TOKEN_PATH=(\S+)", options)
+    assert token_path and token_path.group(1) in cluster["file_mounts"]
+    job = yaml.safe_load((DOCKER / "kuberay.yaml").read_text())
+    assert job["spec"]["rayClusterSpec"]["authOptions"]["mode"] == "token"

@@ -133,3 +133,60 @@ def test_a_long_header_wraps_and_keeps_every_word():
         "Logical resource usage: "
     )
     assert " ".join(" ".join(header).split()) == expected  # every word, in order
+
+
+def _sharing(share: float | None, status: str = "RUNNING", cpus: float = 1.0, index: int = 1):  # type: ignore[no-untyped-def]
+    result = {**RESULT, **({"cpu_share": share} if share is not None else {})}
+    trial = fake_trial(f"x_{index:05d}", member(index), status, result)
+    trial.placement_group_factory = SimpleNamespace(required_resources={"CPU": cpus})
+    return trial
+
+
+@pytest.mark.parametrize(
+    ("trials", "says"),
+    [
+        # Ray's default worker niceness beside two busy processes: a few percent of a core
+        ([_sharing(0.04), _sharing(0.06, index=2)], "got 5% of the CPU they asked for"),
+        ([_sharing(0.2, cpus=0.5)], "got 40% of the CPU they asked for"),  # half a CPU asked
+        ([_sharing(0.95), _sharing(0.9, index=2)], None),  # a whole core each: not busy
+        ([_sharing(0.3, cpus=0.5)], None),  # 60 % of the half CPU it asked for
+        ([_sharing(0.01, status="PAUSED")], None),  # waiting for its round: not running
+        ([_sharing(None)], None),  # a GPU trial reports no CPU share
+        ([], None),
+    ],
+)
+def test_the_header_says_when_the_machine_is_too_busy_for_the_trials(trials, says):
+    from tune_app.tune.progress import busy_note
+
+    note = busy_note(trials)
+    if says is None:
+        assert note is None
+    else:
+        assert note is not None and says in note and "other processes take the CPUs" in note
+        header = render(trials, 75.0, [], note).splitlines()[0]
+        assert header.startswith("== 01:15 elapsed") and "machine too busy" in header
+
+
+def test_the_busy_note_compares_the_pace_with_the_first_minutes():
+    """60 epochs a minute for the first 2 minutes, then 1 a minute: said with both rates."""
+    from tune_app.tune.progress import Pace, busy_note
+
+    pace, trial = Pace(window_s=120), _sharing(0.05)
+    for second in range(0, 600, 15):
+        epoch = second if second <= 120 else 120 + (second - 120) / 60
+        trial.last_result = {**trial.last_result, "epoch": epoch}
+        pace.add([trial], float(second))
+    assert pace.first() == pytest.approx(60.0)
+    assert pace.now(585.0) == pytest.approx(1.0)
+    assert "1.0 epochs/min against 60.0 in the first minutes" in str(
+        busy_note([trial], pace, 585.0)
+    )
+
+
+def test_a_busy_machine_shows_in_the_printed_table():
+    stream = io.StringIO()
+    table = TrialTable(every=0, stream=stream)
+    table.report([_sharing(0.05)], False)
+    table.report([_sharing(0.05)], True)  # the final table: the run is over, nothing to say
+    first, last = stream.getvalue().split("== ")[1:]
+    assert "machine too busy" in first and "machine too busy" not in last

@@ -7,11 +7,18 @@ per member instead: member number, control or not, status, epoch/total, phase, l
 forcing, alpha, val_free_loss and the best so far. The parameters stay in the run's records
 (`params.json`, the run manifest, checkpoints' meta.json), not in folder names: `trial_dirname`
 names a search member's folder `member-02` and any other trial's `trial-03`.
+
+While the machine is too busy for the trials (other processes take the CPUs they asked for),
+the header says so: each trial on the CPU reports `cpu_share`, the CPU seconds its worker got
+per second of its last epoch (tune/trainable.py); when the running trials' median is under half
+of what they asked for, the header names it, with the run's epochs per minute now against its
+first minutes' (`Pace`).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import textwrap
 import time
@@ -22,7 +29,11 @@ from ray import tune
 
 from tune_app.runs.records import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY
 
-__all__ = ["TrialTable", "trial_dirname", "trial_number"]
+__all__ = ["CPU_SHARE", "Pace", "TrialTable", "busy_note", "trial_dirname", "trial_number"]
+
+CPU_SHARE = "cpu_share"  # a CPU trial's result key: CPU seconds per wall second, last epoch
+BUSY_SHARE = 0.5  # under this share of the CPUs a trial asked for, the machine is too busy
+PACE_WINDOW_S = 120.0  # "now" and "the first minutes" of `Pace`
 
 # (title, width): the table's columns; each row stays well under 120 characters
 MEMBER_COLUMNS = (
@@ -129,13 +140,16 @@ def _line(cells: Sequence[str]) -> str:
     return "  ".join(fixed + list(cells[len(widths) :])).rstrip()
 
 
-def render(trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = ()) -> str:
+def render(
+    trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = (), note: str | None = None
+) -> str:
     """The status block: one header line, the column titles, one row per trial (by folder name).
 
     Args:
         trials: Ray `Trial`s.
         elapsed: seconds since the run started.
         sys_info: Ray's status strings (scheduler, resources), each put on one line.
+        note: said after the states (`busy_note`), if any.
 
     Returns:
         The block, without a trailing newline. The header is wrapped (never cut) at
@@ -152,7 +166,11 @@ def render(trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = ()) 
     ]
     minutes, seconds = divmod(int(elapsed), 60)
     header = " | ".join(
-        [f"== {minutes:02d}:{seconds:02d} elapsed: {len(trials)} trial(s), {states}", *extra]
+        [
+            f"== {minutes:02d}:{seconds:02d} elapsed: {len(trials)} trial(s), {states}",
+            *([note] if note else []),
+            *extra,
+        ]
     )
     titles = [title for title, _ in MEMBER_COLUMNS]
     if any(isinstance((t.config or {}).get(CAPACITY_KEY), dict) for t in trials):
@@ -160,6 +178,85 @@ def render(trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = ()) 
     rows = sorted((trial_row(t) for t in trials), key=lambda cells: cells[0])
     wrapped = textwrap.wrap(header, HEADER_WIDTH, subsequent_indent="   ", break_on_hyphens=False)
     return "\n".join([*wrapped, _line(titles), *(_line(r)[:160] for r in rows)])
+
+
+class Pace:
+    """The run's epochs per minute, all trials together: over the last `window_s` seconds, and
+    over the first `window_s` seconds after its first epoch.
+
+    Args:
+        window_s: the length of both spans, seconds.
+    """
+
+    def __init__(self, window_s: float = PACE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self.epochs: dict[str, float] = {}  # each trial's last epoch seen
+        self.samples: list[tuple[float, float]] = []  # (time, epochs done so far)
+
+    def add(self, trials: Sequence[Any], when: float) -> None:
+        """Count the epochs the trials reported since the last call (a trial restored to an
+        earlier epoch counts from there again), at time `when` (seconds)."""
+        done = self.samples[-1][1] if self.samples else 0.0
+        for trial in trials:
+            epoch = (trial.last_result or {}).get("epoch")
+            if not isinstance(epoch, int | float) or isinstance(epoch, bool):
+                continue
+            before = self.epochs.get(str(trial.trial_id))
+            if before is not None:
+                done += max(0.0, float(epoch) - before)
+            self.epochs[str(trial.trial_id)] = float(epoch)
+        if not self.samples or done > self.samples[-1][1]:
+            self.samples.append((when, done))
+
+    def _done_at(self, when: float) -> float:
+        return max((done for at, done in self.samples if at <= when), default=0.0)
+
+    def first(self) -> float | None:
+        """Epochs per minute over the first window after the first epoch; None before its end."""
+        if len(self.samples) < 2:
+            return None
+        start = self.samples[0][0]
+        if self.samples[-1][0] < start + self.window_s:
+            return None
+        return (self._done_at(start + self.window_s) - self.samples[0][1]) * 60 / self.window_s
+
+    def now(self, when: float) -> float | None:
+        """Epochs per minute over the last window up to `when`; None until one has passed."""
+        if not self.samples or when - self.samples[0][0] < 2 * self.window_s:
+            return None
+        return (self._done_at(when) - self._done_at(when - self.window_s)) * 60 / self.window_s
+
+
+def _asked_cpus(trial: Any) -> float:
+    """The CPUs a trial asked for (Tune's placement group factory), at most one: a trial's
+    training loop runs on one core."""
+    factory = getattr(trial, "placement_group_factory", None)
+    cpus = getattr(factory, "required_resources", {}).get("CPU", 1.0) if factory else 1.0
+    return min(1.0, float(cpus)) if cpus else 1.0
+
+
+def busy_note(trials: Sequence[Any], pace: Pace | None = None, when: float = 0.0) -> str | None:
+    """The header's note while the machine is too busy for the running trials: the median share
+    of the CPU they asked for that they got over their last epoch, when under `BUSY_SHARE`, with
+    the run's epochs per minute now and in its first minutes where known. None otherwise.
+
+    Args:
+        trials: Ray `Trial`s (`status`, `last_result`, `placement_group_factory` are read).
+        pace: the run's `Pace`, for the epochs per minute.
+        when: now, in the clock `pace` was fed with.
+    """
+    shares = [
+        float(share) / _asked_cpus(t)
+        for t in trials
+        if str(t.status) == "RUNNING"
+        and isinstance(share := (t.last_result or {}).get(CPU_SHARE), int | float)
+    ]
+    if not shares or (got := statistics.median(shares)) >= BUSY_SHARE:
+        return None
+    note = f"machine too busy: the running trials got {got:.0%} of the CPU they asked for"
+    if pace is not None and (first := pace.first()) and (now := pace.now(when)) is not None:
+        note += f", {now:.1f} epochs/min against {first:.1f} in the first minutes"
+    return note + " (other processes take the CPUs; README: A shared machine)"
 
 
 class TrialTable(tune.ProgressReporter):
@@ -176,6 +273,7 @@ class TrialTable(tune.ProgressReporter):
         self.started = time.time()
         self.last_time = 0.0
         self.last_rows: list[list[str]] | None = None
+        self.pace = Pace()
 
     def setup(
         self,
@@ -196,6 +294,9 @@ class TrialTable(tune.ProgressReporter):
         return rows != self.last_rows
 
     def report(self, trials: list[Any], done: bool, *sys_info: str) -> None:
-        self.last_time, self.last_rows = time.time(), [trial_row(t) for t in trials]
-        block = render(trials, time.time() - self.started, sys_info)
+        now = time.time()
+        self.last_time, self.last_rows = now, [trial_row(t) for t in trials]
+        self.pace.add(trials, now)
+        note = None if done else busy_note(trials, self.pace, now)
+        block = render(trials, now - self.started, sys_info, note)
         print(block, file=self.stream or sys.stdout, flush=True)

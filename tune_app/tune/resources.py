@@ -17,6 +17,7 @@ import ray
 import torch
 
 from tune_app.errors import InputError
+from tune_app.tune.cluster import target
 
 __all__ = ["check_cluster", "check_local", "check_resources", "machine_resources"]
 
@@ -116,7 +117,8 @@ def check_cluster(cpus: float, gpus: float, where: str, wait_s: float, poll_s: f
 
 def check_resources(address: str | None, cpus: float, gpus: float, wait_s: float) -> None:
     """The check that fits where the run goes (see the module doc). For a cluster it joins it
-    first (`init_ray`), which the run then reuses."""
+    first (`init_ray`), which the run then reuses. No --address: RAY_ADDRESS, as Ray reads it."""
+    address = target(address)
     if address is None and not ray.is_initialized():
         check_local(cpus, gpus)
         return

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import Location, locate
 from tune_app.training.data import SeriesTable
-from tune_app.tune import _ray_internals
+from tune_app.tune import _ray_internals, cluster
 from tune_app.tune.interrupt import fit
 from tune_app.tune.logs import KeepTrialLogs
 from tune_app.tune.pbt import Journal, MembersSearch, PhaseBoundaryPBT, population
@@ -80,27 +79,12 @@ class Launch:
         return self.root.join(self.run_name(kind))
 
 
-def _check_reachable(address: str) -> None:
-    """Fail fast (exit 2) on an address nobody listens on, instead of Ray's long retry loop."""
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-            "start one with `ray start --head` or leave --address out to run locally"
-        ) from None
-
-
 def init_ray(address: str | None) -> None:
+    """Ray for the run: a Ray of its own, or the cluster `--address` (or RAY_ADDRESS) names,
+    joined with the checks of tune/cluster.py. Bad addresses fail first, even when Ray is up."""
+    address = cluster.target(address)
     if address:
-        _check_reachable(address)
+        cluster.check_reachable(address)
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -110,17 +94,7 @@ def init_ray(address: str | None) -> None:
     # Ray's INFO lines from every worker ("Checkpoint successfully created at ...", "Restored
     # on ...") repeat what the progress table shows; its warnings and our own prints still show
     quiet = ray.LoggingConfig(encoding="TEXT", log_level="WARNING")
-    if address:
-        try:
-            ray.init(
-                address=address, include_dashboard=False, log_to_driver=True, logging_config=quiet
-            )
-        except ConnectionError as exc:
-            raise InputError(
-                f"--address {address}: {exc}; start a cluster with `ray start --head`"
-            ) from None
-    else:
-        ray.init(include_dashboard=False, log_to_driver=True, logging_config=quiet)
+    cluster.connect(address, include_dashboard=False, log_to_driver=True, logging_config=quiet)
 
 
 def write_manifest(

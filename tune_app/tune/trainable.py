@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +47,7 @@ from tune_app.training.model import ModelConfig
 from tune_app.training.monitors import BoundaryRule, Callback, EpochState, monitors
 from tune_app.training.trainer import train
 from tune_app.tune import _ray_internals
+from tune_app.tune.progress import CPU_SHARE
 
 __all__ = [
     "CAPACITY_KEY",
@@ -212,12 +214,24 @@ def _never_overwrite_a_checkpoint() -> None:
 
 class _TuneReport(Callback):
     """One `tune.report` per epoch; at a checkpoint epoch, the checkpoint the writer just made
-    goes with it (Tune persists it to the run's storage, then the local copy is removed)."""
+    goes with it (Tune persists it to the run's storage, then the local copy is removed).
 
-    def __init__(self, writer: CheckpointWriter) -> None:
-        self.writer = writer
+    On the CPU, each report carries `cpu_share`: the CPU seconds this worker process got over
+    the epoch per second of wall time (1.0: a whole core all the time). The progress table
+    reads it to tell a machine too busy for the trials from a slow plan (tune/progress.py)."""
+
+    def __init__(self, writer: CheckpointWriter, on_cpu: bool) -> None:
+        self.writer, self.on_cpu = writer, on_cpu
+        self.clocks = (time.process_time(), time.perf_counter())
+
+    def _with_cpu_share(self, metrics: dict[str, float]) -> dict[str, float]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        share = (cpu - self.clocks[0]) / max(wall - self.clocks[1], 1e-9)
+        self.clocks = (cpu, wall)
+        return {**metrics, CPU_SHARE: round(share, 3)} if self.on_cpu else metrics
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
+        metrics = self._with_cpu_share(metrics)
         if not state.checkpoint_due or self.writer.last is None:
             tune.report(metrics)
             return
@@ -275,7 +289,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
             *monitors(spec.train.plateau_epochs),
             *([BoundaryRule(rules)] if rules.active else []),
             writer,
-            _TuneReport(writer),
+            _TuneReport(writer, on_cpu=spec.train.device == "cpu"),
         ]
         try:
             train(plan, dataset, spec.model, spec.train, resume=resume, callbacks=callbacks)

@@ -1,0 +1,115 @@
+"""Joining a cluster by address, the parts that need no cluster: which address a run uses,
+where Ray's token comes from, and an address where something else listens."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tune_app.cli import main
+from tune_app.tune.cluster import target, token_source
+
+
+@pytest.mark.parametrize(
+    ("flag", "environ", "expected"),
+    [
+        (None, {}, None),  # a Ray of the run's own
+        ("auto", {}, "auto"),
+        (None, {"RAY_ADDRESS": "10.0.0.5:6379"}, "10.0.0.5:6379"),  # as `ray job submit` sets
+        ("10.0.0.7:6379", {"RAY_ADDRESS": "10.0.0.5:6379"}, "10.0.0.7:6379"),  # the flag wins
+        (None, {"RAY_ADDRESS": ""}, None),
+    ],
+)
+def test_the_cluster_a_run_joins(flag, environ, expected, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert target(flag) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"RAY_AUTH_TOKEN": "abc", "RAY_AUTH_TOKEN_PATH": "/t"}, "RAY_AUTH_TOKEN"),  # Ray's order
+        ({"RAY_AUTH_TOKEN": "  ", "RAY_AUTH_TOKEN_PATH": "/t"}, "RAY_AUTH_TOKEN_PATH=/t"),
+        ({}, str(Path.home() / ".ray" / "auth_token")),
+    ],
+)
+def test_where_the_token_comes_from_in_rays_order(environ, expected):
+    assert token_source(environ) == expected
+
+
+@pytest.fixture
+def not_a_gcs() -> Iterator[int]:
+    """A port where a plain TCP server listens (as the dashboard's HTTP port would), saying
+    nothing to what connects."""
+    server = socket.socket()
+    server.bind(("", 0))
+    server.listen()
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
+def test_an_address_where_no_gcs_listens_is_one_line_in_seconds(
+    not_a_gcs: int, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    """Ray's client would wait ~40 s there; the HTTP/2 preface gets no answer in 3 s."""
+    began = time.monotonic()
+    argv = ["baseline", "--address", f"127.0.0.1:{not_a_gcs}", "--storage", str(tmp_path / "s")]
+    assert main([*argv, "--phase-epochs", "1"]) == 2
+    assert time.monotonic() - began < 15
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "does not answer as a Ray cluster" in err and "6379 by default" in err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("failures", "starts"), [(1, True), (2, False)])
+def test_a_ray_that_does_not_start_is_tried_again_then_one_line(
+    failures: int, starts: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Under heavy load Ray's raylet can abort at start-up (a C++ check on its dashboard agent's
+    port file, 15 s), and ray.init raises: one more try, then one line (exit 1)."""
+    import ray
+
+    from tune_app.errors import RunFailed
+    from tune_app.tune import cluster
+
+    calls = []
+
+    def init(**_: object) -> None:
+        calls.append(1)
+        if len(calls) > failures:
+            return
+        try:
+            raise TimeoutError("Timed out waiting for file metrics_agent_port_5c6")
+        except TimeoutError as exc:
+            raise RuntimeError("The raylet exited") from exc
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(cluster.time, "sleep", lambda _: None)
+    if starts:
+        cluster.start_local(num_cpus=1)
+        assert "trying once more" in capsys.readouterr().out
+    else:
+        with pytest.raises(RunFailed, match="did not start on this machine, twice: Timed out"):
+            cluster.start_local(num_cpus=1)
+    assert len(calls) == min(failures + 1, 2)

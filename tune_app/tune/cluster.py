@@ -1,0 +1,382 @@
+"""Where a run's Ray comes from: a Ray of its own on this machine, or a cluster joined by address.
+
+**A Ray of its own** (no `--address`, no `RAY_ADDRESS`): `ray.init(address="local")`. A bare
+`ray.init()` would join the newest cluster `ray start` left on this machine instead, so a run
+could land on someone else's cluster without a word. Ray starts its trial workers at niceness
+15 (`RAY_worker_niceness`, ray-project/ray#24928: on a shared cluster node, workers must never
+starve Ray's own raylet and GCS); on a machine where anything else runs at the default
+priority, the kernel then gives a worker a few percent of a core, and a trial crawls 100 times
+slower than the same training in-process. A run's own Ray starts its workers at the driver's
+priority, as `tune-app train` runs, unless the user sets `RAY_worker_niceness` themselves.
+
+**A cluster** (`--address auto`, `HOST:PORT`, `ray://HOST:PORT`, or `RAY_ADDRESS`): its own
+setting of worker niceness is left alone. Ray 2.60 starts a cluster with token authentication
+whenever a token is there, but `ray.init` turns token mode on by itself only for `auto`; for an
+explicit address a driver must set `RAY_AUTH_MODE=token`. So, unless the user has chosen a mode,
+the head's GCS is asked first without a token: if it refuses and Ray finds a token here
+(`RAY_AUTH_TOKEN`, the file `RAY_AUTH_TOKEN_PATH` names, or `~/.ray/auth_token`), token mode is
+turned on; if it accepts, the cluster has authentication disabled and `RAY_AUTH_MODE=disabled`
+is set (a driver in token mode there would refuse its own workers' calls). That one question,
+asked before `ray.init` (which retries a refused token for ~20 s, logging every try from C++),
+also finds a refused token, another Ray or Python version, no node of the cluster on this
+machine, or no GCS at the port: each fails at once as one line (`InputError`, exit 2). Ray's own
+messages while joining go to a log file, which the line names; after a successful join,
+`ray.init`'s are shown as before.
+
+Ray's private calls are in `_ray_internals` (token loader, GCS probe, address resolution).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import AuthenticationError, RpcError
+
+from tune_app.errors import InputError, RunFailed
+from tune_app.tune import _ray_internals
+
+__all__ = [
+    "NICENESS_VARIABLE",
+    "check_reachable",
+    "connect",
+    "join",
+    "local_system_config",
+    "start_local",
+    "target",
+    "token_source",
+]
+
+NICENESS_VARIABLE = "RAY_worker_niceness"
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
+TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
+START_ATTEMPTS = 2  # a local Ray's start, tried again once (see `start_local`)
+PROBE_TIMEOUT_S = 10.0  # a GCS answers in milliseconds; something else on the port never does
+GET_TOKEN = (
+    "run `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN to what it prints here "
+    "(or write it to ~/.ray/auth_token, or to a file named by RAY_AUTH_TOKEN_PATH)"
+)
+
+
+def target(address: str | None) -> str | None:
+    """The cluster a run joins: `--address`, else `RAY_ADDRESS` (which `ray job submit` sets for
+    its entrypoint, and which Ray reads the same way), else None: a Ray of the run's own."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def local_system_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Ray's system config for a Ray of the run's own: trial workers at the driver's niceness
+    (Ray's default raises theirs by 15), unless `RAY_worker_niceness` is set, which Ray then
+    applies itself.
+
+    Args:
+        environ: the environment the driver runs in (`os.environ`).
+
+    Returns:
+        `{"worker_niceness": 0}` (Ray adds this to the niceness its workers inherit, the
+        driver's), or `{}` when the user chose one.
+    """
+    return {} if NICENESS_VARIABLE in environ else {"worker_niceness": 0}
+
+
+def start_local(**init_kwargs: Any) -> None:
+    """Start a Ray of this run's own on this machine (never an existing `ray start` cluster),
+    its trial workers at the driver's niceness (`local_system_config`). Under heavy load Ray's
+    raylet can abort at start-up (a C++ check: its agents' port files within 15 s): one more
+    try, then one line.
+
+    Args:
+        **init_kwargs: passed to `ray.init` (num_cpus, include_dashboard, logging_config, ...).
+
+    Raises:
+        RunFailed: Ray did not start, twice (one line with Ray's cause, exit 1).
+    """
+    for attempt in range(START_ATTEMPTS):
+        try:
+            ray.init(address="local", _system_config=local_system_config(os.environ), **init_kwargs)
+            return
+        except (KeyboardInterrupt, InputError):
+            raise
+        except Exception as exc:
+            cause = _deepest(exc)
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # what did start of it
+            if attempt + 1 < START_ATTEMPTS:
+                print(f"tune-app: Ray did not start ({cause}); trying once more", flush=True)
+                time.sleep(2.0)
+    raise RunFailed(
+        f"Ray did not start on this machine, twice: {cause}. On a machine too busy for Ray's "
+        'own processes its raylet gives up waiting for its agents (its log then says "Timed '
+        'out waiting for file": /tmp/ray/session_latest/logs/raylet.out); run the command '
+        "again when the load is lower"
+    )
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast (InputError) on an address of the wrong form or one nobody listens on, instead
+    of Ray's long retry loop. `auto` is checked when it is resolved (`join`)."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+            "start one with `ray start --head` or leave --address out to run locally"
+        ) from None
+
+
+def _speaks_grpc(gcs_address: str, timeout_s: float = 3.0) -> bool:
+    """Whether the server at HOST:PORT answers HTTP/2's connection preface with a SETTINGS frame,
+    as every gRPC server (a GCS among them) does at once (RFC 9113, section 3.4). Ray's client
+    would wait ~40 s on anything else there (the dashboard's HTTP port, say)."""
+    host, _, port = gcs_address.rpartition(":")
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as sock:
+            sock.sendall(preface)
+            frame = b""
+            while len(frame) < 9:
+                chunk = sock.recv(9 - len(frame))
+                if not chunk:
+                    return False
+                frame += chunk
+    except OSError:
+        return False
+    return frame[3] == 4  # the frame's type: SETTINGS
+
+
+def token_source(environ: Mapping[str, str]) -> str:
+    """Where Ray takes the token from, in Ray's order, in words (for messages): the variable,
+    the file `RAY_AUTH_TOKEN_PATH` names, or the default file."""
+    if environ.get(TOKEN_VARIABLE, "").strip():
+        return TOKEN_VARIABLE
+    if environ.get(TOKEN_PATH_VARIABLE):
+        return f"{TOKEN_PATH_VARIABLE}={environ[TOKEN_PATH_VARIABLE]}"
+    return str(Path.home() / ".ray" / "auth_token")
+
+
+def _token_here(address: str) -> bool:
+    """Whether Ray finds a token here; a RAY_AUTH_TOKEN_PATH naming no file is bad input."""
+    try:
+        return _ray_internals.token_available()
+    except AuthenticationError as exc:
+        first = str(exc.message).split(". ")[0]
+        raise InputError(f"--address {address}: {first}; {GET_TOKEN}") from None
+
+
+def _use_token(address: str) -> str:
+    """Token mode when Ray finds a token here; returns the mode now in use, "token" or "none"."""
+    if not _token_here(address):
+        return "none"
+    _ray_internals.enable_token_auth()
+    return "token"
+
+
+class _Refused(InputError):
+    """The cluster refused this driver's token (or its absence)."""
+
+
+def _refused(address: str, mode: str, log: Path) -> _Refused:
+    """The one line for a cluster that refused this driver's token (or its absence)."""
+    try:
+        have = _ray_internals.token_available()
+    except AuthenticationError:
+        have = False
+    if mode == "token" and have:
+        why = (
+            f"the cluster refused this machine's Ray token (from {token_source(os.environ)}): "
+            f"it is not the cluster's; {GET_TOKEN}"
+        )
+    elif mode in ("token", "none"):
+        why = (
+            f"the cluster requires Ray's authentication token and none was found here; {GET_TOKEN}"
+        )
+    elif have:
+        why = (
+            f"the cluster requires Ray's authentication token, but {AUTH_MODE_VARIABLE}={mode} "
+            f"here keeps it from being sent; unset {AUTH_MODE_VARIABLE} (or set it to token)"
+        )
+    else:
+        why = (
+            f"the cluster requires Ray's authentication token, but {AUTH_MODE_VARIABLE}={mode} "
+            f"here; unset {AUTH_MODE_VARIABLE} (or set it to token) and {GET_TOKEN}"
+        )
+    return _Refused(f"--address {address}: {why} (Ray's messages: {log})")
+
+
+def _deepest(exc: BaseException) -> str:
+    """The first line of the innermost cause Ray chained under `exc`."""
+    while exc.__cause__ is not None or (
+        exc.__context__ is not None and not exc.__suppress_context__
+    ):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_internals.ClusterProbe:
+    """Ask the head's GCS once with this process's authentication mode; the one line for a
+    refusal or silence."""
+    try:
+        probe = _ray_internals.probe_cluster(gcs_address, PROBE_TIMEOUT_S)
+    except AuthenticationError:
+        raise _refused(address, mode, log) from None
+    except RpcError as exc:
+        raise InputError(
+            f"--address {address}: the Ray cluster at {gcs_address} did not answer "
+            f"({_deepest(exc)}); check that its head runs (`ray status` there) "
+            f"(Ray's messages: {log})"
+        ) from None
+    if probe is None:
+        raise InputError(
+            f"--address {address}: nothing at {gcs_address} answered as a Ray cluster within "
+            f"{PROBE_TIMEOUT_S:g} s (something listens there, but not a head's GCS); give the "
+            "head's GCS port (`ray start --head --port`, 6379 by default)"
+        )
+    return probe
+
+
+def _probe(address: str, gcs_address: str, log: Path) -> None:
+    """Ask the head's GCS (see the module doc), choosing the authentication mode on the way
+    when the user has not: without a token first; if the cluster wants one and Ray finds one
+    here, in token mode. A cluster that takes a driver without a token has authentication
+    disabled: RAY_AUTH_MODE=disabled is then set, or `ray.init("auto")` would turn token mode
+    on where a token is, and the driver would refuse its own workers' calls. Raise the one
+    line when the cluster says no."""
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # no plain HTTP/2 then
+    if not tls and not _speaks_grpc(gcs_address):
+        raise InputError(
+            f"--address {address}: {gcs_address} does not answer as a Ray cluster (a head's GCS "
+            "speaks gRPC; this port does not); give the head's GCS port "
+            "(`ray start --head --port`, 6379 by default)"
+        )
+    chosen = os.environ.get(AUTH_MODE_VARIABLE)
+    if chosen is not None:
+        probe = _ask(address, gcs_address, chosen.lower(), log)
+    else:
+        try:
+            probe = _ask(address, gcs_address, "none", log)
+            os.environ[AUTH_MODE_VARIABLE] = "disabled"  # what the cluster runs with
+        except _Refused:  # the cluster wants a token: Ray's, if there is one here
+            probe = _ask(address, gcs_address, _use_token(address), log)
+    if probe.version_problem is not None:
+        ray_version, python_version = probe.cluster_versions
+        raise InputError(
+            f"--address {address}: the cluster runs Ray {ray_version} on Python "
+            f"{python_version}, this machine Ray {ray.__version__} on Python "
+            f"{sys.version.split()[0]}; a driver needs the cluster's versions of both: "
+            f"install ray[tune]=={ray_version} under Python {python_version} here"
+        )
+    if not probe.nodes_here:
+        raise InputError(
+            f"--address {address}: no node of that cluster runs on this machine, and a driver "
+            "joined by HOST:PORT must run on one; run tune-app on the head (--address auto), "
+            f"join this machine first (`ray start --address {gcs_address}`), or use Ray Client "
+            "(--address ray://HEAD:10001)"
+        )
+
+
+@contextlib.contextmanager
+def _stderr_to(log: Path) -> Iterator[None]:
+    """Send this process's file descriptor 2 (Python's stderr and Ray's C++ logging alike) to
+    `log` for the block, then back."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with log.open("ab") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _join_log() -> Path:
+    folder = Path(tempfile.gettempdir()) / "tune_app"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="ray-join-", suffix=".log", dir=folder)
+    os.close(handle)
+    return Path(name)
+
+
+def join(address: str, **init_kwargs: Any) -> None:
+    """Join the cluster at `address` (see the module doc for authentication and the checks).
+
+    Args:
+        address: `auto`, `HOST:PORT` (the head's GCS) or `ray://HOST:PORT` (Ray Client).
+        **init_kwargs: passed to `ray.init`.
+
+    Raises:
+        InputError: the cluster cannot be joined from here; one line with the cause Ray
+            reported and what to do, Ray's own messages in a log file it names.
+    """
+    check_reachable(address)
+    log = _join_log()
+    joined, init_from = False, 0
+    try:
+        with _stderr_to(log):
+            if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
+                if os.environ.get(AUTH_MODE_VARIABLE) is None:
+                    _use_token(address)
+            else:
+                try:
+                    gcs_address = _ray_internals.resolve_auto(address)
+                except ConnectionError:
+                    raise InputError(
+                        f"--address {address}: no Ray cluster runs on this machine; start one "
+                        "with `ray start --head`, or give the head's HOST:PORT"
+                    ) from None
+                _probe(address, gcs_address, log)
+            sys.stderr.flush()
+            init_from = log.stat().st_size  # what ray.init says from here on
+            try:
+                ray.init(address=address, **init_kwargs)
+            except AuthenticationError:
+                mode = os.environ.get(AUTH_MODE_VARIABLE, "none").lower()
+                raise _refused(address, mode, log) from None
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                # ValueError: ray:// without Ray Client's package (Ray says what to install)
+                raise InputError(
+                    f"--address {address}: joining the cluster failed: {_deepest(exc)} "
+                    f"(Ray's messages: {log})"
+                ) from None
+        joined = True
+    finally:
+        if joined:  # ray.init's own messages as they would have been shown; not our probe's
+            sys.stderr.write(log.read_bytes()[init_from:].decode(errors="replace"))
+            log.unlink(missing_ok=True)
+
+
+def connect(address: str | None, **init_kwargs: Any) -> None:
+    """Start a Ray of the run's own, or join the cluster `target(address)` names.
+
+    Args:
+        address: `--address` (None: `RAY_ADDRESS`, else a Ray of the run's own).
+        **init_kwargs: passed to `ray.init`.
+
+    Raises:
+        InputError: the cluster cannot be joined (see `join`).
+    """
+    where = target(address)
+    if where:
+        join(where, **init_kwargs)
+    else:
+        start_local(**init_kwargs)
