@@ -104,9 +104,10 @@ def _cell(
 
     ATen's GRU cell's operations in its order (so the values are bit for bit torch's):
     r, z = sigmoid(gh_rz + gi_rz); n = tanh(gi_n + gh_n * r); h' = (h - n) * z + n. The two
-    sigmoids run on [B, H] views one by one, as ATen's do on its gate chunks: a sigmoid over
-    the contiguous [B, 2H] block would take the vectorized kernel where ATen's rows of H take
-    the scalar one (rows shorter than two vectors: H 16 under AVX-512), a last bit apart."""
+    sigmoids run on [B, H] views one by one, as ATen's do on its gate chunks: ATen's kernels
+    take each row's first multiple of two vectors vectorized and the rest with the scalar loop
+    (a last bit apart), so one sigmoid over the contiguous [B, 2H] block would split elsewhere
+    (H 16 or 48 under AVX-512, 20 or 100 under AVX2)."""
     hidden = saved.n.shape[-1]
     h, gh, rz, n, h_next = saved.steps[t]
     torch.addmm(b_hh, h, w_hh_t, out=gh)
