@@ -53,7 +53,7 @@ from torch.autograd.function import once_differentiable
 __all__ = ["decode", "encode"]
 
 
-SECOND_DERIVATIVE = (
+_SECOND_DERIVATIVE = (
     "the hand-written GRU backward pass (tune_app.training.gru_bptt) gives first derivatives "
     "only; a second one (create_graph=True: a gradient penalty, a Hessian-vector product) must "
     "go through torch's nn.GRU: call the modules themselves, or Seq2Seq with "
@@ -75,7 +75,7 @@ def _first_order(backward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(backward)
     def wrapper(ctx: Any, *grads: Any) -> Any:
         if torch.is_grad_enabled():  # during a backward pass: only under create_graph=True
-            raise RuntimeError(SECOND_DERIVATIVE)
+            raise RuntimeError(_SECOND_DERIVATIVE)
         return once(ctx, *grads)
 
     return wrapper
@@ -323,8 +323,8 @@ def encode(x: torch.Tensor, gru: torch.nn.GRU) -> torch.Tensor:
         The state after the last step [B, H], from a zero initial state.
 
     Raises:
-        RuntimeError: on a second derivative: differentiating the gradients this backward pass
-            returns (`torch.autograd.grad(..., create_graph=True)`), which it cannot give.
+        RuntimeError: from the backward pass, when it runs under `create_graph=True` (for a
+            second derivative, which it cannot give).
     """
     return _Encode.apply(x, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
 
@@ -361,8 +361,8 @@ def decode(
         The predictions [B, steps, C].
 
     Raises:
-        RuntimeError: on a second derivative: differentiating the gradients this backward pass
-            returns (`torch.autograd.grad(..., create_graph=True)`), which it cannot give.
+        RuntimeError: from the backward pass, when it runs under `create_graph=True` (for a
+            second derivative, which it cannot give).
     """
     return _Decode.apply(
         first,
