@@ -227,3 +227,74 @@ def test_the_test_mse_is_evaluates_mean_mse_z():
     reference = evaluate_free(model, dataset.test, 0.6, 20)
     assert scores["test"] == pytest.approx(float(reference["loss"]))
     assert scores["test"] != pytest.approx(scores["test_mse"])  # two different scores
+
+
+# -- trainer_overhead's GRU paths: the compiled ways time the model's own function
+
+
+@pytest.mark.parametrize(
+    ("hidden", "batch", "steps_in", "steps_out"), [(8, 3, 5, 4), (32, 7, 48, 24)]
+)
+def test_the_functional_gru_the_compile_column_times_is_the_models(
+    hidden: int, batch: int, steps_in: int, steps_out: int
+):
+    import gru_paths
+    import torch
+
+    from tune_app.training.model import ModelConfig, Seq2Seq
+
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(components=3, hidden=hidden)).train()
+    x, target = torch.randn(batch, steps_in, 3), torch.randn(batch, steps_out, 3)
+    found = gru_paths.ways(model, modes=[])  # the uncompiled functions torch.compile is given
+    by_torch = found["nn.GRU"](x, target, torch.Generator().manual_seed(1))
+    functional = gru_paths.seq2seq(
+        gru_paths.gru_cell,
+        x,
+        steps_out,
+        target,
+        torch.rand((batch, steps_out, 1), generator=torch.Generator().manual_seed(1))
+        < gru_paths.TEACHER_FORCING,
+        *[list(m.parameters()) for m in (model.encoder, model.decoder, model.head)],
+    )
+    torch.testing.assert_close(functional, by_torch, rtol=1e-5, atol=1e-6)
+    by_hand = found["hand-written"](x, target, torch.Generator().manual_seed(1))
+    assert torch.equal(by_hand, by_torch)
+
+
+def _gru_row(hidden: int, cell: float, sequence: float) -> dict:  # type: ignore[type-arg]
+    ms = {"nn.GRU": 30.0, "hand-written": 20.0, "cell compiled (default)": 20.0 * cell}
+    ms["sequence compiled (default)"] = 20.0 * sequence
+    return {
+        "hidden": hidden,
+        "batch": 64,
+        "steps_in": 48,
+        "steps_out": 24,
+        "components": 3,
+        "teacher_forcing": 0.7,
+        "rounds": 20,
+        "ms_per_batch": ms,
+        "to_hand_written": {name: value / 20.0 for name, value in ms.items()},
+        "compile_s": {"cell compiled (default)": 17.0, "sequence compiled (default)": 128.0},
+        "compile_startup_s": 9.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("cell", "sequence", "verdicts"),
+    [
+        ((1.65, 1.3), (0.56, 0.7), ("no", "yes")),
+        ((1.05, 1.12), (1.1, 1.0), ("no", "yes")),  # within 10 % at every size, or not at all
+        ((1.0, 1.09), (1.2, 1.3), ("yes", "no")),
+    ],
+)
+def test_the_gru_table_says_which_compiled_way_is_within_ten_percent(cell, sequence, verdicts):
+    import trainer_overhead
+
+    rows = [_gru_row(32, cell[0], sequence[0]), _gru_row(64, cell[1], sequence[1])]
+    lines = trainer_overhead.gru_lines(rows)
+    assert "hidden 32" in lines[1] and "hidden 64" in lines[1]
+    assert f"{cell[0]:.2f}x" in next(line for line in lines if "cell compiled (default) " in line)
+    assert lines[-2].endswith(f"within 10 %: {verdicts[0]}")
+    assert lines[-1].endswith(f"within 10 %: {verdicts[1]}")
+    assert lines[-2].startswith("  cell compiled (default): ")

@@ -10,6 +10,11 @@ operations per step and computes the weight gradients of all steps in one matrix
 The gradients equal autograd's up to float rounding (summation order); `tests/training/
 test_gru_bptt.py` checks them against autograd in float64 (`torch.autograd.gradcheck`).
 
+Bit-for-bit holds for the torch that pyproject.toml admits (2.13; ATen may reorder its cell in
+another) under each of ATen's CPU vector widths (the tests rerun under narrower ones). First
+derivatives only: a second (`create_graph=True`) raises, since the buffers the backward pass
+reads are not in the graph.
+
 The GRU (Cho et al., 2014, "Learning Phrase Representations using RNN Encoder-Decoder for
 Statistical Machine Translation"), as `torch.nn.GRU` defines it (reset gate applied after the
 hidden projection), for input x_t [B, I] and state h [B, H]:
@@ -28,15 +33,52 @@ Gradient of h' with respect to the pre-activations, given dh = dL/dh':
 
 The per-step factors (everything but dh) are computed for all steps at once before the backward
 recurrence, so the loop only multiplies dh in.
+
+Against `torch.compile` (benchmarks/trainer_overhead.py, 2026-12-06, torch 2.13.0, one batch
+forward and backward at hidden 32 / 64): a functional GRU cell compiled and looped over the
+steps took 1.3-1.7x this pass's time (modes default and max-autotune-no-cudagraphs), so this
+pass stays; the whole encoder-decoder compiled as one unrolled graph took 0.55-0.60x, after 2-5
+minutes of compiling per process and per shape, and not bit-equal to nn.GRU.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["decode", "encode"]
+
+
+_SECOND_DERIVATIVE = (
+    "the hand-written GRU backward pass (tune_app.training.gru_bptt) gives first derivatives "
+    "only; a second one (create_graph=True: a gradient penalty, a Hessian-vector product) must "
+    "go through torch's nn.GRU: call the modules themselves, or Seq2Seq with "
+    "encoded=model.encode(x), which runs torch's modules"
+)
+
+
+def _first_order(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """`backward` under torch's `once_differentiable` (run without recording), raising at once
+    under `create_graph=True`.
+
+    once_differentiable alone is not enough: it marks the gradients it returns only where an
+    incoming gradient requires grad (not for a loss linear in the output), and even when it does,
+    `torch.autograd.grad(..., inputs=weights)` prunes its marker from the graph, so a second
+    derivative would come out without this function's part (the buffers the backward pass reads
+    are not in the graph) instead of raising."""
+    once = once_differentiable(backward)
+
+    @functools.wraps(backward)
+    def wrapper(ctx: Any, *grads: Any) -> Any:
+        if torch.is_grad_enabled():  # during a backward pass: only under create_graph=True
+            raise RuntimeError(_SECOND_DERIVATIVE)
+        return once(ctx, *grads)
+
+    return wrapper
 
 
 class _Buffers:
@@ -67,13 +109,18 @@ def _cell(
     """GRU step t from the input projection gi [B, 3H] and `saved.states[t]`; writes h_{t+1}.
 
     ATen's GRU cell's operations in its order (so the values are bit for bit torch's):
-    r, z = sigmoid(gh_rz + gi_rz); n = tanh(gi_n + gh_n * r); h' = (h - n) * z + n."""
+    r, z = sigmoid(gh_rz + gi_rz); n = tanh(gi_n + gh_n * r); h' = (h - n) * z + n. The two
+    sigmoids run on [B, H] views one by one, as ATen's do on its gate chunks: ATen's kernels
+    take each row's first multiple of two vectors vectorized and the rest with the scalar loop
+    (a last bit apart), so one sigmoid over the contiguous [B, 2H] block would split elsewhere
+    (H 16 or 48 under AVX-512, 20 or 100 under AVX2)."""
     hidden = saved.n.shape[-1]
     h, gh, rz, n, h_next = saved.steps[t]
     torch.addmm(b_hh, h, w_hh_t, out=gh)
-    torch.add(gh[:, : 2 * hidden], gi[:, : 2 * hidden], out=rz).sigmoid_()
-    torch.mul(gh[:, 2 * hidden :], rz[:, :hidden], out=n).add_(gi[:, 2 * hidden :]).tanh_()
-    torch.sub(h, n, out=h_next).mul_(rz[:, hidden:]).add_(n)
+    torch.add(gh[:, : 2 * hidden], gi[:, : 2 * hidden], out=rz)
+    r, z = rz[:, :hidden].sigmoid_(), rz[:, hidden:].sigmoid_()
+    torch.mul(gh[:, 2 * hidden :], r, out=n).add_(gi[:, 2 * hidden :]).tanh_()
+    torch.sub(h, n, out=h_next).mul_(z).add_(n)
     return h_next
 
 
@@ -156,6 +203,7 @@ class _Encode(torch.autograd.Function):
         return saved.states[-1].clone()
 
     @staticmethod
+    @_first_order
     def backward(ctx: Any, dh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         inputs, w_ih, w_hh = ctx.saved_tensors
         saved: _Buffers = ctx.saved
@@ -215,6 +263,7 @@ class _Decode(torch.autograd.Function):
         return outputs.transpose(0, 1)
 
     @staticmethod
+    @_first_order
     def backward(ctx: Any, d_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         use_truth, w_ih, w_hh, w_head, inputs = ctx.saved_tensors
         saved: _Buffers = ctx.saved
@@ -259,8 +308,24 @@ class _Decode(torch.autograd.Function):
 
 
 def encode(x: torch.Tensor, gru: torch.nn.GRU) -> torch.Tensor:
-    """Final state [B, H] of the single-layer, batch-first `gru` over x [B, T, I] from a zero
-    state; equals `gru(x)[1][0]` bit for bit."""
+    """The GRU encoder's final state, with the hand-written backward pass.
+
+    The GRU equations as `torch.nn.GRU` documents them (Cho et al., 2014; the reset gate applied
+    to the hidden projection), see the module's docstring; the forward pass is ATen's GRU cell's
+    operations in their order, so the result equals `gru(x)[1][0]` bit for bit.
+
+    Args:
+        x: the inputs [B, T, I] (batch first), float; T >= 1.
+        gru: a single-layer, unidirectional, batch-first `nn.GRU` with biases, I inputs and H
+            hidden units, on x's device and dtype. Its weights get gradients as through `gru`.
+
+    Returns:
+        The state after the last step [B, H], from a zero initial state.
+
+    Raises:
+        RuntimeError: from the backward pass, when it runs under `create_graph=True` (for a
+            second derivative, which it cannot give).
+    """
     return _Encode.apply(x, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
 
 
@@ -273,9 +338,32 @@ def decode(
     target: torch.Tensor | None = None,
     use_truth: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The residual autoregressive decoder: from input `first` [B, C] and state [B, H], each
-    step predicts `input + head(h)`; the next input is the truth `target[:, t]` [B, C] where
-    `use_truth[:, t]` [B, 1] (bool) holds, else the prediction. Returns [B, steps, C]."""
+    """The residual autoregressive decoder, with the hand-written backward pass.
+
+    Each step runs the GRU cell (the equations `torch.nn.GRU` documents; Cho et al., 2014) on
+    its input and the state, and predicts `input + head(h)`; the next input is the truth where
+    teacher forcing (scheduled sampling; Bengio et al., 2015) draws it, else that prediction.
+    The outputs equal, bit for bit, calling `gru` on one step of shape [B, 1, C] at a time and
+    `head` on its output.
+
+    Args:
+        first: the first step's input [B, C] (the encoder's last input).
+        state: the initial state [B, H] (the encoder's final state).
+        gru: a single-layer, unidirectional, batch-first `nn.GRU` with biases, C inputs and H
+            hidden units.
+        head: an `nn.Linear` from H to C features, with a bias.
+        steps: how many steps to generate, >= 1.
+        target: the truth [B, steps, C], read where `use_truth` holds; None: never fed.
+        use_truth: [B, steps, 1] (bool), True where step t + 1's input is `target[:, t]`
+            instead of step t's prediction; None (or no `target`): always the prediction.
+
+    Returns:
+        The predictions [B, steps, C].
+
+    Raises:
+        RuntimeError: from the backward pass, when it runs under `create_graph=True` (for a
+            second derivative, which it cannot give).
+    """
     return _Decode.apply(
         first,
         state,
