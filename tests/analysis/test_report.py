@@ -252,9 +252,18 @@ def test_search_summary_names_members_as_the_report_does(named, tmp_path: Path):
     ), lines
     # the control trains a much smaller model (see fake_run): the winner beats it
     assert re.fullmatch(
-        r"winner val_free_loss \S+ = 0\.\d+ x the control's best \(\S+, the plan as written\)",
+        r"selection \(optimistic\): winner val_free_loss \S+ = 0\.\d+ x the control's best "
+        r"\(\S+, the plan as written\)",
         lines[2],
     )
+    # its test score next to its validation one, and how to certify it
+    assert re.fullmatch(
+        r"winner mse_z: test \S+, validation \S+ \(selection\); the control's: test \S+, "
+        r"validation \S+; winner / control on test \d\.\d+",
+        lines[3],
+    ), lines[3]
+    assert lines[4].startswith("Not certified: the search's own scores chose the winner")
+    assert "run `tune-app certify " in " ".join(" ".join(lines[4:]).split())
 
 
 def test_report_on_a_run_still_going(named, tmp_path: Path):
