@@ -44,6 +44,8 @@ RESULT = {
         ("df039_00000", member(0), "member-00"),
         ("a1b2c_00003", {"spec": SPEC, "capacity": {"hidden": 32, "layers": 2}}, "trial-03"),
         ("df039_00000", {"spec": SPEC}, "trial-00"),
+        ("e4f5a_00003", {"spec": SPEC, "arm": {"label": "B", "seed": 1001}}, "B-1001"),
+        ("e4f5a_00007", {"spec": SPEC, "arm": {"label": "no-alpha", "seed": 9}}, "no-alpha-9"),
         ("d1e2f3a4", {"spec": SPEC}, "trial-d1e2f3a4"),
     ],
 )

@@ -206,11 +206,15 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
             )
     shapes = {which: source.plan.shape for which, source in sources.items()}
     if len(set(shapes.values())) > 1:
-        lengths = [p.epochs for s in sources.values() for p in s.plan.phases]
+        # the length to shorten to: a plan's whose epochs are fixed (an export, a modified plan)
+        fixed = [s.plan for s in sources.values() if s.export is not None or s.plan.modifications]
+        lengths = [
+            p.epochs for plan in fixed or [s.plan for s in sources.values()] for p in plan.phases
+        ]
         shown = "; ".join(f"{w} is {shape}" for w, shape in shapes.items())
         raise InputError(
             f"A and B differ in shape ({shown}): both must train for the same epochs; pass "
-            f"--phase-epochs {max(lengths)} (it shortens `seed` and plan files without "
+            f"--phase-epochs {min(lengths)} (it shortens `seed` and plan files without "
             "modifications) or compare plans of one shape"
         )
 
