@@ -186,5 +186,5 @@ def test_the_records_read_back_as_written(tmp_path):
     assert Certificate.read(locate(tmp_path)) == certificate
     assert Certificate.read(locate(tmp_path / "nothing")) is None
     (tmp_path / "certificate.json").write_text(json.dumps({"run": "r"}))  # cut short
-    with pytest.raises(InputError, match="certificate.json: unreadable"):
+    with pytest.raises(InputError, match=r"certificate\.json: unreadable"):
         Certificate.read(locate(tmp_path))
