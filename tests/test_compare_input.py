@@ -236,3 +236,30 @@ def test_compare_resume_refuses_other_plans(workdir: Path, capsys):
     assert info.value.args[2] == [1000, 1001] and info.value.args[3].resume
     assert main([*argv[:3], *TINY, "--resume", "--name", "c", "--seeds", "4"]) == 2
     assert "--seeds 4 (the run's: 2)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (
+            ["certify", "results/done", "--seeds", "2"],
+            "resume with: tune-app certify results/done --seeds 2 --resume",
+        ),
+        (
+            ["compare", "seed", "slow.yaml", *TINY, "--name", "c"],
+            f"resume with: tune-app compare seed slow.yaml {' '.join(TINY)} --resume --name c "
+            "--storage results",
+        ),
+    ],
+)
+def test_ctrl_c_says_how_to_resume(argv, hint, workdir: Path, monkeypatch, capsys):
+    from tune_app.errors import Interrupted
+    from tune_app.tune import compare
+
+    def interrupted(spec, table, arms, seeds, launch, announce=None):  # type: ignore[no-untyped-def]
+        # as tune/interrupt.py raises it from inside the compare run
+        raise Interrupted({"--resume": None, "--name": launch.name, "--storage": launch.storage})
+
+    monkeypatch.setattr(compare, "run_compare", interrupted)
+    assert main(argv) == 130
+    assert hint in capsys.readouterr().err

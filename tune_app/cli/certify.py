@@ -163,10 +163,34 @@ def _compare(
         )
 
 
+def _verdicts(
+    folders: dict[str, Location],
+    states: dict[str, tuple[str, RunManifest | None]],
+    arms: list[Any],
+    ablated: list[Any],
+) -> tuple[Comparison, list[Comparison]]:
+    """The certify run's comparison and the ablations': read back where an earlier command
+    wrote them, else scored now (and written)."""
+    from tune_app.analysis.certificate import CONTROL, NAMES, WINNER
+    from tune_app.runs.records import CompareResult
+
+    if states[CERTIFY][0] == "done" and (found := CompareResult.read(folders[CERTIFY])):
+        (main,) = found.comparisons
+    else:
+        (main,) = score_and_write(folders[CERTIFY], [(CONTROL, WINNER)], NAMES)
+    if states[ABLATE][0] == "done" and (found := CompareResult.read(folders[ABLATE])):
+        return main, list(found.comparisons)  # an earlier --ablate's, kept
+    if not ablated:
+        return main, []
+    names = {WINNER: NAMES[WINNER], **{a.label: a.source for a in ablated}}
+    winner = next(a.record() for a in arms if a.label == WINNER)
+    pairs = [(WINNER, a.label) for a in ablated]
+    return main, score_and_write(folders[ABLATE], pairs, names, (main.b_scores, [winner]))
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
     from tune_app.analysis.certificate import (
         CONTROL,
-        NAMES,
         WINNER,
         ablation_lines,
         certificate_lines,
@@ -176,7 +200,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from tune_app.analysis.run_summary import member_label
     from tune_app.plan.ablation import families_in, without
     from tune_app.plan.plan import Plan
-    from tune_app.runs.records import CERTIFICATE, Certificate, CompareResult
+    from tune_app.runs.records import CERTIFICATE, Certificate
     from tune_app.runs.results import find_best
     from tune_app.tune.compare import Arm
     from tune_app.tune.resources import check_resources
@@ -251,21 +275,10 @@ def cmd_certify(args: argparse.Namespace) -> int:
             labels = ", ".join(a.label for a in ablated)
             context = (spec, table, seconds, f"the winner's plan less one family each ({labels})")
             _compare(folders[ABLATE], states[ABLATE][0], ablated, seeds, launch_args, context)
-    except Interrupted:
+        main, ablations = _verdicts(folders, states, arms, ablated)
+    except KeyboardInterrupt:  # Ctrl-C in a compare run or while scoring: certify --resume
         raise Interrupted({"--resume": None}) from None
-    if states[CERTIFY][0] == "done" and (found := CompareResult.read(folders[CERTIFY])):
-        (main,) = found.comparisons
-    else:
-        (main,) = score_and_write(folders[CERTIFY], [(CONTROL, WINNER)], NAMES)
-    ablations: list[Comparison] = []
-    if states[ABLATE][0] == "done" and (found := CompareResult.read(folders[ABLATE])):
-        ablations = list(found.comparisons)  # an earlier --ablate's, kept
-    elif ablated:
-        names = {WINNER: NAMES[WINNER], **{a.label: a.source for a in ablated}}
-        winner = next(a.record() for a in arms if a.label == WINNER)
-        pairs = [(WINNER, a.label) for a in ablated]
-        ablations = score_and_write(folders[ABLATE], pairs, names, (main.b_scores, [winner]))
-    elif args.ablate:
+    if args.ablate and not ablated:
         print("ablate: the winner's plan uses no family of modifications to remove")
     certificate = replace(certificate, comparison=main, ablations=tuple(ablations))
     out.write_bytes(certificate.to_json())

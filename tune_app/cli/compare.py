@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tune_app.cli.args import add_run_args, build_spec, non_negative_int, positive_int
-from tune_app.errors import InputError
+from tune_app.errors import InputError, Interrupted
 
 if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
@@ -331,7 +331,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    (comparison,) = score_and_write(location, [("A", "B")], {"A": "A", "B": "B"})
+    try:
+        (comparison,) = score_and_write(location, [("A", "B")], {"A": "A", "B": "B"})
+    except KeyboardInterrupt:  # while scoring: the trials are done, --resume scores them
+        flags = {"--resume": None, "--name": location.name, "--storage": launch.storage}
+        raise Interrupted(flags) from None
     print("\n".join(comparison_lines(comparison)))
     print(f"\nrun: {location.uri} (comparison.json)")
     return 0
