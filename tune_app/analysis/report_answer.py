@@ -26,7 +26,7 @@ from tune_app.analysis.run_summary import (
     winner_and_control,
     winner_lineage,
 )
-from tune_app.runs.records import CAPACITY_KEY, Certificate
+from tune_app.runs.records import CAPACITY_KEY, Certificate, CompareResult
 from tune_app.runs.results import Run
 
 __all__ = ["answer"]
@@ -53,6 +53,8 @@ def _what_ran(run: Run, components: list[str], total: int | None) -> str:
         "as written)",
         "capacity": f"capacity search of {trials} trials (Optuna + ASHA)",
         "baseline": "baseline: the plan as written, one trial",
+        "compare": f"comparison of {len(run.manifest.arms)} plans in {trials} trials, each plan "
+        f"from scratch on {run.manifest.seeds} seeds",
     }.get(run.kind, f"{run.kind} run of {trials} trial(s)")
     phases = len(plan.get("phases", []))
     epochs = f"{total} epochs in {phases} phases" if total else "epochs unknown"
@@ -135,6 +137,16 @@ def answer(
             lines.append(not_certified(run.location.uri))
         else:
             lines += [*certificate_lines(certificate), *ablation_lines(certificate)]
+    if run.kind == "compare":
+        result = CompareResult.read(run.location)
+        for comparison in result.comparisons if result else ():
+            lines.append(
+                f"Compared on {len(comparison.seeds)} seeds (test mse_z, each trial at its "
+                f"best-validation checkpoint): {comparison.mean.text}; A: {comparison.a_source}; "
+                f"B: {comparison.b_source}."
+            )
+        if result is None:
+            lines.append("The comparison is written when every trial has ended.")
     lines.append(_what_ran(run, components, total))
     winner, control, problem = winner_and_control(run)
     if winner is None:
