@@ -20,7 +20,8 @@ from scratch on `--certify-seeds` fresh seeds (1000, 1001, ...; the same for bot
 per set), each scored on the test split at its best-validation checkpoint; the certified ratio
 is 1 + the mean per-seed relative difference of the test MSE, (winner - plan) / plan, with its
 95 % t interval (`tune_app.analysis.certification`). It costs certify-seeds x (1 + schedulers x
-search seeds) plan runs per set, about as much again as the rest (`--certify-seeds 0` skips it).
+search seeds) plan runs per set: 25 by default, against the rest's 4 + 4 x 4 (macro: 51 s of 291 s;
+up to about as much again as the rest where training dominates; `--certify-seeds 0` skips it).
 Every argument is checked before any training.
 
 Writes results/benchmarks/pbt_vs_baseline.json in the checkout this script is in. Sets measured
@@ -590,8 +591,10 @@ def main(argv: list[str] | None = None) -> None:
                 add_search(row, scheduler, runs)
                 print(search_line(scheduler, row[scheduler]), flush=True)
             if args.certify_seeds:
+                started = time.perf_counter()
                 certified = certify(spec, winners, args.certify_seeds, storage, f"{name}_certify")
                 add_certified(row, certified, args.certify_seeds)
+                row["certify_seconds"] = time.perf_counter() - started
                 for scheduler in args.schedulers:
                     line = certified_line(scheduler, row[scheduler], args.certify_seeds)
                     print(line or f"  {scheduler}: not certified", flush=True)
