@@ -40,7 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tune_overhead.py
 	$(BIN)/python benchmarks/search_efficiency.py
 
-# plan vs PBT vs PB2 on five data sets, two seeds each: about an hour on 2 CPUs
+# plan vs PBT vs PB2 on five data sets, two seeds each, each winner certified on 5 fresh seeds:
+# about an hour on 2 CPUs before the certification, which adds up to as much again
 bench-search: $(STAMP)
 	$(BIN)/python benchmarks/pbt_vs_baseline.py
 

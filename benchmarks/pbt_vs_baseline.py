@@ -13,7 +13,16 @@ weights of that best epoch, the loss under the same fixed reference objective (0
 temporal, the ranking metric) and the MSE alone (`tune-app evaluate`'s mean mse_z), both of
 forecasts in z-units of the train split; the number of exploits of each search seed; and
 winner / plan: the searches' mean over the plan's (target: <= 0.90 on the validation loss on at
-least 3 sets). Every argument is checked before any training.
+least 3 sets). Those ratios are the searches' own: the winner is the best of N members on the
+validation split (selection, optimistic) and its weights come from one seed. So each winner is
+also **certified** as `tune-app certify` does it: its exported plan and the seed plan trained
+from scratch on `--certify-seeds` fresh seeds (1000, 1001, ...; the same for both, one Tune run
+per set), each scored on the test split at its best-validation checkpoint; the certified ratio
+is 1 + the mean per-seed relative difference of the test MSE, (winner - plan) / plan, with its
+95 % t interval (`tune_app.analysis.certification`). It costs certify-seeds x (1 + schedulers x
+search seeds) plan runs per set: 25 by default, against the rest's 4 + 4 x 4 (macro: 51 s of 291 s;
+up to about as much again as the rest where training dominates; `--certify-seeds 0` skips it).
+Every argument is checked before any training.
 
 Writes results/benchmarks/pbt_vs_baseline.json in the checkout this script is in. Sets measured
 earlier with the same settings are kept (so sets can be run one at a time) and printed after the
@@ -21,7 +30,7 @@ new ones; those stored before the test MSE was measured show it as "n/a", and th
 converted to the sample std.
 
     .venv/bin/python benchmarks/pbt_vs_baseline.py [--population 4] [--phase-epochs 10] \\
-        [--sets co2,elnino] [--schedulers pbt,pb2] [--search-seeds 2]
+        [--sets co2,elnino] [--schedulers pbt,pb2] [--search-seeds 2] [--certify-seeds 5]
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -44,7 +54,7 @@ import torch
 from _common import RESULTS, format_spread, mean_std, write
 
 from tune_app.cli.args import whole
-from tune_app.plan.plan import load_plan
+from tune_app.plan.plan import Plan, load_plan
 from tune_app.runs.local import train_locally
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.writers import BestStateWriter
@@ -58,6 +68,7 @@ TARGET_RATIO = 0.90  # issue 15: the winner's mean best val <= 0.90 x the plan's
 TARGET_SETS = 3  # ... on at least this many sets
 STD = "sample (ddof=1)"  # the std stored in the JSON; files without this key hold ddof=0 ones
 SCORES = ("val", "test", "test_mse")  # best val loss, test loss, test MSE (z-units)
+CERTIFY_OFFSET = 1000  # the certified runs' first seed: none of the searches' or the plan's
 
 
 def _long(values: np.ndarray, columns: list[str], series: str = "s0") -> pd.DataFrame:
@@ -186,6 +197,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="seeds of each search (>= 1; >= 2 for a std)",
     )
+    parser.add_argument(
+        "--certify-seeds",
+        type=whole(0),
+        default=5,
+        help="fresh seeds on which each winner's plan and the seed plan are trained and compared "
+        "on the test split (0: no certified ratio; 1: no interval)",
+    )
     args = parser.parse_args(argv)
     for name in args.sets:
         module = SETS[name].needs
@@ -229,9 +247,12 @@ def baselines(spec: RunSpec, population: int) -> list[dict[str, float]]:
     return out
 
 
-def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: str) -> dict:
+def search(
+    spec: RunSpec, population: int, storage: str, name: str, scheduler: str
+) -> tuple[dict, Plan]:
     """One search with `spec`'s seed: its winner's best val loss and test scores (the exported
-    best checkpoint), the control's best val loss, the exploits, rounds and winner's lineage."""
+    best checkpoint), the control's best val loss, the exploits, rounds and winner's lineage;
+    and the winner's exported plan (what `certify` trains again)."""
     from tune_app.analysis.evaluate import load_model
     from tune_app.plan.search_space import load_space
     from tune_app.runs.results import export_best, open_run
@@ -251,7 +272,9 @@ def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: s
         default=float("nan"),
     )
     segments = json.loads((export / "lineage.json").read_text())["segments"]
+    plan = Plan.from_yaml((export / "plan.yaml").read_text())
     return {
+        "plan": plan.fingerprint,
         "val": float(config.value),
         **_test_scores(loaded.model, spec),
         "control_val": control_best,
@@ -261,7 +284,76 @@ def search(spec: RunSpec, population: int, storage: str, name: str, scheduler: s
             {"epochs": [s["from_epoch"], s["to_epoch"]], "modification": s["modification"]}
             for s in segments
         ],
-    }
+    }, plan
+
+
+def certify(
+    spec: RunSpec, winners: dict[str, Plan], seeds: int, storage: str, name: str
+) -> dict[str, dict[str, Any]]:
+    """Each winner's plan against the seed plan (`spec.plan`), trained from scratch on the same
+    fresh seeds in one Tune run, as `tune-app certify` does it.
+
+    Args:
+        spec: the set's data, model and trainer settings, and the seed plan.
+        winners: the searches' exported plans, by a key ("pbt-0": scheduler and search seed).
+        seeds: how many seeds, from `CERTIFY_OFFSET`.
+        storage: where the Tune run goes.
+        name: its name.
+
+    Returns:
+        By key: the certified ratio (1 + the mean relative difference of the test MSE,
+        (winner - plan) / plan, over seeds), its 95 % t interval (`low`, `high`; None with one
+        seed), the verdict, and the seeds; a winner whose plan is the seed plan itself (the
+        control won) has ratio 1 and verdict "the plan as written", without trials.
+    """
+    from tune_app.analysis.certification import compare_scores
+    from tune_app.analysis.comparison import score_trials
+    from tune_app.runs.results import open_run
+    from tune_app.tune.compare import Arm, run_compare
+    from tune_app.tune.runner import Launch
+
+    arms = {spec.plan.fingerprint: Arm("plan", spec.plan, "the seed plan")}
+    for key, plan in winners.items():
+        arms.setdefault(plan.fingerprint, Arm(key, plan, f"the {key} search's winner"))
+    chosen = list(range(CERTIFY_OFFSET, CERTIFY_OFFSET + seeds))
+    out: dict[str, dict[str, Any]] = {}
+    scores, naive = [], ("", math.nan)
+    if len(arms) > 1:
+        launch = Launch(name=name, storage=storage, cpus_per_trial=1.0, verbose=0)
+        _, location = run_compare(spec, spec.open_table(), list(arms.values()), chosen, launch)
+        scores, naive = score_trials(open_run(location.uri))
+    for key, plan in winners.items():
+        arm = arms[plan.fingerprint]
+        if arm.label == "plan":
+            out[key] = {"ratio": 1.0, "low": 1.0, "high": 1.0, "verdict": "the plan as written"}
+            continue
+        plain = ("plan", "the seed plan", spec.plan.fingerprint)
+        mine = (arm.label, arm.source, plan.fingerprint)
+        difference = compare_scores(scores, plain, mine, ("the plan", key), naive).mean
+        out[key] = {
+            "ratio": 1.0 + difference.mean,
+            "low": None if difference.low is None else 1.0 + difference.low,
+            "high": None if difference.high is None else 1.0 + difference.high,
+            "verdict": difference.verdict,
+            "seeds": list(difference.seeds),
+        }
+    return out
+
+
+def add_certified(row: dict[str, Any], certified: dict[str, dict[str, Any]], seeds: int) -> None:
+    """Put each search run's certified ratio (`certify`'s, keyed "pbt-0") into `row`, and each
+    scheduler's mean of them."""
+    row["certify_seeds"] = seeds
+    for scheduler in SCHEDULERS:
+        result = row.get(scheduler)
+        if not isinstance(result, dict):
+            continue
+        for index, run in enumerate(result.get("runs", [])):
+            if f"{scheduler}-{index}" in certified:
+                run["certified"] = certified[f"{scheduler}-{index}"]
+        ratios = [run["certified"]["ratio"] for run in result.get("runs", []) if "certified" in run]
+        if ratios:
+            result["ratio_certified"] = statistics.mean(ratios)
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -357,8 +449,10 @@ def legend(rank_alpha: float = 0.6, rank_max_lag: int = 20) -> str:
         "all three score forecasts in z-units of the train split;\n"
         "mean +- sample std (ddof=1) over the plan's seeded runs or the search seeds; "
         "exploits: of each search seed;\n"
-        "winner/plan: the searches' mean / the plan's mean; n/a: not measured (a set stored "
-        "before the test MSE was)"
+        "winner/plan: the searches' mean / the plan's mean (their own runs: the winner chosen on "
+        "validation, so optimistic); n/a: not measured (a set stored before the test MSE was);\n"
+        "certified: each winner's plan and the seed plan trained again on the same fresh seeds, "
+        "1 + the mean (winner - plan) / plan of the test MSE, [95 % t interval]"
     )
 
 
@@ -386,6 +480,26 @@ def search_line(scheduler: str, result: dict[str, Any]) -> str:
     return f"  {scheduler.upper():7} {cells}{exploits or 'n/a':<10} {ratios}"
 
 
+def certified_line(scheduler: str, result: dict[str, Any], seeds: int | None) -> str | None:
+    """The line under a search's: each search seed's certified ratio with its interval; None
+    for a set stored before the certified ratio was measured."""
+    cells = []
+    for run in result.get("runs", []):
+        found = run.get("certified")
+        if found is None:
+            return None
+        if found["low"] is None or found["high"] is None:
+            cells.append(f"{found['ratio']:.3f} (1 seed)")
+        else:
+            cells.append(f"{found['ratio']:.3f} [{found['low']:.3f}, {found['high']:.3f}]")
+    if not cells:
+        return None
+    where = f"{seeds} fresh seeds" if seeds else "fresh seeds"
+    return f"  {'':7} certified {scheduler.upper()} winner/plan, test MSE on {where}: " + "; ".join(
+        cells
+    )
+
+
 def set_header(name: str, row: dict[str, Any], population: int, search_seeds: int) -> str:
     """The line above a set's table."""
     shape = []
@@ -402,7 +516,11 @@ def set_header(name: str, row: dict[str, Any], population: int, search_seeds: in
 def set_lines(name: str, row: dict[str, Any], population: int, search_seeds: int) -> list[str]:
     """A set's table: its header, the columns, the plan's line and each search's."""
     lines = [set_header(name, row, population, search_seeds), COLUMNS, plan_line(row)]
-    lines += [search_line(s, row[s]) for s in SCHEDULERS if isinstance(row.get(s), dict)]
+    for scheduler in SCHEDULERS:
+        if isinstance(row.get(scheduler), dict):
+            lines.append(search_line(scheduler, row[scheduler]))
+            certified = certified_line(scheduler, row[scheduler], row.get("certify_seeds"))
+            lines += [certified] if certified else []
     return lines
 
 
@@ -459,23 +577,27 @@ def main(argv: list[str] | None = None) -> None:
             row = plan_row(baselines(spec, args.population), plan.total_epochs, components)
             print()
             print("\n".join(set_lines(name, row, args.population, args.search_seeds)), flush=True)
+            winners: dict[str, Plan] = {}
             for scheduler in args.schedulers:
                 runs = []
                 for seed in range(args.search_seeds):
                     seeded = RunSpec(
                         spec.plan, spec.model, spec.data, TrainConfig(seed=seed), spec.data_path
                     )
-                    runs.append(
-                        search(
-                            seeded,
-                            args.population,
-                            storage,
-                            f"{name}_{scheduler}_{seed}",
-                            scheduler,
-                        )
+                    found, winners[f"{scheduler}-{seed}"] = search(
+                        seeded, args.population, storage, f"{name}_{scheduler}_{seed}", scheduler
                     )
+                    runs.append(found)
                 add_search(row, scheduler, runs)
                 print(search_line(scheduler, row[scheduler]), flush=True)
+            if args.certify_seeds:
+                started = time.perf_counter()
+                certified = certify(spec, winners, args.certify_seeds, storage, f"{name}_certify")
+                add_certified(row, certified, args.certify_seeds)
+                row["certify_seconds"] = time.perf_counter() - started
+                for scheduler in args.schedulers:
+                    line = certified_line(scheduler, row[scheduler], args.certify_seeds)
+                    print(line or f"  {scheduler}: not certified", flush=True)
             row["seconds"] = time.perf_counter() - began
             results[name] = row
     settings = {

@@ -173,6 +173,41 @@ def test_a_new_row_stores_the_test_mse_of_every_run():
     assert [run["test_mse"] for run in stored["pbt"]["runs"]] == [0.4, 0.5]
 
 
+def test_each_winner_is_certified_under_its_searchs_line():
+    row = _new_row()
+    certified = {
+        "pbt-0": {"ratio": 0.947, "low": 0.912, "high": 0.982, "verdict": "better"},
+        "pbt-1": {"ratio": 1.0, "low": 1.0, "high": 1.0, "verdict": "the plan as written"},
+    }
+    bench.add_certified(row, certified, seeds=5)
+    stored = json.loads(json.dumps(row))
+    assert stored["certify_seeds"] == 5
+    assert [run["certified"]["ratio"] for run in stored["pbt"]["runs"]] == [0.947, 1.0]
+    assert stored["pbt"]["ratio_certified"] == pytest.approx((0.947 + 1.0) / 2)
+    lines = bench.set_lines("co2", stored, population=2, search_seeds=2)
+    assert lines[4] == (
+        "          certified PBT winner/plan, test MSE on 5 fresh seeds: "
+        "0.947 [0.912, 0.982]; 1.000 [1.000, 1.000]"
+    )
+    assert "certified" in bench.legend() and "fresh seeds" in bench.legend()
+    one = {"pbt-0": {"ratio": 0.9, "low": None, "high": None, "verdict": "one seed"}}
+    bench.add_certified(row := _new_row(), {**one, "pbt-1": one["pbt-0"]}, seeds=1)
+    assert bench.set_lines("co2", row, 2, 2)[4].endswith("0.900 (1 seed); 0.900 (1 seed)")
+
+
+def test_a_set_stored_before_certification_has_no_certified_line():
+    lines = bench.set_lines("weather", _old_row(), population=4, search_seeds=2)
+    assert len(lines) == 4 and not any("certified" in line for line in lines)
+
+
+def test_certify_seeds_are_checked_up_front(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--certify-seeds", "-1"])
+    assert "--certify-seeds" in capsys.readouterr().err
+    assert bench.parse_args([]).certify_seeds == 5
+    assert bench.parse_args(["--certify-seeds", "0"]).certify_seeds == 0
+
+
 def _search_run(val: float, exploits: int) -> dict:
     return {"val": val, "test": val - 0.05, "test_mse": round(val - 0.4, 6), "exploits": exploits}
 

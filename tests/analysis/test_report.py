@@ -252,9 +252,18 @@ def test_search_summary_names_members_as_the_report_does(named, tmp_path: Path):
     ), lines
     # the control trains a much smaller model (see fake_run): the winner beats it
     assert re.fullmatch(
-        r"winner val_free_loss \S+ = 0\.\d+ x the control's best \(\S+, the plan as written\)",
+        r"selection \(optimistic\): winner val_free_loss \S+ = 0\.\d+ x the control's best "
+        r"\(\S+, the plan as written\)",
         lines[2],
     )
+    # its test score next to its validation one, and how to certify it
+    assert re.fullmatch(
+        r"winner mse_z: test \S+, validation \S+ \(selection\); the control's: test \S+, "
+        r"validation \S+; winner / control on test \d\.\d+",
+        lines[3],
+    ), lines[3]
+    assert lines[4].startswith("Not certified: the search's own scores chose the winner")
+    assert "run `tune-app certify " in " ".join(" ".join(lines[4:]).split())
 
 
 def test_report_on_a_run_still_going(named, tmp_path: Path):
@@ -315,3 +324,70 @@ def test_tables_use_the_checkpoint_history_not_a_cut_short_result_json(
     assert f"{history['val_free_loss'].min():.6f}" in summary
     assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
     assert f"{history['val_free_loss'].min():.6g}" in (tmp_path / "out" / "report.html").read_text()
+
+
+def _certify_by_hand(run: Path, winner: bool = True) -> str:
+    """A certificate as `tune-app certify` writes it, from hand-made scores: the winner's plan
+    lower on each of 3 seeds. Returns the verdict it states."""
+    from tune_app.analysis.certification import compare_scores
+    from tune_app.runs.records import ArmScore, Certificate
+    from tune_app.runs.results import find_best, open_run
+
+    trial, checkpoint = find_best(open_run(str(run)))
+    scores = [ArmScore("control", s, f"c{s}", 10, 1.0, 1.0, {"ozone": 1.0}) for s in range(3)]
+    scores += [
+        ArmScore("winner", s, f"w{s}", 10, 0.9, 0.9 + s / 100, {"ozone": 0.9}) for s in range(3)
+    ]
+    comparison = compare_scores(
+        scores, ("control", "as written", "aaa"), ("winner", "member", "bbb"),
+        ("the control's plan", "the winner's plan"), ("persistence", 1.4),
+    )  # fmt: skip
+    certificate = Certificate(
+        run=str(run), winner=trial.trial_id if winner else "another", winner_label="member",
+        winner_epoch=checkpoint.epoch, control="t0", comparison=comparison,
+    )  # fmt: skip
+    (run / "certificate.json").write_bytes(certificate.to_json())
+    return comparison.mean.text
+
+
+def test_a_certified_search_report_opens_with_its_certificate(named, tmp_path: Path):
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "search", trials=3, data_path=path)
+    verdict = _certify_by_hand(run)
+    assert verdict.startswith("the winner's plan beats the control's plan by 9.0 %")
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    summary = markdown[markdown.index("## Summary") : markdown.index("## Trials")]
+    first = summary.splitlines()[2]
+    assert first.startswith("- Certified on 3 fresh seeds 0-2 (test mse_z") and verdict in first
+    assert "valid" not in first.replace("best-validation", "")  # before any validation number
+    assert "validation mse_z, a selection (optimistic) score" in summary
+    assert "| seed | control's plan: test mse_z | winner's plan: test mse_z |" in summary
+    assert "| val_free_loss (selection) | val mse_z (selection) |" in summary
+    assert "Not certified" not in summary
+
+
+def test_an_uncertified_search_report_says_how_to_certify(named, tmp_path: Path):
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "search", trials=2, data_path=path)
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    summary = markdown[markdown.index("## Summary") : markdown.index("## Trials")]
+    assert summary.splitlines()[2].startswith("- Not certified: the search's own scores")
+    assert f"tune-app certify {run}" in summary
+
+
+@pytest.mark.parametrize("same_checkpoint", [True, False])
+def test_best_carries_the_certificate_of_its_checkpoint(named, same_checkpoint, tmp_path, capsys):
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "search", trials=2, data_path=path)
+    verdict = _certify_by_hand(run, winner=same_checkpoint)
+    assert main(["best", str(run), "--out", str(tmp_path / "best")]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # unwrapped
+    assert (tmp_path / "best" / "certificate.json").is_file() == same_checkpoint
+    if same_checkpoint:
+        assert verdict in out and "metrics.parquet certificate.json" in out
+        copied = json.loads((tmp_path / "best" / "certificate.json").read_text())
+        assert copied == json.loads((run / "certificate.json").read_text())
+    else:
+        assert "the run's certificate is about trial another" in out and "not copied" in out

@@ -54,6 +54,8 @@ CAPACITY = {"spec": SPEC, "capacity": {"hidden": 32, "layers": 2}}
         # Optuna's trials (SearchGenerator): a bare id, a tag counted from 1
         ("fe918ae6", CAPACITY, "1_capacity/hidden=32,capacity/layers=2", "trial-00"),
         ("0b1c2d3e", CAPACITY, "4_capacity/hidden=32", "trial-03"),
+        ("e4f5a_00003", {"spec": SPEC, "arm": {"label": "B", "seed": 1001}}, "3", "B-1001"),
+        ("e4f5a_00007", {"spec": SPEC, "arm": {"label": "no-alpha", "seed": 9}}, "7", "no-alpha-9"),
         ("d1e2f3a4", {"spec": SPEC}, "", "trial-d1e2f3a4"),
     ],
 )

@@ -1,7 +1,10 @@
 """`tune-app report RUN --out DIR`: one self-contained HTML page and a Markdown twin.
 
-It opens with its answer (run kind, data, epochs; the winner against the control on validation
-and test in z-unit MSE, the exploits behind it, the modifications in force), then: trials,
+It opens with its answer: for a search, its certificate (`tune-app certify`: the control's plan
+against the winner's on fresh seeds, test split) or how to get one, before any validation number;
+then run kind, data, epochs; the winner against the control on validation (labelled a selection
+score: the search chose the winner by it, so it is optimistic) and test in z-unit MSE, the
+exploits behind it, the modifications in force. Then: trials,
 learning curves (train / val / free-running) with plateaus marked, the train/val gap,
 per-component validation losses (by component name), the schedules each trial used against the
 seed plan, and by kind: the family tree and the modifications (a PBT or PB2 search), Optuna's
@@ -27,6 +30,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from tune_app.analysis.certificate import certificate_table
 from tune_app.analysis.report_answer import answer
 from tune_app.analysis.report_search import exploit_table, family_tree, modification_tables
 from tune_app.analysis.run_summary import component_names, member_label, search_method
@@ -37,7 +41,7 @@ from tune_app.analysis.search_summary import (
     winner_modifications,
 )
 from tune_app.plan.plan import Plan
-from tune_app.runs.records import CAPACITY_KEY
+from tune_app.runs.records import CAPACITY_KEY, Certificate
 from tune_app.runs.results import Run, TrialRecord
 from tune_app.runs.staging import staged_folder
 from tune_app.training.checkpoint import atomic_write_bytes
@@ -259,8 +263,11 @@ def build_sections(run: Run, out: Path) -> list[Section]:
     names = component_names(run)
     plateau_epochs = int(spec.get("train", {}).get("plateau_epochs", 30))
     lines, contest = answer(run, names, total)
+    certificate = Certificate.read(run.location) if run.kind == "search" else None
+    certified = certificate_table(certificate) if certificate else None
+    tables = [t for t in (certified, contest) if t is not None]
     sections = [
-        Section("Summary", bullets=lines, tables=[contest] if contest is not None else []),
+        Section("Summary", bullets=lines, tables=tables),
         _trials_section(entries, total),
     ]
     shown = [e for e in entries if e.epochs > 0][:MAX_PANELS]

@@ -1,4 +1,10 @@
-"""The report's opening: what the run was and what it came to, in a few sentences and a table."""
+"""The report's opening: what the run was and what it came to, in a few sentences and a table.
+
+A search's report opens with its certificate (`tune-app certify`: the control's plan against the
+winner's, trained on fresh seeds, on the test split), or says how to get one, before any
+validation number: the search's own validation figures chose the winner, so they are labelled
+selection scores (optimistic).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from tune_app.analysis.certificate import (
+    SELECTION,
+    ablation_lines,
+    certificate_lines,
+    not_certified,
+)
 from tune_app.analysis.run_summary import (
     Contender,
     describe_modification,
@@ -14,7 +26,7 @@ from tune_app.analysis.run_summary import (
     winner_and_control,
     winner_lineage,
 )
-from tune_app.runs.records import CAPACITY_KEY
+from tune_app.runs.records import CAPACITY_KEY, Certificate, CompareResult
 from tune_app.runs.results import Run
 
 __all__ = ["answer"]
@@ -41,6 +53,8 @@ def _what_ran(run: Run, components: list[str], total: int | None) -> str:
         "as written)",
         "capacity": f"capacity search of {trials} trials (Optuna + ASHA)",
         "baseline": "baseline: the plan as written, one trial",
+        "compare": f"comparison of {len(run.manifest.arms)} plans in {trials} trials, each plan "
+        f"from scratch on {run.manifest.seeds} seeds",
     }.get(run.kind, f"{run.kind} run of {trials} trial(s)")
     phases = len(plan.get("phases", []))
     epochs = f"{total} epochs in {phases} phases" if total else "epochs unknown"
@@ -58,7 +72,8 @@ def _scores_line(winner: Contender, control: Contender | None) -> str:
             head += " (the control itself won: no modification beat the plan as written)"
         return (
             f"{head}; mse_z (mean z-unit MSE, free-running) validation "
-            f"{_number(winner.val_mse_z)}, test {_number(winner.test_mse_z)}."
+            f"{_number(winner.val_mse_z)}{', a ' + SELECTION + ' score' if control else ''}, test "
+            f"{_number(winner.test_mse_z)}."
         )
     naive = (
         f" (the best naive forecast: {winner.naive_test_mse_z:.4g})"
@@ -68,11 +83,12 @@ def _scores_line(winner: Contender, control: Contender | None) -> str:
     return (
         f"Winner {winner.label} (its best, epoch {winner.checkpoint.epoch}) against the control "
         f"{control.label.removesuffix(' (control)')} (its best, epoch {control.checkpoint.epoch}): "
-        f"validation mse_z {_number(winner.val_mse_z)} vs {_number(control.val_mse_z)}"
-        f"{_change(winner.val_mse_z, control.val_mse_z)}, "
+        f"validation mse_z, a {SELECTION} score (the search chose the winner by its validation "
+        f"scores): {_number(winner.val_mse_z)} vs {_number(control.val_mse_z)}"
+        f"{_change(winner.val_mse_z, control.val_mse_z)}; "
         f"test mse_z {_number(winner.test_mse_z)} vs {_number(control.test_mse_z)}"
         f"{_change(winner.test_mse_z, control.test_mse_z)}{naive}; "
-        f"val_free_loss (the rank metric) {winner.val_free_loss:.4g} vs "
+        f"val_free_loss (the rank metric, {SELECTION}) {winner.val_free_loss:.4g} vs "
         f"{control.val_free_loss:.4g}{_change(winner.val_free_loss, control.val_free_loss)}."
     )
 
@@ -89,6 +105,8 @@ def _exploits_line(run: Run, winner: Contender, labels: dict[str, str]) -> str:
 
 
 def _table(winner: Contender, control: Contender | None) -> pd.DataFrame:
+    search = control is not None
+    val = " (selection)" if search else ""
     rows = []
     for role, who in (("winner", winner), ("control", control)):
         if who is None or (role == "control" and who.trial is winner.trial):
@@ -98,8 +116,8 @@ def _table(winner: Contender, control: Contender | None) -> pd.DataFrame:
                 "": role,
                 "member": who.label,
                 "epoch": who.checkpoint.epoch,
-                "val_free_loss": who.val_free_loss,
-                "val mse_z": who.val_mse_z,
+                f"val_free_loss{val}": who.val_free_loss,
+                f"val mse_z{val}": who.val_mse_z,
                 "test mse_z": who.test_mse_z,
                 "best naive test mse_z": who.naive_test_mse_z,
             }
@@ -110,8 +128,26 @@ def _table(winner: Contender, control: Contender | None) -> pd.DataFrame:
 def answer(
     run: Run, components: list[str], total: int | None
 ) -> tuple[list[str], pd.DataFrame | None]:
-    """The opening sentences and the winner-vs-control table (None before any checkpoint)."""
-    lines = [_what_ran(run, components, total)]
+    """The opening sentences (a search's certificate first, or how to get one) and the
+    winner-vs-control table (None before any checkpoint)."""
+    lines = []
+    if run.kind == "search":
+        certificate = Certificate.read(run.location)
+        if certificate is None:
+            lines.append(not_certified(run.location.uri))
+        else:
+            lines += [*certificate_lines(certificate), *ablation_lines(certificate)]
+    if run.kind == "compare":
+        result = CompareResult.read(run.location)
+        for comparison in result.comparisons if result else ():
+            lines.append(
+                f"Compared on {len(comparison.seeds)} seeds (test mse_z, each trial at its "
+                f"best-validation checkpoint): {comparison.mean.text}; A: {comparison.a_source}; "
+                f"B: {comparison.b_source}."
+            )
+        if result is None:
+            lines.append("The comparison is written when every trial has ended.")
+    lines.append(_what_ran(run, components, total))
     winner, control, problem = winner_and_control(run)
     if winner is None:
         lines.append("No checkpoint yet: the first comes at the first phase boundary.")

@@ -17,7 +17,7 @@ from typing import Any
 
 from tune_app.errors import InputError
 from tune_app.plan.plan import Plan
-from tune_app.runs.records import CheckpointMeta, JournalEvent
+from tune_app.runs.records import ARM_KEY, CheckpointMeta, JournalEvent
 from tune_app.runs.results import CheckpointRecord, Run, TrialRecord, find_best, lineage
 
 __all__ = [
@@ -34,9 +34,13 @@ __all__ = [
 
 
 def member_label(trial: TrialRecord) -> str:
-    """`member-02` (`member-00 (control)`) for a search member, else the trial's folder name
-    (`trial-03`, as the README and the progress table name it; never Ray's id `3170e_00000`)."""
+    """`member-02` (`member-00 (control)`) for a search member, `B-1003` for a compare trial
+    (its plan's label and seed), else the trial's folder name (`trial-03`, as the README and the
+    progress table name it; never Ray's id `3170e_00000`)."""
     member = trial.member
+    arm = trial.params.get(ARM_KEY)
+    if member is None and isinstance(arm, dict) and "label" in arm:
+        return f"{arm['label']}-{arm.get('seed', '')}"
     if member is None:
         return trial.location.name
     label = f"member-{member.index:02d}"

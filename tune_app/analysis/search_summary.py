@@ -4,13 +4,20 @@ control) and the evidence of which modification helped (`tune-app best`, the rep
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import pandas as pd
 
+from tune_app.analysis.certificate import SELECTION, certificate_lines, not_certified
 from tune_app.analysis.report_search import change_label, short_value
-from tune_app.analysis.run_summary import best_checkpoint, member_label, search_method
-from tune_app.runs.records import JournalEvent
+from tune_app.analysis.run_summary import (
+    best_checkpoint,
+    member_label,
+    search_method,
+    winner_and_control,
+)
+from tune_app.runs.records import Certificate, JournalEvent
 from tune_app.runs.results import Run, find_best, lineage
 
 __all__ = [
@@ -66,8 +73,10 @@ def search_summary(run: Run) -> list[str]:
     Returns:
         Lines: the explore step and the rounds with their exploits; the winner's lineage (who
         trained which epochs, `->` at each copy, a member's own rules in brackets; members named
-        as the report names them: `member-02`, `member-00 (control)`); and the winner's best
-        free-running validation loss against the control's.
+        as the report names them: `member-02`, `member-00 (control)`); the winner's best
+        free-running validation loss against the control's (a selection score: it chose the
+        winner, so it is optimistic); both one's mse_z on validation and on test; and the
+        certificate's verdict (`tune-app certify`), or how to get one.
     """
     rounds = run.rounds()
     per_round = ", ".join(f"epoch {r.epoch}: {len(r.exploits)}" for r in rounds)
@@ -107,10 +116,34 @@ def search_summary(run: Run) -> list[str]:
     best = control.meta.metrics["val_free_loss"] if control is not None else 0.0
     if best > 0:
         lines.append(
-            f"winner val_free_loss {winner:.6g} = {winner / best:.3f} x the control's best "
-            f"({best:.6g}, the plan as written)"
+            f"{SELECTION}: winner val_free_loss {winner:.6g} = {winner / best:.3f} x the "
+            f"control's best ({best:.6g}, the plan as written)"
         )
-    return lines
+    lines.append(_mse_line(run))
+    certificate = Certificate.read(run.location)
+    said = certificate_lines(certificate) if certificate else [not_certified(run.location.uri)]
+    return [
+        *lines,
+        *(part for line in said for part in textwrap.wrap(line, 110, subsequent_indent="  ")),
+    ]
+
+
+def _mse_line(run: Run) -> str:
+    """The winner's test mse_z next to its validation one (a selection score), and the
+    control's, each at its best checkpoint."""
+    winner, control, problem = winner_and_control(run)
+    if winner is None or problem or winner.test_mse_z is None:
+        return f"winner mse_z on test: could not be computed ({problem or 'no checkpoint'})"
+    line = (
+        f"winner mse_z: test {winner.test_mse_z:.4g}, validation {winner.val_mse_z:.4g} (selection)"
+    )
+    if control is not None and control.trial is not winner.trial and control.test_mse_z:
+        line += (
+            f"; the control's: test {control.test_mse_z:.4g}, validation "
+            f"{control.val_mse_z:.4g}; winner / control on test "
+            f"{winner.test_mse_z / control.test_mse_z:.3f}"
+        )
+    return line
 
 
 def winner_modifications(run: Run) -> list[str]:

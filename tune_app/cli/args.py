@@ -95,9 +95,22 @@ def component_names(args: argparse.Namespace) -> tuple[str, ...] | None:
     return tuple(names) or None
 
 
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """Everything that defines a training run: plan, data, model, trainer settings."""
-    add_plan_args(parser)
+def add_run_args(parser: argparse.ArgumentParser, plans_given: bool = False) -> None:
+    """Everything that defines a training run: plan, data, model, trainer settings.
+
+    Args:
+        parser: the command's parser.
+        plans_given: the command takes its plans and seeds otherwise (`compare A B --seeds`):
+            no --plan, --set or --seed, only --phase-epochs (`build_spec` then gives the seed
+            plan, shortened, and seed 0).
+    """
+    if plans_given:
+        parser.add_argument(
+            "--phase-epochs", type=positive_int, help="shorten every phase to N epochs"
+        )
+        parser.set_defaults(plan=None, overrides=[], seed=0)
+    else:
+        add_plan_args(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="long-format parquet/CSV (default: built-in synthetic data)")
     add_component_args(data)
@@ -118,7 +131,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--dropout", type=float, help="dropout (default 0)")
     model.add_argument("--cell", choices=["gru", "lstm"], help="recurrent cell (default gru)")
     trainer = parser.add_argument_group("trainer")
-    trainer.add_argument("--seed", type=int, default=0)
+    if not plans_given:
+        trainer.add_argument("--seed", type=int, default=0)
     trainer.add_argument("--batch-size", type=positive_int, default=64)
     trainer.add_argument(
         "--checkpoint-every",

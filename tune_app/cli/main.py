@@ -7,6 +7,8 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
+from tune_app.cli.certify import add_certify_command
+from tune_app.cli.compare import add_compare_commands
 from tune_app.cli.data import add_data_commands
 from tune_app.cli.plan import add_plan_commands
 from tune_app.cli.results import add_result_commands
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(commands)
     add_result_commands(commands)
     add_run_commands(commands)
+    add_compare_commands(commands)
+    add_certify_command(commands)
     return parser
 
 

@@ -26,7 +26,8 @@ def _print_search_summary(run: Any, config: Any, metric: str) -> None:
         ratio = config.value / control[f"best_{metric}"]
         print(
             f"winner {_folder(config)}: {config.value:.6f} = {ratio:.3f} x the control's best "
-            f"({control[f'best_{metric}']:.6f}, the plan as written)"
+            f"({control[f'best_{metric}']:.6f}, the plan as written): selection scores "
+            "(optimistic: they chose the winner)"
         )
 
 
@@ -93,11 +94,41 @@ def cmd_best(args: argparse.Namespace) -> int:
     if run.kind == "search":
         _print_search_summary(run, config, args.metric)
         _print_modification_evidence(run)
+    copied = _carry_certificate(run, config, out) if run.kind == "search" else False
     print(
         f"best: trial {_folder(config)} at epoch {config.epoch}: {args.metric} = {config.value:.6f}\n"
         f"exported to {out}/: best_model.pth plan.yaml config.json lineage.json metrics.parquet"
+        + (" certificate.json" if copied else "")
     )
     return 0
+
+
+def _carry_certificate(run: Any, config: Any, out: Path) -> bool:
+    """Copy the run's certificate into the export and print its verdict, if it certifies
+    this very checkpoint; else say why not, or how to get one. Returns whether it was copied."""
+    import textwrap
+
+    from tune_app.analysis.certificate import ablation_lines, certificate_lines, not_certified
+    from tune_app.runs.records import CERTIFICATE, Certificate
+    from tune_app.training.checkpoint import atomic_write_bytes
+
+    def say(line: str) -> None:
+        print(textwrap.fill(line, 100, subsequent_indent="  "))
+
+    certificate = Certificate.read(run.location)
+    if certificate is None:
+        say(not_certified(run.location.uri))
+        return False
+    if (certificate.winner, certificate.winner_epoch) != (config.trial, config.epoch):
+        say(
+            f"the run's certificate is about trial {certificate.winner} at epoch "
+            f"{certificate.winner_epoch}, not this export's checkpoint: not copied"
+        )
+        return False
+    for line in [*certificate_lines(certificate), *ablation_lines(certificate)]:
+        say(line)
+    atomic_write_bytes(out / CERTIFICATE, certificate.to_json())
+    return True
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ _SETTINGS = {
     "search": ("population", "perturb_every", "quantile_fraction", "scheduler", "max_failures"),
     "baseline": ("max_failures",),
     "capacity": ("trials", "grace_epochs", "max_concurrent", "max_failures"),
+    "compare": ("seeds", "seed_offset", "max_failures"),
 }
 # the command's search space: the package's default file and the space's kind
 _SPACES = {"search": ("modifications.yaml", "pbt"), "capacity": ("capacity.yaml", "capacity")}

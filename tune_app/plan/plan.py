@@ -7,6 +7,8 @@ step; every other knob moves per epoch, reaching its `end` value on the phase's 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -112,6 +114,14 @@ class Plan:
             epochs = f"{lengths[0]} epoch{'s' if lengths[0] != 1 else ''}"
             return f"{len(lengths)} phase{'s' if len(lengths) > 1 else ''} of {epochs}"
         return f"phases of {', '.join(map(str, lengths))} epochs"
+
+    @property
+    def fingerprint(self) -> str:
+        """12 hex digits of the SHA-256 of the plan's phases and modifications (its name left
+        out): two plans that train alike have the same fingerprint, whatever they are called."""
+        body = {key: value for key, value in self.to_dict().items() if key != "name"}
+        text = json.dumps(body, sort_keys=True, default=float)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def phase_index(self, epoch: int) -> int:
         """0-based index of the phase that holds `epoch`."""

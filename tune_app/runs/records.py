@@ -15,8 +15,11 @@ from tune_app.runs.storage import Location
 from tune_app.training.normalisation import Normalisation
 
 __all__ = [
+    "ARM_KEY",
     "CAPACITY_KEY",
+    "CERTIFICATE",
     "CHECKPOINT_PREFIX",
+    "COMPARISON",
     "EXPORT_CONFIG",
     "JOURNAL",
     "MANIFEST",
@@ -25,10 +28,15 @@ __all__ = [
     "METRICS_FILE",
     "ROUNDS_KEY",
     "SPEC_KEY",
+    "ArmScore",
+    "Certificate",
     "CheckpointMeta",
+    "CompareResult",
+    "Comparison",
     "ExportConfig",
     "JournalEvent",
     "Normalisation",
+    "PairedDifference",
     "RoundEvent",
     "RunManifest",
     "SearchMember",
@@ -45,6 +53,8 @@ EXPORT_CONFIG = "config.json"  # in a `tune-app best` export
 EXPORT_WEIGHTS = "best_model.pth"
 EXPORT_PLAN = "plan.yaml"
 EXPORT_LINEAGE = "lineage.json"
+COMPARISON = "comparison.json"  # in a compare run (and a search's certify/ and ablate/ runs)
+CERTIFICATE = "certificate.json"  # in a certified search run, and in its `tune-app best` export
 TRIAL_PARAMS = "params.json"  # Tune's copy of a trial's config
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders inside a trial folder
 # keys of a trial's Tune config
@@ -52,6 +62,7 @@ SPEC_KEY = "spec"  # the RunSpec as a dict
 CAPACITY_KEY = "capacity"  # a capacity search's {hidden, layers, dropout, cell, input_len}
 MEMBER_KEY = "member"  # a PBT search's SearchMember
 ROUNDS_KEY = "rounds"  # a PBT search's {"every": epochs between rounds}
+ARM_KEY = "arm"  # a compare trial's {"label", "seed", "plan"}: which plan, on which seed
 
 
 def _known(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
@@ -254,6 +265,10 @@ class RunManifest:
     grace_epochs: int | None = None
     max_concurrent: int | None = None
     max_failures: int | None = None  # retries of a crashed trial (Ray keeps it on --resume)
+    seeds: int | None = None  # a compare run's seed count: seeds seed_offset .. + seeds - 1
+    seed_offset: int | None = None
+    # a compare run's plans: {"label", "source", "fingerprint", "plan"} each
+    arms: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> bytes:
         return _dumps(self)
@@ -285,6 +300,7 @@ class RunManifest:
                 **raw,
                 "components": tuple(raw.get("components") or ()),
                 "members": tuple(raw.get("members") or ()),
+                "arms": tuple(raw.get("arms") or ()),
             }
         )
 
@@ -328,3 +344,173 @@ class ExportConfig:
                 "normalisation": Normalisation.from_dict(raw.get("normalisation")),
             }
         )
+
+
+@dataclass(frozen=True)
+class ArmScore:
+    """One trial of a comparison: plan `arm` trained on `seed`, scored on the test split with
+    the weights of its best-validation checkpoint (epoch `epoch`): `mse_z` is the mean over
+    components of the free-running forecasts' MSE in the train split's z-units, `components`
+    the same per component. A trial without a finite checkpoint (diverged) has `mse_z` None."""
+
+    arm: str
+    seed: int
+    trial: str
+    epoch: int
+    val_free_loss: float | None
+    mse_z: float | None
+    components: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Plan B against plan A on one score (`score`: "mean" or a component) over paired seeds:
+    per seed the relative difference (B - A) / A (negative: B's error is lower), their mean,
+    the 95 % interval of that mean (`low`, `high`; None with one seed), the Wilcoxon
+    signed-rank p-value (None with one seed), on how many seeds B was better and worse, the
+    `verdict` ("better", "worse", "no difference", "one seed") and the sentence saying it."""
+
+    score: str
+    seeds: tuple[int, ...]
+    differences: tuple[float, ...]
+    mean: float
+    low: float | None
+    high: float | None
+    p_value: float | None
+    better: int
+    worse: int
+    verdict: str
+    text: str
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PairedDifference:
+        raw = _known(cls, raw)
+        return cls(
+            **{
+                **raw,
+                "seeds": tuple(raw.get("seeds") or ()),
+                "differences": tuple(raw.get("differences") or ()),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Plan B against plan A (`a`, `b`: their labels in the run; `*_source`: where each came
+    from; `*_fingerprint`: `Plan.fingerprint`), trained on the same `seeds`: every trial's
+    scores, the difference on the mean `mse_z` and per component, the best naive forecast's
+    test `mse_z` (the same for every trial: it depends on the data only) and how the interval
+    was computed (`interval`). Seeds where a trial has no score are in `left_out`, with why."""
+
+    a: str
+    b: str
+    a_source: str
+    b_source: str
+    a_fingerprint: str
+    b_fingerprint: str
+    seeds: tuple[int, ...]
+    a_scores: tuple[ArmScore, ...]
+    b_scores: tuple[ArmScore, ...]
+    mean: PairedDifference
+    components: tuple[PairedDifference, ...]
+    naive: str
+    naive_mse_z: float
+    interval: str
+    left_out: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Comparison:
+        raw = _known(cls, raw)
+        scores = {
+            key: tuple(ArmScore(**_known(ArmScore, s)) for s in raw.get(key) or ())
+            for key in ("a_scores", "b_scores")
+        }
+        return cls(
+            **{
+                **raw,
+                **scores,
+                "seeds": tuple(raw.get("seeds") or ()),
+                "mean": PairedDifference.from_dict(raw["mean"]),
+                "components": tuple(
+                    PairedDifference.from_dict(c) for c in raw.get("components") or ()
+                ),
+                "left_out": tuple(raw.get("left_out") or ()),
+            }
+        )
+
+
+def _read_record(cls: Any, folder: Location, name: str) -> Any:
+    """`cls.from_dict` of the JSON file `name` in `folder`, or None without one.
+    Raises InputError for a file that cannot be read as one."""
+    file = folder.join(name)
+    if not file.exists():
+        return None
+    try:
+        return cls.from_dict(json.loads(file.read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(
+            f"{file.uri}: unreadable ({exc}); move it away and run the command that wrote it again"
+        ) from None
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """`comparison.json` of a compare run: its comparisons, written when every trial ended."""
+
+    comparisons: tuple[Comparison, ...]
+    created: float = 0.0
+
+    def to_json(self) -> bytes:
+        return _dumps(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CompareResult:
+        comparisons = tuple(Comparison.from_dict(c) for c in raw.get("comparisons") or ())
+        return cls(comparisons, float(raw.get("created", 0.0)))
+
+    @classmethod
+    def read(cls, run: Location) -> CompareResult | None:
+        """The run's comparison.json, None before it was written."""
+        found: CompareResult | None = _read_record(cls, run, COMPARISON)
+        return found
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """`certificate.json` of a search run (`tune-app certify`), copied by `tune-app best`: the
+    control's plan (A) against the winner's plan (B), both trained from scratch on seeds the
+    search did not use; the winner is trial `winner` (`winner_label`) at epoch `winner_epoch`,
+    the best checkpoint `tune-app best` exports. `comparison` is None where the winner's plan is
+    the control's (`note` says so). `ablations`: the full winner's plan (A) against it with one
+    family of modifications removed (B), one comparison per family it uses."""
+
+    run: str
+    winner: str
+    winner_label: str
+    winner_epoch: int
+    control: str | None
+    comparison: Comparison | None
+    ablations: tuple[Comparison, ...] = ()
+    note: str = ""
+    created: float = 0.0
+
+    def to_json(self) -> bytes:
+        return _dumps(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Certificate:
+        raw = _known(cls, raw)
+        comparison = raw.get("comparison")
+        return cls(
+            **{
+                **raw,
+                "comparison": Comparison.from_dict(comparison) if comparison else None,
+                "ablations": tuple(Comparison.from_dict(c) for c in raw.get("ablations") or ()),
+            }
+        )
+
+    @classmethod
+    def read(cls, run: Location) -> Certificate | None:
+        """The certificate in `run` (a search run or an export), None if it has none."""
+        found: Certificate | None = _read_record(cls, run, CERTIFICATE)
+        return found

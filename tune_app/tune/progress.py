@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from tune_app.runs.records import CAPACITY_KEY, MEMBER_KEY, SPEC_KEY
+from tune_app.runs.records import ARM_KEY, CAPACITY_KEY, MEMBER_KEY, SPEC_KEY
 
 __all__ = ["CPU_SHARE", "Pace", "TrialTable", "busy_note", "trial_dirname", "trial_number"]
 
@@ -67,8 +67,9 @@ def trial_number(trial: Any) -> int | None:
 
 def trial_dirname(trial: Any) -> str:
     """The trial's folder name (Ray's `TuneConfig(trial_dirname_creator=...)`): `member-02` for a
-    search member (its index in the population), `trial-03` for any other trial (its counter),
-    the bare trial id if neither is known. At most 60 characters, no `/`.
+    search member (its index in the population), `B-1003` for a compare trial (its plan's label
+    and seed), `trial-03` for any other trial (its counter), the bare trial id if neither is
+    known. At most 60 characters, no `/`.
 
     Args:
         trial: a `ray.tune.experiment.Trial` (only `config` and `trial_id` are read).
@@ -79,6 +80,9 @@ def trial_dirname(trial: Any) -> str:
     member = (trial.config or {}).get(MEMBER_KEY)
     if isinstance(member, dict) and "index" in member:
         return f"member-{int(member['index']):02d}"
+    arm = (trial.config or {}).get(ARM_KEY)
+    if isinstance(arm, dict) and "label" in arm:
+        return f"{arm['label']}-{arm.get('seed', '')}".replace("/", "-")[:60]
     number = trial_number(trial)
     name = f"trial-{number:02d}" if number is not None else f"trial-{trial.trial_id}"
     return name.replace("/", "-")[:60]

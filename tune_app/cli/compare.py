@@ -1,0 +1,372 @@
+"""`tune-app compare A B`: does plan B beat plan A beyond seed noise? (`certify`: cli/certify.py)
+
+A and B are plan YAML files, `tune-app best` exports (their plan.yaml; their model, data and
+trainer settings fill the flags left out) or `seed` (the shipped plan, shortened by
+`--phase-epochs`). Both are trained from scratch on the same seeds as Ray Tune trials
+(tune/compare.py), each scored on the test split at its best-validation checkpoint
+(analysis/comparison.py), and compared seed by seed (analysis/certification.py). Every check
+runs before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tune_app.cli.args import add_run_args, build_spec, non_negative_int, positive_int
+from tune_app.errors import InputError, Interrupted
+
+if TYPE_CHECKING:
+    from tune_app.plan.plan import Plan
+    from tune_app.runs.records import ArmScore, Comparison, ExportConfig
+    from tune_app.runs.storage import Location
+    from tune_app.training.data import SeriesTable
+
+__all__ = ["add_compare_commands", "check_plans", "cost_line", "score_and_write"]
+
+SEED = "seed"  # the word for the shipped plan
+DEFAULT_SEEDS, DEFAULT_OFFSET = 5, 1000
+# the flags an export's config.json fixes: flag dest -> (section of ExportConfig, key)
+FIXED = {
+    "hidden": ("model", "hidden"),
+    "layers": ("model", "layers"),
+    "dropout": ("model", "dropout"),
+    "cell": ("model", "cell"),
+    "input_len": ("data", "input_len"),
+    "output_len": ("data", "output_len"),
+    "stride": ("data", "stride"),
+    "batch_size": ("train", "batch_size"),
+    "rank_alpha": ("train", "rank_alpha"),
+    "rank_max_lag": ("train", "rank_max_lag"),
+}
+
+
+@dataclass(frozen=True)
+class PlanSource:
+    """A plan as the command line named it: the plan, where it came from in words, and, for
+    a `tune-app best` export, its config.json and its epochs' median seconds."""
+
+    plan: Plan
+    source: str
+    export: ExportConfig | None = None
+    seconds: float | None = None
+
+
+def _export(which: str, folder: Path) -> PlanSource:
+    import pandas as pd
+
+    from tune_app.plan.plan import Plan
+    from tune_app.runs.records import (
+        EXPORT_CONFIG,
+        EXPORT_PLAN,
+        MANIFEST,
+        METRICS_FILE,
+        ExportConfig,
+    )
+
+    if (folder / MANIFEST).is_file():
+        raise InputError(
+            f"{which} {folder}: a run, not a plan; export its best checkpoint with `tune-app best "
+            f"{folder}` and compare the export, or certify a search with `tune-app certify "
+            f"{folder}`"
+        )
+    if not (folder / EXPORT_CONFIG).is_file() or not (folder / EXPORT_PLAN).is_file():
+        raise InputError(
+            f"{which} {folder}: not a `tune-app best` export (config.json and plan.yaml needed); "
+            "give a plan YAML file, an export folder, or seed"
+        )
+    try:
+        config = ExportConfig.from_dict(json.loads((folder / EXPORT_CONFIG).read_text()))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{which} {folder}: unreadable {EXPORT_CONFIG} ({exc})") from None
+    plan = Plan.from_yaml((folder / EXPORT_PLAN).read_text(), str(folder / EXPORT_PLAN))
+    seconds = None
+    if (folder / METRICS_FILE).is_file():
+        frame = pd.read_parquet(folder / METRICS_FILE)
+        if "seconds" in frame and len(frame):
+            seconds = float(frame["seconds"].median())
+    where = f"export {folder}: trial {config.trial} at epoch {config.epoch} of {config.run}"
+    return PlanSource(plan, where, config, seconds)
+
+
+def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
+    """The plan `text` names: `seed`, an export folder, or a plan YAML file; `--phase-epochs`
+    shortens the shipped plan and a plan file without modifications (an export's or a
+    modified plan's epochs are fixed).
+
+    Raises:
+        InputError: nothing of the kind at `text`, or a plan that does not load.
+    """
+    from tune_app.plan.plan import SEED_PLAN, Plan, load_plan, read_plan_dict
+
+    if text in (SEED, SEED_PLAN):
+        plan = load_plan(None, (), phase_epochs)
+        return PlanSource(plan, f"seed: the shipped {SEED_PLAN} plan, {plan.shape}")
+    path = Path(text)
+    if path.is_dir():
+        return _export(which, path)
+    if not path.is_file():
+        raise InputError(
+            f"{which} {text!r}: no such plan file or export; give a plan YAML file, a "
+            "`tune-app best` export folder, or seed (the shipped plan)"
+        )
+    raw, source = read_plan_dict(path)
+    plan = Plan.from_dict(raw, source)
+    if phase_epochs is not None and not plan.modifications:
+        plan = plan.with_phase_epochs(phase_epochs)
+    return PlanSource(plan, f"plan file {text}, {plan.shape}")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> None:
+    """Fill the flags left out with the settings the exports among `sources` trained with
+    (model, window lengths, stride, batch size, ranking objective, components, data file).
+
+    Raises:
+        InputError: two exports with different settings, or a flag given that differs from an
+            export's (each named, with the export's value).
+    """
+    exports = {which: s.export for which, s in sources.items() if s.export is not None}
+    if not exports:
+        return
+    given: frozenset[str] = getattr(args, "given", frozenset())
+    problems = []
+    settings: dict[str, tuple[Any, ...]] = {
+        dest: tuple(getattr(e, section).get(key) for e in exports.values())
+        for dest, (section, key) in FIXED.items()
+    }
+    settings["components"] = tuple(",".join(e.components) for e in exports.values())
+    settings["data"] = tuple(e.data_path for e in exports.values())
+    for dest, values in settings.items():
+        if len(set(map(repr, values))) > 1:
+            shown = ", ".join(f"{w}'s {v!r}" for w, v in zip(exports, values, strict=True))
+            problems.append(f"A and B were trained with different {dest}: {shown}")
+        elif dest in given and getattr(args, dest) != values[0]:
+            problems.append(
+                f"{_flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
+                f"trained with {values[0]!r}; drop the flag)"
+            )
+        elif dest not in given:
+            setattr(args, dest, values[0])
+    if problems:
+        raise InputError(
+            "compare: both plans train with the same model, data and trainer settings, and "
+            + "; ".join(problems)
+        )
+
+
+def _weights_lengths(plan: Plan) -> set[int]:
+    lengths = {len(p.component_weights) for p in plan.phases if p.component_weights}
+    return lengths | {len(m.component_weights) for m in plan.modifications if m.component_weights}
+
+
+def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: bool) -> None:
+    """Refuse plans that cannot be compared on `table` (before Ray starts): plans for other
+    components (an export trained on other columns, component weights of another length), an
+    export's data file changed since, or plans of different shapes (phases' lengths).
+
+    Raises:
+        InputError: naming the plan, what is wrong and the fix.
+    """
+    components = list(table.components)
+    for which, source in sources.items():
+        export = source.export
+        if export is not None and list(export.components) != components:
+            raise InputError(
+                f"{which} ({source.source}) was trained on components {list(export.components)}; "
+                f"the data has {components}: compare it on its own data (--data, --components)"
+            )
+        if (
+            export is not None
+            and not data_given
+            and export.data_fingerprint
+            and export.data_fingerprint != table.fingerprint
+        ):
+            raise InputError(
+                f"{which} ({source.source}): its data {export.data_path or 'synthetic'} changed "
+                "since it was trained (its fingerprint differs); put the file back, or pass "
+                "--data to compare on other data"
+            )
+        wrong = sorted(n for n in _weights_lengths(source.plan) if n != len(components))
+        if wrong:
+            raise InputError(
+                f"{which} ({source.source}) is a plan for {wrong[0]} components (its component "
+                f"weights), the data has {len(components)} ({', '.join(components)}): compare it "
+                "on the data it was made for (--data, --components)"
+            )
+    shapes = {which: source.plan.shape for which, source in sources.items()}
+    if len(set(shapes.values())) > 1:
+        # the length to shorten to: a plan's whose epochs are fixed (an export, a modified plan)
+        fixed = [s.plan for s in sources.values() if s.export is not None or s.plan.modifications]
+        lengths = [
+            p.epochs for plan in fixed or [s.plan for s in sources.values()] for p in plan.phases
+        ]
+        shown = "; ".join(f"{w} is {shape}" for w, shape in shapes.items())
+        raise InputError(
+            f"A and B differ in shape ({shown}): both must train for the same epochs; pass "
+            f"--phase-epochs {min(lengths)} (it shortens `seed` and plan files without "
+            "modifications) or compare plans of one shape"
+        )
+
+
+def cost_line(trials: int, epochs: int, slots: int, seconds: float | None) -> str:
+    """The cost estimate printed before the first trial starts."""
+    text = (
+        f"{trials} trials of {epochs} epochs ({trials * epochs} epochs in all), "
+        f"{min(slots, trials)} at a time"
+    )
+    if seconds:
+        total = math.ceil(trials / slots) * epochs * seconds
+        took = f"{total / 60:.0f} min" if total >= 90 else f"{max(total, 1):.0f} s"
+        text += f": about {took} at {seconds:.2g} s an epoch"
+    return text + (
+        ". Ctrl-C stops it and prints the command that resumes it; a resumed run repeats no "
+        "finished trial."
+    )
+
+
+def failed_trials(grid: Any) -> list[str]:
+    """One line per trial that failed (Ray's traceback stays in its folder's error.txt)."""
+    lines = []
+    for result in grid:
+        try:
+            error = result.error
+        except Exception as exc:
+            error = exc
+        if error is not None:
+            text = [line for line in str(error).splitlines() if line.strip()]
+            lines.append(f"trial failed: {(text[-1] if text else repr(error))[:300]}")
+    return lines
+
+
+def score_and_write(
+    location: Location,
+    pairs: Sequence[tuple[str, str]],
+    names: dict[str, str],
+    more: tuple[Sequence[ArmScore], Sequence[dict[str, Any]]] = ((), ()),
+) -> list[Comparison]:
+    """Score a finished compare run's trials, compare `pairs` and write its comparison.json.
+
+    Args:
+        location: the compare run.
+        pairs: (A label, B label) to compare.
+        names: how the verdicts name the labels.
+        more: scores and arm records of another run on the same seeds (a certificate's
+            ablation pairs with the certify run's winner).
+
+    Returns:
+        The comparisons, as written.
+    """
+    from tune_app.analysis.comparison import comparisons, score_trials
+    from tune_app.runs.records import COMPARISON, CompareResult
+    from tune_app.runs.results import open_run
+
+    run = open_run(location.uri)
+    scores, naive = score_trials(run)
+    found = comparisons(run, pairs, names, [*scores, *more[0]], naive, more[1])
+    location.join(COMPARISON).write_bytes(CompareResult(tuple(found), time.time()).to_json())
+    return found
+
+
+def _check_resumed_arms(manifest: Any, sources: dict[str, PlanSource]) -> None:
+    recorded = {arm["label"]: arm for arm in manifest.arms}
+    differ = [
+        f"{which} ({source.source}, plan {source.plan.fingerprint}; the run's: "
+        f"{recorded[which]['source']}, plan {recorded[which]['fingerprint']})"
+        for which, source in sources.items()
+        if which in recorded and recorded[which]["fingerprint"] != source.plan.fingerprint
+    ]
+    if differ:
+        raise InputError(
+            f"--resume: the compare run {manifest.name!r} goes on with the plans it started "
+            f"with, and {'; '.join(differ)} differ; give the same A and B, or start a new run "
+            "with another --name"
+        )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tune_app.analysis.certification import comparison_lines
+    from tune_app.cli.runs import _launch
+    from tune_app.tune.compare import Arm, run_compare
+
+    sources = {
+        "A": resolve_plan("A", args.a, args.phase_epochs),
+        "B": resolve_plan("B", args.b, args.phase_epochs),
+    }
+    data_given = "data" in getattr(args, "given", frozenset())
+    adopt_exports(args, sources)
+    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
+    check_plans(sources, table, data_given)
+    launch, spec, table, resumed = _launch(args, "compare", spec, table)
+    offset, count = args.seed_offset, args.seeds
+    if resumed is not None:
+        _check_resumed_arms(resumed.manifest, sources)
+        offset = resumed.manifest.seed_offset or offset
+        count = resumed.manifest.seeds or count
+    arms = [Arm(which, s.plan, s.source) for which, s in sources.items()]
+    seconds = next((s.seconds for s in sources.values() if s.seconds), None)
+    epochs = spec.plan.total_epochs
+
+    def announce(slots: int) -> None:
+        print(f"compare: 2 plans x {count} seeds = {cost_line(2 * count, epochs, slots, seconds)}")
+
+    seeds = list(range(offset, offset + count))
+    grid, location = run_compare(spec, table, arms, seeds, launch, announce)
+    failures = failed_trials(grid)
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        print(
+            f"{len(failures)} trial(s) failed; run the command again with --resume to retry "
+            f"them (finished ones are kept): the run is {location.uri}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        (comparison,) = score_and_write(location, [("A", "B")], {"A": "A", "B": "B"})
+    except KeyboardInterrupt:  # while scoring: the trials are done, --resume scores them
+        flags = {"--resume": None, "--name": location.name, "--storage": launch.storage}
+        raise Interrupted(flags) from None
+    print("\n".join(comparison_lines(comparison)))
+    print(f"\nrun: {location.uri} (comparison.json)")
+    return 0
+
+
+def add_seed_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=DEFAULT_SEEDS,
+        help=f"paired seeds: each plan trains once on each (default {DEFAULT_SEEDS}; with 5 "
+        "seeds Wilcoxon's p cannot go below 0.0625, the verdict rests on the t interval)",
+    )
+    parser.add_argument(
+        "--seed-offset",
+        type=non_negative_int,
+        default=DEFAULT_OFFSET,
+        help=f"the first seed (default {DEFAULT_OFFSET}, away from a search's seeds)",
+    )
+
+
+def add_compare_commands(commands: Any) -> None:
+    from tune_app.cli.runs import _add_launch_args
+
+    compare = commands.add_parser(
+        "compare",
+        help="train plans A and B from scratch on paired seeds; does B beat A beyond seed noise?",
+    )
+    compare.add_argument("a", metavar="A", help="plan YAML, `tune-app best` export, or seed")
+    compare.add_argument("b", metavar="B", help="plan YAML, `tune-app best` export, or seed")
+    add_seed_args(compare)
+    add_run_args(compare, plans_given=True)
+    _add_launch_args(compare)
+    compare.set_defaults(handler=cmd_compare)
