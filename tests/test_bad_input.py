@@ -148,6 +148,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
             }
         )
     )
+    (tmp_path / "lr_space.yaml").write_text(
+        yaml.safe_dump({"params": {"lr_scale": {"type": "float", "low": 0, "high": 2}}})
+    )
     (tmp_path / "bool_space.yaml").write_text(
         yaml.safe_dump({"params": {"lr_restart": {"type": "bool", "low": 0, "high": 1}}})
     )
@@ -222,6 +225,11 @@ CASES = [
         ["search", "--space", "weight_space.yaml", "--phase-epochs", "1"],
         "weight_space.yaml: 1 problem:\n  - params.component_weight.low: out of range (got -0.5)",
         "component_weight must be > 0",
+    ),
+    (  # a learning rate x 0 is no learning rate: refused before Ray starts
+        ["search", "--space", "lr_space.yaml", "--phase-epochs", "1"],
+        "lr_space.yaml: 1 problem:\n  - params.lr_scale.low: out of range (got 0.0)",
+        "lr_scale must be in [0.001, 100]: it multiplies the plan's learning rate",
     ),
     (
         ["search", "--space", "bool_space.yaml", "--phase-epochs", "1"],

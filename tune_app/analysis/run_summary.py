@@ -95,6 +95,8 @@ def describe_modification(meta: CheckpointMeta, components: list[str]) -> str:
             parts.append(f"component weights {weights}")
         elif key == "regularisation":
             parts.append(f"weight decay and noise x{value:.3g}")
+        elif key.endswith("_scale"):
+            parts.append(f"{key.removesuffix('_scale').replace('_', ' ')} x{value:.3g}")
         else:
             parts.append(f"{key} {value:+.3g}" if isinstance(value, float) else f"{key} {value}")
     return f"from epoch {raw['from_epoch']}: " + "; ".join(parts)
