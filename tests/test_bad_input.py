@@ -80,6 +80,7 @@ def _record_run(kind: str, name: str, argv: list[str]) -> None:
             "population": args.population,
             "perturb_every": 1,
             "scheduler": args.scheduler,
+            "selection": args.selection,
             "quantile_fraction": args.quantile_fraction,
             **space_record(load_space(args.space, "modifications.yaml", "pbt")),
         }
@@ -269,6 +270,11 @@ CASES = [
         "  - --population 8 (the run's: 3)",
         "start a new run with another --name",
     ),
+    (  # Ray resumes with the scheduler the run started with, and so with its selection rule
+        ["search", "--name", "pbt-run", "--resume", "--selection", "improvement"],
+        "--selection improvement (the run's: truncation)",
+        "drop these flags to continue the run, or start a new run with another --name",
+    ),
     (
         ["search", "--name", "pbt-run", "--resume", "--phase-epochs", "2"],
         "--phase-epochs 2 (the run's: 5 phases of 1 epoch)",
@@ -414,6 +420,7 @@ class Reached(Exception):
                 *("search", "--phase-epochs", "1", "--pop", "3", "--hidden", "16"),
                 *("--name", "pbt-run", "--scheduler", "pbt", "--perturb-every", "1"),
                 *("--checkpoint-every", "0", "--quantile-fraction", "0.25", "--resume"),
+                *("--selection", "truncation"),
             ],
             "search",
         ),

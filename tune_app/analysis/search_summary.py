@@ -9,7 +9,12 @@ from typing import Any
 import pandas as pd
 
 from tune_app.analysis.report_search import change_label, short_value
-from tune_app.analysis.run_summary import best_checkpoint, member_label, search_method
+from tune_app.analysis.run_summary import (
+    best_checkpoint,
+    member_label,
+    search_method,
+    search_selection,
+)
 from tune_app.runs.records import JournalEvent
 from tune_app.runs.results import Run, find_best, lineage
 
@@ -64,7 +69,8 @@ def search_summary(run: Run) -> list[str]:
         run: a search run (`open_run`).
 
     Returns:
-        Lines: the explore step and the rounds with their exploits; the winner's lineage (who
+        Lines: the explore step (with the selection rule, unless truncation) and the rounds
+        with their exploits; the winner's lineage (who
         trained which epochs, `->` at each copy, a member's own rules in brackets; members named
         as the report names them: `member-02`, `member-00 (control)`); and the winner's best
         free-running validation loss against the control's.
@@ -73,6 +79,8 @@ def search_summary(run: Run) -> list[str]:
     per_round = ", ".join(f"epoch {r.epoch}: {len(r.exploits)}" for r in rounds)
     exploits = sum(len(r.exploits) for r in rounds)
     method = search_method(run)
+    if (rule := search_selection(run)) != "truncation":  # said where it is not the default
+        method += f" ({rule} selection)"
     lines = [f"{method}: {len(rounds)} rounds, {exploits} exploits ({per_round or 'no round ran'})"]
     if not any(t.checkpoints for t in run.trials):
         return [*lines, "no member wrote a checkpoint"]

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from pyarrow.fs import FileType
 from ray import tune
@@ -29,8 +30,10 @@ from tune_app.plan.plan import Plan
 from tune_app.plan.rules import MonitorRules
 from tune_app.runs.records import (
     CAPACITY_KEY,
+    INTERVAL_LOSSES,
     JOURNAL,
     MEMBER_KEY,
+    METRICS_FILE,
     ROUNDS_KEY,
     SPEC_KEY,
     CheckpointMeta,
@@ -49,6 +52,7 @@ from tune_app.tune import _ray_internals
 
 __all__ = [
     "CAPACITY_KEY",
+    "INTERVAL_LOSSES",
     "MEMBER_KEY",
     "ROUNDS_KEY",
     "SPEC_KEY",
@@ -215,14 +219,28 @@ def _never_overwrite_a_checkpoint() -> None:
         _ray_internals.skip_checkpoint_index(storage)
 
 
+def _interval_losses(history: Sequence[dict[str, Any]], epoch: int, every: int) -> list[float]:
+    """A search member's val_free_loss over the epochs since the previous round (`every`
+    epochs, fewer at the start), up to `epoch`, oldest first: what the selection rule reads
+    (`tune/selection.py`). From the member's own history, so it holds the donor's epochs after
+    an exploit (the weights' own past) and survives a restart or --resume."""
+    return [
+        float(row["val_free_loss"]) for row in history if epoch - every < int(row["epoch"]) <= epoch
+    ]
+
+
 class _TuneReport(Callback):
     """One `tune.report` per epoch; at a checkpoint epoch, the checkpoint the writer just made
-    goes with it (Tune persists it to the run's storage, then the local copy is removed)."""
+    goes with it (Tune persists it to the run's storage, then the local copy is removed). At a
+    round's epoch of a search (every `every` epochs), the interval's losses go with it."""
 
-    def __init__(self, writer: CheckpointWriter) -> None:
-        self.writer = writer
+    def __init__(self, writer: CheckpointWriter, every: int = 0) -> None:
+        self.writer, self.every = writer, every
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
+        if self.every and state.epoch % self.every == 0:
+            losses = _interval_losses(state.history, state.epoch, self.every)
+            metrics = {**metrics, INTERVAL_LOSSES: losses}  # type: ignore[dict-item]
         if not state.checkpoint_due or self.writer.last is None:
             tune.report(metrics)
             return
@@ -266,11 +284,17 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
         meta = CheckpointMeta.read(locate(str(resume))) if resume is not None else None
         plan = trial_plan(spec.plan, config, meta, table.components)
         every = int((config.get(ROUNDS_KEY) or {}).get("every", 0))
-        if meta is not None and _round_pending(meta.epoch, every, plan.total_epochs):
+        if (
+            resume is not None
+            and meta is not None
+            and _round_pending(meta.epoch, every, plan.total_epochs)
+        ):
             # the scheduler pauses it there; the copy becomes Tune's latest checkpoint
             _never_overwrite_a_checkpoint()
+            rows = pd.read_parquet(resume / METRICS_FILE, columns=["epoch", "val_free_loss"])
+            losses = _interval_losses(rows.to_dict("records"), meta.epoch, every)  # type: ignore[arg-type]
             tune.report(
-                {**meta.metrics, "rejoined_round": 1.0},
+                {**meta.metrics, "rejoined_round": 1.0, INTERVAL_LOSSES: losses},
                 checkpoint=tune.Checkpoint.from_directory(str(resume)),
             )
         rules = MonitorRules.from_params(params or {}, spec.train.plateau_epochs)
@@ -280,7 +304,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
             *monitors(spec.train.plateau_epochs),
             *([BoundaryRule(rules)] if rules.active else []),
             writer,
-            _TuneReport(writer),
+            _TuneReport(writer, every),
         ]
         try:
             train(plan, dataset, spec.model, spec.train, resume=resume, callbacks=callbacks)
