@@ -80,6 +80,7 @@ def _record_run(kind: str, name: str, argv: list[str]) -> None:
             "population": args.population,
             "perturb_every": 1,
             "scheduler": args.scheduler,
+            "selection": args.selection,
             "quantile_fraction": args.quantile_fraction,
             **space_record(load_space(args.space, "modifications.yaml", "pbt")),
         }
@@ -147,6 +148,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoints: Path) 
                 }
             }
         )
+    )
+    (tmp_path / "lr_space.yaml").write_text(
+        yaml.safe_dump({"params": {"lr_scale": {"type": "float", "low": 0, "high": 2}}})
     )
     (tmp_path / "bool_space.yaml").write_text(
         yaml.safe_dump({"params": {"lr_restart": {"type": "bool", "low": 0, "high": 1}}})
@@ -223,6 +227,11 @@ CASES = [
         "weight_space.yaml: 1 problem:\n  - params.component_weight.low: out of range (got -0.5)",
         "component_weight must be > 0",
     ),
+    (  # a learning rate x 0 is no learning rate: refused before Ray starts
+        ["search", "--space", "lr_space.yaml", "--phase-epochs", "1"],
+        "lr_space.yaml: 1 problem:\n  - params.lr_scale.low: out of range (got 0.0)",
+        "lr_scale must be in [0.001, 100]: it multiplies the plan's learning rate",
+    ),
     (
         ["search", "--space", "bool_space.yaml", "--phase-epochs", "1"],
         "params.lr_restart.low: a bool has no bounds (got 0)",
@@ -260,6 +269,11 @@ CASES = [
         "2 flag(s) given differ from them:\n  - --hidden 32 (the run's: 16)\n"
         "  - --population 8 (the run's: 3)",
         "start a new run with another --name",
+    ),
+    (  # Ray resumes with the scheduler the run started with, and so with its selection rule
+        ["search", "--name", "pbt-run", "--resume", "--selection", "improvement"],
+        "--selection improvement (the run's: truncation)",
+        "drop these flags to continue the run, or start a new run with another --name",
     ),
     (
         ["search", "--name", "pbt-run", "--resume", "--phase-epochs", "2"],
@@ -406,6 +420,7 @@ class Reached(Exception):
                 *("search", "--phase-epochs", "1", "--pop", "3", "--hidden", "16"),
                 *("--name", "pbt-run", "--scheduler", "pbt", "--perturb-every", "1"),
                 *("--checkpoint-every", "0", "--quantile-fraction", "0.25", "--resume"),
+                *("--selection", "truncation"),
             ],
             "search",
         ),

@@ -334,3 +334,25 @@ def test_a_copy_that_changes_no_plan_field_still_splits_the_lineage(tmp_path: Pa
         ("member-01", 5, 10, "exploit"),
     ]
     assert "member-02 epochs 1-4 -> member-01 epochs 5-10" in "\n".join(search_summary(run))
+
+
+@pytest.mark.parametrize(
+    ("selection", "first_line"),
+    [
+        (None, "PBT: 1 rounds, 0 exploits (epoch 2: 0)"),  # a journal from before the choice
+        ("truncation", "PBT: 1 rounds, 0 exploits (epoch 2: 0)"),
+        ("recent", "PBT (recent selection): 1 rounds, 0 exploits (epoch 2: 0)"),
+        ("improvement", "PBT (improvement selection): 1 rounds, 0 exploits (epoch 2: 0)"),
+    ],
+)
+def test_the_summary_and_report_name_the_selection_rule(tmp_path: Path, selection, first_line):
+    from tune_app.analysis.report_answer import _what_ran
+
+    event = _round(2, {1: 0.9, 0: 1.0}, [])
+    if selection is not None:
+        event["selection"] = selection
+    run = open_run(str(fabricated_run(tmp_path, {0: CHECKPOINTS[0], 1: CHECKPOINTS[1]}, [event])))
+    assert search_summary(run)[0] == first_line
+    assert f"ranked at each round by {selection or 'truncation'} selection" in _what_ran(
+        run, [], 10
+    )

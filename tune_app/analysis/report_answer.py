@@ -23,6 +23,7 @@ from tune_app.analysis.run_summary import (
     describe_modification,
     member_label,
     search_method,
+    search_selection,
     winner_and_control,
     winner_lineage,
 )
@@ -48,9 +49,10 @@ def _what_ran(run: Run, components: list[str], total: int | None) -> str:
     data = spec.get("data_path") or "the built-in synthetic data"
     trials = len(run.trials)
     method = search_method(run) if run.kind == "search" else ""
+    rule = search_selection(run) if run.kind == "search" else ""
     who = {
         "search": f"{method} search of {trials} members (member-00 is the control: the plan "
-        "as written)",
+        f"as written), ranked at each round by {rule} selection",
         "capacity": f"capacity search of {trials} trials (Optuna + ASHA)",
         "baseline": "baseline: the plan as written, one trial",
         "compare": f"comparison of {len(run.manifest.arms)} plans in {trials} trials, each plan "

@@ -28,6 +28,7 @@ __all__ = [
     "member_label",
     "params_in_force",
     "search_method",
+    "search_selection",
     "winner_and_control",
     "winner_lineage",
 ]
@@ -54,6 +55,14 @@ def search_method(run: Run) -> str:
     if run.manifest.scheduler:
         return run.manifest.scheduler.upper()
     return "PB2" if any("pb2" in event.explore for event in run.journal()) else "PBT"
+
+
+def search_selection(run: Run) -> str:
+    """What a search's rounds ranked members on (`--selection`), as its journal says for each
+    round (else its manifest): "truncation", "recent", "improvement"; several joined by ", "
+    (never by one run); "truncation" for a run from before the choice existed."""
+    rules = {event.selection for event in run.rounds()}
+    return ", ".join(sorted(rules)) if rules else run.manifest.selection or "truncation"
 
 
 def component_names(run: Run) -> list[str]:
@@ -100,6 +109,8 @@ def describe_modification(meta: CheckpointMeta, components: list[str]) -> str:
             parts.append(f"component weights {weights}")
         elif key == "regularisation":
             parts.append(f"weight decay and noise x{value:.3g}")
+        elif key.endswith("_scale"):
+            parts.append(f"{key.removesuffix('_scale').replace('_', ' ')} x{value:.3g}")
         else:
             parts.append(f"{key} {value:+.3g}" if isinstance(value, float) else f"{key} {value}")
     return f"from epoch {raw['from_epoch']}: " + "; ".join(parts)

@@ -15,6 +15,7 @@ from tune_app.analysis.run_summary import (
     best_checkpoint,
     member_label,
     search_method,
+    search_selection,
     winner_and_control,
 )
 from tune_app.runs.records import Certificate, JournalEvent
@@ -71,7 +72,8 @@ def search_summary(run: Run) -> list[str]:
         run: a search run (`open_run`).
 
     Returns:
-        Lines: the explore step and the rounds with their exploits; the winner's lineage (who
+        Lines: the explore step (with the selection rule, unless truncation) and the rounds
+        with their exploits; the winner's lineage (who
         trained which epochs, `->` at each copy, a member's own rules in brackets; members named
         as the report names them: `member-02`, `member-00 (control)`); the winner's best
         free-running validation loss against the control's (a selection score: it chose the
@@ -82,6 +84,8 @@ def search_summary(run: Run) -> list[str]:
     per_round = ", ".join(f"epoch {r.epoch}: {len(r.exploits)}" for r in rounds)
     exploits = sum(len(r.exploits) for r in rounds)
     method = search_method(run)
+    if (rule := search_selection(run)) != "truncation":  # said where it is not the default
+        method += f" ({rule} selection)"
     lines = [f"{method}: {len(rounds)} rounds, {exploits} exploits ({per_round or 'no round ran'})"]
     if not any(t.checkpoints for t in run.trials):
         return [*lines, "no member wrote a checkpoint"]

@@ -40,7 +40,14 @@ _DATA = ("input_len", "output_len", "stride", "fill")
 _TRAIN = ("seed", "batch_size", "checkpoint_every", "rank_alpha", "rank_max_lag", "threads")
 # the command's own settings, as the manifest records them
 _SETTINGS = {
-    "search": ("population", "perturb_every", "quantile_fraction", "scheduler", "max_failures"),
+    "search": (
+        "population",
+        "perturb_every",
+        "quantile_fraction",
+        "scheduler",
+        "selection",
+        "max_failures",
+    ),
     "baseline": ("max_failures",),
     "capacity": ("trials", "grace_epochs", "max_concurrent", "max_failures"),
     "compare": ("seeds", "seed_offset", "max_failures"),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tune_app.cli.args import add_run_args, build_spec
 from tune_app.errors import InputError
+from tune_app.tune.selection import DEFAULT_SELECTION, SELECTIONS
 
 if TYPE_CHECKING:
     from tune_app.cli.resume import Resumed
@@ -161,6 +162,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         perturb_every=args.perturb_every,
         quantile_fraction=args.quantile_fraction,
         scheduler=args.scheduler,
+        selection=args.selection,
     )
     if resumed is not None:  # --resume: checked against the run's own settings and space
         manifest, space = resumed.manifest, resumed.space or space
@@ -169,6 +171,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             perturb_every=manifest.perturb_every or options.perturb_every,
             quantile_fraction=manifest.quantile_fraction or options.quantile_fraction,
             scheduler=manifest.scheduler or options.scheduler,
+            selection=manifest.selection or "truncation",  # an older run's: truncation
         )
     grid, location = run_search(spec, table, space, options, launch)
     code = _finish(grid, location)
@@ -248,6 +251,14 @@ def add_run_commands(commands: Any) -> None:
         default="pbt",
         help="the explore step at each round: pbt (random perturbation) or pb2 (GP bandit, "
         "Parker-Holder et al. 2020); both copy the best members' checkpoints (default pbt)",
+    )
+    search.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default=DEFAULT_SELECTION,
+        help="what a round ranks members on: truncation (val_free_loss at the round's epoch), "
+        "recent (its mean over the last half of the interval) or improvement (projected to "
+        f"the next round at its recent rate, after FIRE-PBT) (default {DEFAULT_SELECTION})",
     )
     search.set_defaults(handler=cmd_search)
 

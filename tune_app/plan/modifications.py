@@ -86,7 +86,12 @@ class Modification:
     lr_restart: LrRestart | None = None
     curriculum: CurriculumPacing | None = None
     component_weights: tuple[float, ...] | None = None
-    regularisation: float = 1.0  # multiplies the plan's weight decay and noise
+    regularisation: float = 1.0  # the gap rule's: multiplies the plan's weight decay and noise
+    # the seed's own levers (registry.SCALES): multiply the plan's schedules from `from_epoch`
+    lr_scale: float = 1.0  # the learning rate, warm restarts included
+    weight_decay_scale: float = 1.0
+    noise_scale: float = 1.0
+    grad_clip_scale: float = 1.0
 
     @property
     def is_identity(self) -> bool:
@@ -97,6 +102,7 @@ class Modification:
             and self.curriculum is None
             and self.component_weights is None
             and self.regularisation == 1.0
+            and all(getattr(self, name) == 1.0 for name in registry.SCALES)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +119,9 @@ class Modification:
             out["component_weights"] = list(self.component_weights)
         if self.regularisation != 1.0:
             out["regularisation"] = self.regularisation
+        for name in registry.SCALES:
+            if getattr(self, name) != 1.0:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -124,6 +133,7 @@ _KEYS = (
     "curriculum",
     "component_weights",
     "regularisation",
+    *registry.SCALES,
 )
 
 
@@ -132,6 +142,14 @@ def _number(raw: Any, path: str, errors: ErrorList, low: float, high: float) -> 
     if value is None or not low <= value <= high:
         errors.add(path, f"must be a number in [{low}, {high}]", raw)
         return low if low > -math.inf else 0.0
+    return value
+
+
+def _scale(raw: Any, path: str, errors: ErrorList, domain: registry.Domain) -> float:
+    value = as_number(raw)
+    if value is None or not math.isfinite(value) or value not in domain:
+        errors.add(path, f"must be a number {domain}: {domain.why}", raw)
+        return 1.0
     return value
 
 
@@ -200,6 +218,10 @@ def parse_modification(raw: Any, path: str, errors: ErrorList) -> Modification |
         regularisation=_number(
             body.get("regularisation", 1.0), f"{path}.regularisation", errors, *REGULARISATION
         ),
+        **{
+            name: _scale(body.get(name, 1.0), f"{path}.{name}", errors, domain)
+            for name, domain in registry.SCALES.items()
+        },
     )
     return mod if len(errors.messages) == count else None
 
@@ -209,7 +231,9 @@ def modification_from_params(
 ) -> Modification:
     """A search's flat parameters (see search_spaces/modifications.yaml) as a Modification.
 
-    Each name is read through `registry` (absent ones take their neutral value); the rules'
+    Each name is read through `registry` (absent ones take their neutral value): shifts,
+    warm restarts, curriculum, component weights and the seed's own levers (`lr_scale`,
+    `weight_decay_scale`, `noise_scale`, `grad_clip_scale`: multipliers); the rules'
     parameters (`plateau_restart`, `gap_regularise`) are read by `rules.MonitorRules`.
     Periods and ramp lengths are given as fractions of a phase, so one space fits any plan length.
 
@@ -245,4 +269,5 @@ def modification_from_params(
         lr_restart=restart,
         curriculum=pacing,
         component_weights=component_weights,
+        **{name: float(value(name)) for name in registry.SCALES},
     )

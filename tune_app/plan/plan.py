@@ -147,13 +147,14 @@ class Plan:
         index = self.phase_index(epoch)
         phase = self.phases[index]
         mod = self.active_modification(epoch)
+        scale = 1.0 if mod is None else mod.lr_scale  # the whole schedule, restarts included
         if mod is not None and mod.lr_restart is not None:
             span = PhaseSpan(self.phase_start(index), self.phase_ends[index], phase.lr)
             restarted = mod.lr_restart.lr_at(span, epoch, step, steps_per_epoch, mod.from_epoch)
             if restarted is not None:
-                return restarted
+                return scale * restarted
         done = (epoch - self.phase_start(index)) * steps_per_epoch + step
-        return phase.lr.at(done / (phase.epochs * steps_per_epoch))
+        return scale * phase.lr.at(done / (phase.epochs * steps_per_epoch))
 
     def values_at(self, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> Settings:
         index = self.phase_index(epoch)
@@ -165,8 +166,11 @@ class Plan:
         weights = phase.component_weights
         curriculum = phase.curriculum.at(t) if phase.curriculum is not None else 1.0
         weight_decay, noise = phase.weight_decay.at(t), phase.noise.at(t)
+        grad_clip = phase.grad_clip.at(t)
         if mod is not None:
-            weight_decay, noise = weight_decay * mod.regularisation, noise * mod.regularisation
+            weight_decay *= mod.regularisation * mod.weight_decay_scale
+            noise *= mod.regularisation * mod.noise_scale
+            grad_clip *= mod.grad_clip_scale
             alpha = min(max(alpha + mod.alpha_shift, 0.0), 1.0)
             teacher_forcing = min(max(teacher_forcing + mod.teacher_forcing_shift, 0.0), 1.0)
             weights = mod.component_weights if mod.component_weights is not None else weights
@@ -179,7 +183,7 @@ class Plan:
             teacher_forcing=teacher_forcing,
             weight_decay=weight_decay,
             noise=noise,
-            grad_clip=phase.grad_clip.at(t),
+            grad_clip=grad_clip,
             alpha=alpha,
             max_lag=phase.max_lag,
             component_weights=weights,

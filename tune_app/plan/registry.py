@@ -14,6 +14,7 @@ from typing import Any, Literal
 __all__ = [
     "CAPACITY_FIELDS",
     "PBT_PARAMS",
+    "SCALES",
     "Domain",
     "PbtParam",
     "component_name",
@@ -84,6 +85,21 @@ class PbtParam:
 _SHIFT = Domain(-1.0, 1.0, why="it is added to a ratio that lies in [0, 1]")
 _FACTOR = Domain(1e-3, 100.0, why="it multiplies the phase's peak learning rate")
 _FRACTION = Domain(0.0, why="a fraction of a phase")
+# the seed's own levers, as multipliers of the plan's schedules from an epoch on (every
+# schedule value stays as the plan's loader requires: lr and gradient clip > 0, the rest >= 0)
+SCALES = {
+    "lr_scale": Domain(
+        1e-3, 100.0, why="it multiplies the plan's learning rate, which must stay > 0"
+    ),
+    "weight_decay_scale": Domain(0.0, 100.0, why="it multiplies the plan's weight decay (>= 0)"),
+    "noise_scale": Domain(0.0, 100.0, why="it multiplies the plan's input noise, a std (>= 0)"),
+    "grad_clip_scale": Domain(
+        0.0,
+        100.0,
+        low_open=True,
+        why="it multiplies the plan's gradient-clipping norm, which must stay > 0",
+    ),
+}
 PBT_PARAMS: tuple[PbtParam, ...] = (
     PbtParam("alpha_shift", "modification", "alpha_shift", 0.0, float, domain=_SHIFT),
     PbtParam(
@@ -115,6 +131,10 @@ PBT_PARAMS: tuple[PbtParam, ...] = (
             why="a weight of 0 drops its component from the training loss (all 0: no loss "
             "at all) and a negative one rewards a worse fit",
         ),
+    ),
+    *(
+        PbtParam(name, "modification", name, 1.0, float, domain=domain)
+        for name, domain in SCALES.items()
     ),
     PbtParam("plateau_restart", "rule", "plateau_restart", False, bool),
     PbtParam("plateau_restart_factor", "rule", "plateau_factor", 2.0, float, domain=_FACTOR),

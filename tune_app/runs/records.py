@@ -21,6 +21,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "COMPARISON",
     "EXPORT_CONFIG",
+    "INTERVAL_LOSSES",
     "JOURNAL",
     "MANIFEST",
     "MEMBER_KEY",
@@ -63,6 +64,9 @@ CAPACITY_KEY = "capacity"  # a capacity search's {hidden, layers, dropout, cell,
 MEMBER_KEY = "member"  # a PBT search's SearchMember
 ROUNDS_KEY = "rounds"  # a PBT search's {"every": epochs between rounds}
 ARM_KEY = "arm"  # a compare trial's {"label", "seed", "plan"}: which plan, on which seed
+# in a search member's result at a round's epoch: its val_free_loss over the epochs since the
+# previous round, oldest first (the selection rule's data; see tune/selection.py)
+INTERVAL_LOSSES = "val_free_interval"
 
 
 def _known(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +201,9 @@ class JournalEvent:
 @dataclass(frozen=True)
 class RoundEvent:
     """A round line of `pbt_journal.jsonl`: the ranking at `epoch` (best first: trial, member,
-    val_free_loss, params), the exploits (trial, donor) and every member left alone, with why."""
+    val_free_loss at `epoch`, fitness under the selection rule, params), the exploits (trial,
+    donor) and every member left alone, with why. `selection`: the rule that ranked the round
+    (`tune/selection.py`; journals written before the choice existed ranked by truncation)."""
 
     epoch: int
     ranking: tuple[dict[str, Any], ...] = ()
@@ -205,6 +211,7 @@ class RoundEvent:
     left_alone: tuple[dict[str, Any], ...] = ()
     time: float = 0.0
     event: str = "round"
+    selection: str = "truncation"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -259,6 +266,7 @@ class RunManifest:
     population: int | None = None
     perturb_every: int | None = None
     scheduler: str | None = None  # a search's explore step: "pbt" or "pb2"
+    selection: str | None = None  # a search's selection rule (None: an older run, truncation)
     quantile_fraction: float | None = None
     members: tuple[dict[str, Any], ...] = ()
     trials: int | None = None

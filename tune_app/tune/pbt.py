@@ -6,15 +6,18 @@ default), reports its free-running validation loss there with a checkpoint, and 
 it, freeing its slot for members that take turns). When every live member waits at that same
 epoch, a **round** runs:
 
-- the members are ranked on `val_free_loss` *at that epoch* (never a score from another epoch);
+- the members are ranked on their fitness under the run's selection rule (`selection.py`,
+  `--selection`): by default `val_free_loss` *at that epoch* (truncation); the other rules read
+  the member's losses over the epochs up to the round (never a score of another member's epoch);
 - the donors are the best `k = max(1, ceil(q * N))` members with a finite score (`k <= N / 2`);
   the control (the plan as written) may be a donor, since its weights are good;
 - the losers are the worst `k` non-control members that are not donors; each copies a random
   donor's boundary checkpoint (exploit) and perturbs the donor's parameters inside the space's
   bounds (explore); with N = 4 and q = 0.25 one member exploits at every round unless the worst
   non-control member is itself a donor;
-- the round is journalled (`pbt_journal.jsonl`): the ranking, each exploit (epoch, trial, donor,
-  old -> new parameters, both scores, the copied checkpoint) and each member left alone, with why.
+- the round is journalled (`pbt_journal.jsonl`): the rule that ranked it, the ranking (with each
+  member's loss at the epoch and its fitness), each exploit (epoch, trial, donor, old -> new
+  parameters, both scores, the copied checkpoint) and each member left alone, with why.
 
 The exploit needs none of Ray's checkpoint internals: the loser's config gets
 `member.restore` (the donor's checkpoint folder, relative to the run) and a new `member.version`;
@@ -25,10 +28,10 @@ reports there again to join it (see `trainable.py`).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -38,10 +41,11 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from tune_app.plan.search_space import SearchSpace
-from tune_app.runs.records import JOURNAL, JournalEvent, RoundEvent, read_journal, read_rounds
-from tune_app.runs.storage import Location
+from tune_app.runs.records import JOURNAL, JournalEvent, RoundEvent
 from tune_app.tune.explore import EXPLORERS, Observation, explore
-from tune_app.tune.trainable import MEMBER_KEY
+from tune_app.tune.journal import Journal
+from tune_app.tune.selection import Selection
+from tune_app.tune.trainable import INTERVAL_LOSSES, MEMBER_KEY
 
 __all__ = [
     "JOURNAL",
@@ -52,42 +56,6 @@ __all__ = [
     "plan_round",
     "population",
 ]
-
-
-class Journal:
-    """The run's `pbt_journal.jsonl`: round and exploit events (records.RoundEvent and
-    JournalEvent), rewritten whole and atomically on every append."""
-
-    def __init__(self, location: Location) -> None:
-        self.location = location
-
-    def lines(self) -> list[dict[str, Any]]:
-        file = self.location.join(JOURNAL)
-        text = file.read_text() if file.exists() else ""
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    def append(self, *events: RoundEvent | JournalEvent) -> None:
-        lines = [*self.lines(), *(event.to_dict() for event in events)]
-        self.location.join(JOURNAL).write_bytes(
-            "".join(json.dumps(e) + "\n" for e in lines).encode()
-        )
-
-    def rounds_done(self) -> set[int]:
-        return {event.epoch for event in read_rounds(self.location)}
-
-    def history(self) -> list[Observation]:
-        """Every member's score at every journalled round, and after each exploit the donor's
-        score with the new parameters (the weights the member went on from): PB2's data."""
-        seen = [
-            (event.epoch, 0, Observation(r["trial"], event.epoch, r["val_free_loss"], r["params"]))
-            for event in read_rounds(self.location)
-            for r in event.ranking
-        ]
-        seen += [
-            (e.epoch, 1, Observation(e.trial, e.epoch, float(e.donor_val_free_loss or 0), e.new))
-            for e in read_journal(self.location)
-        ]
-        return [observation for _, _, observation in sorted(seen, key=lambda item: item[:2])]
 
 
 def population(space: SearchSpace, size: int, seed: int) -> list[dict[str, Any]]:
@@ -105,30 +73,41 @@ def population(space: SearchSpace, size: int, seed: int) -> list[dict[str, Any]]
 class RoundPlan:
     """Who copies whom in one round, and why every other member is left alone."""
 
-    ranking: list[tuple[str, float]]  # (trial id, val_free_loss), best first
+    ranking: list[tuple[str, float]]  # (trial id, fitness), best first
     exploits: list[tuple[str, str]]  # (loser, donor)
     left_alone: dict[str, str] = field(default_factory=dict)  # trial id -> reason
 
 
+def _losses(value: float | Sequence[float]) -> tuple[float, ...]:
+    return (float(value),) if isinstance(value, int | float) else tuple(map(float, value))
+
+
 def plan_round(
-    scores: dict[str, float],
+    scores: Mapping[str, float | Sequence[float]],
     controls: set[str],
     quantile_fraction: float,
     rng: random.Random,
+    selection: Selection | None = None,
 ) -> RoundPlan:
-    """Rank one epoch's scores and choose the exploits.
+    """Rank the members on their fitness under `selection` and choose the exploits.
 
     Args:
-        scores: trial id -> `val_free_loss` at the round's epoch (lower is better).
+        scores: trial id -> its `val_free_loss` per epoch up to the round, oldest first, the
+            round's epoch last (a number: that epoch's alone); lower is better.
         controls: trial ids that are never changed (they may still be donors).
         quantile_fraction: q; `k = max(1, ceil(q * N))` donors and losers, `k <= N // 2`.
         rng: picks a donor for each loser.
+        selection: the rule that turns each member's losses into its fitness (`selection.py`;
+            default: truncation, the loss at the round's epoch).
 
     Returns:
-        The ranking, the (loser, donor) pairs and the reason each other member is left alone.
-        Members with a non-finite score (diverged) are neither donors nor losers.
+        The ranking (trial id, fitness; best first, ties broken by trial id), the (loser,
+        donor) pairs and the reason each other member is left alone. Members whose fitness is
+        not finite (diverged: a NaN or infinite loss) are neither donors nor losers.
     """
-    finite = {t: s for t, s in scores.items() if math.isfinite(s)}
+    selection = selection or Selection()
+    fitness = {t: selection.fitness(_losses(s)) for t, s in scores.items()}
+    finite = {t: f for t, f in fitness.items() if math.isfinite(f)}
     ranking = sorted(finite.items(), key=lambda item: (item[1], item[0]))
     left_alone = {t: "diverged (no finite score)" for t in scores if t not in finite}
     if len(ranking) < 2:
@@ -163,6 +142,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
         quantile_fraction: q of `plan_round`.
         resample_probability: chance that an explored value is redrawn instead of perturbed.
         explore_method: "pbt" (random perturbation) or "pb2" (GP bandit), see `explore.py`.
+        selection: what members are ranked on (`selection.py`); default truncation.
     """
 
     def __init__(
@@ -175,11 +155,13 @@ class PhaseBoundaryPBT(FIFOScheduler):
         quantile_fraction: float = 0.25,
         resample_probability: float = 0.25,
         explore_method: str = "pbt",
+        selection: Selection | None = None,
     ) -> None:
         super().__init__()
         if explore_method not in EXPLORERS:
             raise ValueError(f"explore_method {explore_method!r}: use one of {EXPLORERS}")
         self.explore_method = explore_method
+        self.selection = selection or Selection()
         self.space = space
         self.interval = interval
         self.total_epochs = total_epochs
@@ -187,7 +169,8 @@ class PhaseBoundaryPBT(FIFOScheduler):
         self.seed = seed
         self.quantile_fraction = quantile_fraction
         self.resample_probability = resample_probability
-        self._waiting: dict[str, tuple[int, float]] = {}  # trial id -> (epoch, score) it waits at
+        # trial id -> (epoch, its val_free_loss over the interval up to it) it waits at
+        self._waiting: dict[str, tuple[int, tuple[float, ...]]] = {}
         self._rounds = 0
         self._exploits = 0
         self._members: list[Trial] = []
@@ -207,7 +190,9 @@ class PhaseBoundaryPBT(FIFOScheduler):
         if int(epoch) in self.journal.rounds_done():
             return TrialScheduler.CONTINUE  # a restart after its round (failure retry, resume)
         score = float(result.get("val_free_loss", math.inf))
-        self._waiting[trial.trial_id] = (int(epoch), score)
+        # the trainable sends the interval's losses with a round's epoch (the epoch's last)
+        losses = tuple(float(x) for x in result.get(INTERVAL_LOSSES) or ())
+        self._waiting[trial.trial_id] = (int(epoch), (*losses[:-1], score) if losses else (score,))
         # The last member to arrive runs the round at once and, unless it copies a donor, goes
         # on without pausing: its worker is kept, and the members queued next take the others'.
         exploited = self._maybe_run_round(list(tune_controller.get_trials()), arriving=trial)
@@ -250,7 +235,10 @@ class PhaseBoundaryPBT(FIFOScheduler):
         waiting = sorted({epoch for epoch, _ in self._waiting.values()})
         at = f", {len(self._waiting)} waiting at epoch {waiting[0]}" if waiting else ""
         name = self.explore_method.upper()
-        return f"{name} rounds every {self.interval} epochs: {self._rounds} rounds, {self._exploits} exploits{at}"
+        return (
+            f"{name} rounds every {self.interval} epochs ({self.selection.rule} selection): "
+            f"{self._rounds} rounds, {self._exploits} exploits{at}"
+        )
 
     # -- the round ----------------------------------------------------------------------------
     def _maybe_run_round(
@@ -277,13 +265,14 @@ class PhaseBoundaryPBT(FIFOScheduler):
 
     def _run_round(self, epoch: int, members: list[Trial]) -> set[str]:
         by_id = {t.trial_id: t for t in members}
-        scores = {t.trial_id: self._waiting[t.trial_id][1] for t in members}
+        losses = {t.trial_id: self._waiting[t.trial_id][1] for t in members}
+        scores = {t: values[-1] for t, values in losses.items()}  # val_free_loss at `epoch`
         controls = {t.trial_id for t in members if _member(t).get("control")}
         rng = random.Random(self.seed * 1_000_003 + epoch)
-        decided = plan_round(scores, controls, self.quantile_fraction, rng)
+        decided = plan_round(losses, controls, self.quantile_fraction, rng, self.selection)
         trained = {t.trial_id: _member(t)["params"] for t in members}  # before any exploit
         history = self.journal.history()
-        history += [Observation(t, epoch, s, trained[t]) for t, s in decided.ranking]
+        history += [Observation(t, epoch, scores[t], trained[t]) for t, _ in decided.ranking]
         losers = {loser for loser, _ in decided.exploits}
         others = [_member(t)["params"] for t in members if t.trial_id not in losers]
         events: list[JournalEvent] = []
@@ -308,10 +297,11 @@ class PhaseBoundaryPBT(FIFOScheduler):
                 {
                     "trial": t,
                     "member": _member(by_id[t]).get("index"),
-                    "val_free_loss": s,
+                    "val_free_loss": scores[t],
+                    "fitness": fitness,
                     "params": trained[t],
                 }
-                for t, s in decided.ranking
+                for t, fitness in decided.ranking
             ),
             exploits=tuple({"trial": loser, "donor": donor} for loser, donor in decided.exploits),
             left_alone=tuple(
@@ -319,6 +309,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
                 for t, why in decided.left_alone.items()
             ),
             time=time.time(),
+            selection=self.selection.rule,
         )
         self.journal.append(round_event, *events)
         self._rounds += 1

@@ -31,6 +31,7 @@ from tune_app.tune.interrupt import fit
 from tune_app.tune.logs import KeepTrialLogs
 from tune_app.tune.pbt import Journal, MembersSearch, PhaseBoundaryPBT, population
 from tune_app.tune.progress import TrialTable, trial_dirname
+from tune_app.tune.selection import DEFAULT_SELECTION, SELECTIONS, Selection
 from tune_app.tune.trainable import (
     CAPACITY_KEY,
     MEMBER_KEY,
@@ -279,6 +280,7 @@ class SearchOptions:
     quantile_fraction: float = 0.25
     resample_probability: float = 0.25
     scheduler: str = "pbt"  # the explore step: "pbt" (perturb) or "pb2" (GP bandit)
+    selection: str = DEFAULT_SELECTION  # what a round ranks members on (tune/selection.py)
 
 
 def run_search(
@@ -299,6 +301,8 @@ def run_search(
         raise InputError(
             f"--population: must be >= 2 (the control and one searcher), got {options.population}"
         )
+    if options.selection not in SELECTIONS:
+        raise InputError(f"--selection {options.selection}: use one of {', '.join(SELECTIONS)}")
     if options.scheduler == "pb2":
         try:
             _ray_internals.check_pb2()
@@ -333,6 +337,7 @@ def run_search(
         quantile_fraction=options.quantile_fraction,
         resample_probability=options.resample_probability,
         explore_method=options.scheduler,
+        selection=Selection.for_interval(options.selection, interval),
     )
     if not launch.resume:
         write_manifest(
@@ -344,6 +349,7 @@ def run_search(
                 "population": options.population,
                 "perturb_every": interval,
                 "scheduler": options.scheduler,
+                "selection": options.selection,
                 "quantile_fraction": options.quantile_fraction,
                 **recorded,
                 "members": tuple(members),

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from pyarrow.fs import FileType
 from ray import tune
@@ -30,8 +31,10 @@ from tune_app.plan.plan import Plan
 from tune_app.plan.rules import MonitorRules
 from tune_app.runs.records import (
     CAPACITY_KEY,
+    INTERVAL_LOSSES,
     JOURNAL,
     MEMBER_KEY,
+    METRICS_FILE,
     ROUNDS_KEY,
     SPEC_KEY,
     CheckpointMeta,
@@ -51,6 +54,7 @@ from tune_app.tune.progress import CPU_SHARE
 
 __all__ = [
     "CAPACITY_KEY",
+    "INTERVAL_LOSSES",
     "MEMBER_KEY",
     "ROUNDS_KEY",
     "SPEC_KEY",
@@ -212,16 +216,27 @@ def _never_overwrite_a_checkpoint() -> None:
         _ray_internals.skip_checkpoint_index(storage)
 
 
+def _interval_losses(history: Sequence[dict[str, Any]], epoch: int, every: int) -> list[float]:
+    """A search member's val_free_loss over the epochs since the previous round (`every`
+    epochs, fewer at the start), up to `epoch`, oldest first: what the selection rule reads
+    (`tune/selection.py`). From the member's own history, so it holds the donor's epochs after
+    an exploit (the weights' own past) and survives a restart or --resume."""
+    return [
+        float(row["val_free_loss"]) for row in history if epoch - every < int(row["epoch"]) <= epoch
+    ]
+
+
 class _TuneReport(Callback):
     """One `tune.report` per epoch; at a checkpoint epoch, the checkpoint the writer just made
-    goes with it (Tune persists it to the run's storage, then the local copy is removed).
+    goes with it (Tune persists it to the run's storage, then the local copy is removed). At a
+    round's epoch of a search (every `every` epochs), the interval's losses go with it.
 
     On the CPU, each report carries `cpu_share`: the CPU seconds this worker process got over
     the epoch per second of wall time (1.0: a whole core all the time). The progress table
     reads it to tell a machine too busy for the trials from a slow plan (tune/progress.py)."""
 
-    def __init__(self, writer: CheckpointWriter, on_cpu: bool) -> None:
-        self.writer, self.on_cpu = writer, on_cpu
+    def __init__(self, writer: CheckpointWriter, on_cpu: bool, every: int = 0) -> None:
+        self.writer, self.on_cpu, self.every = writer, on_cpu, every
         self.clocks = (time.process_time(), time.perf_counter())
 
     def _with_cpu_share(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -232,6 +247,9 @@ class _TuneReport(Callback):
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
         metrics = self._with_cpu_share(metrics)
+        if self.every and state.epoch % self.every == 0:
+            losses = _interval_losses(state.history, state.epoch, self.every)
+            metrics = {**metrics, INTERVAL_LOSSES: losses}  # type: ignore[dict-item]
         if not state.checkpoint_due or self.writer.last is None:
             tune.report(metrics)
             return
@@ -275,11 +293,17 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
         meta = CheckpointMeta.read(locate(str(resume))) if resume is not None else None
         plan = trial_plan(spec.plan, config, meta, table.components)
         every = int((config.get(ROUNDS_KEY) or {}).get("every", 0))
-        if meta is not None and _round_pending(meta.epoch, every, plan.total_epochs):
+        if (
+            resume is not None
+            and meta is not None
+            and _round_pending(meta.epoch, every, plan.total_epochs)
+        ):
             # the scheduler pauses it there; the copy becomes Tune's latest checkpoint
             _never_overwrite_a_checkpoint()
+            rows = pd.read_parquet(resume / METRICS_FILE, columns=["epoch", "val_free_loss"])
+            losses = _interval_losses(rows.to_dict("records"), meta.epoch, every)  # type: ignore[arg-type]
             tune.report(
-                {**meta.metrics, "rejoined_round": 1.0},
+                {**meta.metrics, "rejoined_round": 1.0, INTERVAL_LOSSES: losses},
                 checkpoint=tune.Checkpoint.from_directory(str(resume)),
             )
         rules = MonitorRules.from_params(params or {}, spec.train.plateau_epochs)
@@ -289,7 +313,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
             *monitors(spec.train.plateau_epochs),
             *([BoundaryRule(rules)] if rules.active else []),
             writer,
-            _TuneReport(writer, on_cpu=spec.train.device == "cpu"),
+            _TuneReport(writer, on_cpu=spec.train.device == "cpu", every=every),
         ]
         try:
             train(plan, dataset, spec.model, spec.train, resume=resume, callbacks=callbacks)
