@@ -96,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.given = given_flags(argv)
     handler: Handler = args.handler
     try:
+        if "address" in vars(args):  # a Ray command (each has --address): checked before Ray
+            _check_ray_setup(args)
         code = handler(args)
         sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
         return code
@@ -116,6 +118,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"tune-app: could not read or write{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def _check_ray_setup(args: argparse.Namespace) -> None:
+    """What a Ray command checks first, before Ray, torch or the data are loaded: the
+    environment Ray reads when it is imported (tune/preflight.py).
+
+    Raises:
+        InputError: one line naming the setting and the fix.
+    """
+    import os
+
+    from tune_app.tune.preflight import check_environment
+
+    check_environment(os.environ)
 
 
 def _closed_pipe() -> int:

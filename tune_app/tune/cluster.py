@@ -43,6 +43,7 @@ from ray.exceptions import AuthenticationError, RpcError
 
 from tune_app.errors import InputError, RunFailed
 from tune_app.tune import _ray_internals
+from tune_app.tune.preflight import NICENESS_VARIABLE
 
 __all__ = [
     "NICENESS_VARIABLE",
@@ -55,7 +56,6 @@ __all__ = [
     "token_source",
 ]
 
-NICENESS_VARIABLE = "RAY_worker_niceness"
 AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
 TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
 TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
