@@ -81,11 +81,15 @@ REFUSED = [
     ),
     ({}, "the cluster requires Ray's authentication token and none was found here"),
     ({"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": "x" * 32}, "but RAY_AUTH_MODE=disabled here"),
-    ({"RAY_AUTH_TOKEN_PATH": "/nonexistent/token"}, "RAY_AUTH_TOKEN_PATH is set but file"),
+    ({"RAY_AUTH_TOKEN_PATH": "/nonexistent/token"}, "RAY_AUTH_TOKEN_PATH=/nonexistent/token"),
+    # Ray's client aborted the process here (exit 1, nothing on the screen)
+    ({"RAY_AUTH_MODE": "token"}, "RAY_AUTH_MODE=token here, but no Ray token was found"),
 ]
 
 
-@pytest.mark.parametrize(("setting", "says"), REFUSED, ids=["wrong", "none", "disabled", "no-file"])
+@pytest.mark.parametrize(
+    ("setting", "says"), REFUSED, ids=["wrong", "none", "disabled", "no-file", "token-none"]
+)
 def test_a_refused_token_is_one_line_within_seconds(
     token_cluster: Cluster, tmp_path: Path, setting: dict[str, str], says: str
 ):

@@ -3,7 +3,11 @@ where Ray's token comes from, and an address where something else listens."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from tune_app.cli import main
+from tune_app.errors import InputError
 from tune_app.tune.cluster import target, token_source
+from tune_app.tune.preflight import auth_mode, token_here
 
 
 @pytest.mark.parametrize(
@@ -113,3 +119,116 @@ def test_a_ray_that_does_not_start_is_tried_again_then_one_line(
         with pytest.raises(RunFailed, match="did not start on this machine, twice: Timed out"):
             cluster.start_local(num_cpus=1)
     assert len(calls) == min(failures + 1, 2)
+
+
+@pytest.fixture
+def no_ray_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No Ray address or authentication setting, and a HOME without ~/.ray/auth_token."""
+    for name in list(os.environ):
+        if name.startswith(("RAY_ADDRESS", "RAY_AUTH")):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def test_token_mode_without_a_token_is_one_line_naming_where_ray_looks(
+    not_a_gcs: int,
+    no_ray_settings: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+):
+    """Against a cluster, Ray's client aborts the process there (exit 1, not a word on the
+    screen); it is checked before Ray is imported or the data read."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    argv = ["baseline", "--address", f"127.0.0.1:{not_a_gcs}", "--storage", str(tmp_path / "s")]
+    assert main([*argv, "--phase-epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "RAY_AUTH_MODE=token here, but no Ray token was found" in err
+    for place in ("RAY_AUTH_TOKEN,", "RAY_AUTH_TOKEN_PATH names", str(no_ray_settings / ".ray")):
+        assert place in err, place
+    assert "ray get-auth-token" in err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [("token", "token"), ("TOKEN", "token"), ("disabled", "disabled")]
+)
+def test_the_authentication_mode_chosen(value: str, mode: str):
+    assert auth_mode({"RAY_AUTH_MODE": value}) == mode
+    assert auth_mode({}) is None
+
+
+def test_an_authentication_mode_ray_does_not_know_is_refused():
+    """Ray takes it for disabled without a word."""
+    with pytest.raises(InputError, match="RAY_AUTH_MODE='tokn': Ray knows token and disabled"):
+        auth_mode({"RAY_AUTH_MODE": "tokn"})
+
+
+_RAY_FINDS = """
+import json, os, sys
+from ray._raylet import AuthenticationTokenLoader
+found = []
+for environ in json.loads(sys.argv[1]):
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        os.environ.pop(name, None)
+    os.environ.update(environ)
+    loader = AuthenticationTokenLoader.instance()
+    loader.reset_cache()
+    try:
+        found.append(bool(loader.has_token(ignore_auth_mode=True)))
+    except Exception:
+        found.append(None)
+print(json.dumps(found))
+"""
+
+
+def test_a_token_is_found_where_and_as_ray_finds_it(tmp_path: Path):
+    """The pure-Python look (before Ray is imported) against Ray's own C++ loader, case by
+    case: True (a token), False (none), None (Ray's error: RAY_AUTH_TOKEN_PATH names no token)."""
+    files = {"good": "abc\n", "empty": "", "blank": "  \n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    homes = {}
+    for name in ("none", "good", "blank"):
+        homes[name] = tmp_path / f"home-{name}"
+        (homes[name] / ".ray").mkdir(parents=True)
+        if name != "none":
+            (homes[name] / ".ray" / "auth_token").write_text(files[name])
+    cases = [
+        {"HOME": str(homes["none"])},
+        {"HOME": str(homes["good"])},
+        {"HOME": str(homes["blank"])},
+        {"HOME": str(homes["none"]), "RAY_AUTH_TOKEN": "abc"},
+        {"HOME": str(homes["good"]), "RAY_AUTH_TOKEN": ""},  # empty: the next place
+        {"HOME": str(homes["good"]), "RAY_AUTH_TOKEN": "  "},  # spaces: no token at all
+        {"HOME": str(homes["none"]), "RAY_AUTH_TOKEN": " abc "},
+        {"HOME": str(homes["none"]), "RAY_AUTH_TOKEN_PATH": str(tmp_path / "good")},
+        {"HOME": str(homes["good"]), "RAY_AUTH_TOKEN_PATH": str(tmp_path / "missing")},
+        {"HOME": str(homes["none"]), "RAY_AUTH_TOKEN_PATH": str(tmp_path / "empty")},
+        {"HOME": str(homes["none"]), "RAY_AUTH_TOKEN_PATH": str(tmp_path / "blank")},
+        {"HOME": str(homes["none"]), "RAY_AUTH_TOKEN_PATH": str(tmp_path)},  # a folder
+        {"HOME": str(homes["good"]), "RAY_AUTH_TOKEN_PATH": ""},
+        {"HOME": str(homes["none"]), "RAY_AUTH_TOKEN": "  ", "RAY_AUTH_TOKEN_PATH": "/missing"},
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    done = subprocess.run(
+        [sys.executable, "-c", _RAY_FINDS, json.dumps(cases)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rays = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def ours(environ: dict[str, str]) -> bool | None:
+        try:
+            return token_here(environ)
+        except InputError:
+            return None
+
+    assert [ours(case) for case in cases] == rays

@@ -122,16 +122,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_ray_setup(args: argparse.Namespace) -> None:
     """What a Ray command checks first, before Ray, torch or the data are loaded: the
-    environment Ray reads when it is imported (tune/preflight.py).
+    environment Ray reads when it is imported, and what joining a cluster needs here
+    (tune/preflight.py).
 
     Raises:
         InputError: one line naming the setting and the fix.
     """
     import os
 
-    from tune_app.tune.preflight import check_environment
+    from tune_app.tune.preflight import check_environment, check_join, target
 
     check_environment(os.environ)
+    if where := target(args.address):
+        check_join(where, os.environ)
 
 
 def _closed_pipe() -> int:

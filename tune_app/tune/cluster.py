@@ -43,7 +43,14 @@ from ray.exceptions import AuthenticationError, RpcError
 
 from tune_app.errors import InputError, RunFailed
 from tune_app.tune import _ray_internals
-from tune_app.tune.preflight import NICENESS_VARIABLE
+from tune_app.tune.preflight import (
+    AUTH_MODE_VARIABLE,
+    NICENESS_VARIABLE,
+    TOKEN_PATH_VARIABLE,
+    TOKEN_VARIABLE,
+    check_join,
+    target,
+)
 
 __all__ = [
     "NICENESS_VARIABLE",
@@ -56,21 +63,12 @@ __all__ = [
     "token_source",
 ]
 
-AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
-TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
-TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
 START_ATTEMPTS = 2  # a local Ray's start, tried again once (see `start_local`)
 PROBE_TIMEOUT_S = 10.0  # a GCS answers in milliseconds; something else on the port never does
 GET_TOKEN = (
     "run `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN to what it prints here "
     "(or write it to ~/.ray/auth_token, or to a file named by RAY_AUTH_TOKEN_PATH)"
 )
-
-
-def target(address: str | None) -> str | None:
-    """The cluster a run joins: `--address`, else `RAY_ADDRESS` (which `ray job submit` sets for
-    its entrypoint, and which Ray reads the same way), else None: a Ray of the run's own."""
-    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def local_system_config(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -329,6 +327,7 @@ def join(address: str, **init_kwargs: Any) -> None:
             reported and what to do, Ray's own messages in a log file it names.
     """
     check_reachable(address)
+    check_join(address, os.environ)  # token mode without a token: Ray's client would abort
     log = _join_log()
     joined, init_from = False, 0
     try:
