@@ -232,3 +232,34 @@ def test_a_token_is_found_where_and_as_ray_finds_it(tmp_path: Path):
             return None
 
     assert [ours(case) for case in cases] == rays
+
+
+_LOADED = """
+import sys
+from tune_app.cli.main import main
+code = main(sys.argv[1:])
+print(" ".join(name for name in ("torch", "ray.tune") if name in sys.modules))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("where", ["closed", "not-a-gcs"])
+def test_a_join_that_cannot_work_fails_before_tune_torch_and_the_data_load(
+    where: str, not_a_gcs: int, tmp_path: Path
+):
+    """The address is checked first: a data file that is not there is never reached, and
+    neither Tune nor torch was imported (seconds on a busy machine)."""
+    with socket.socket() as closed:  # a port nobody listens on once this one is closed
+        closed.bind(("127.0.0.1", 0))
+        free = closed.getsockname()[1]
+    port = free if where == "closed" else not_a_gcs
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    argv = ["baseline", "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path / "s")]
+    argv += ["--data", str(tmp_path / "not-there.parquet"), "--phase-epochs", "1"]
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, *argv], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith(f"tune-app: error: --address 127.0.0.1:{port}: "), done.stderr
+    assert "not-there" not in done.stderr
+    assert done.stdout.strip() == "", f"imported before the address was checked: {done.stdout}"

@@ -121,20 +121,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_ray_setup(args: argparse.Namespace) -> None:
-    """What a Ray command checks first, before Ray, torch or the data are loaded: the
-    environment Ray reads when it is imported, and what joining a cluster needs here
-    (tune/preflight.py).
+    """What a Ray command checks first, before Tune, torch or the data are loaded: the
+    environment Ray reads when it is imported (tune/preflight.py), and the cluster the run
+    joins, if any (its address, the token, the cluster's answer: tune/cluster.py), so that a
+    join that cannot work fails in seconds, not after the data are read.
 
     Raises:
         InputError: one line naming the setting and the fix.
     """
     import os
 
-    from tune_app.tune.preflight import check_environment, check_join, target
+    from tune_app.tune.preflight import check_environment, target
 
-    check_environment(os.environ)
+    check_environment(os.environ)  # before Ray is imported: some settings crash its import
     if where := target(args.address):
-        check_join(where, os.environ)
+        from tune_app.tune.cluster import check_cluster  # Ray's core only: not Tune, not torch
+
+        check_cluster(where)
 
 
 def _closed_pipe() -> int:

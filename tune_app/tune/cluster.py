@@ -23,7 +23,8 @@ machine, or no GCS at the port: each fails at once as one line (`InputError`, ex
 messages while joining go to a log file, which the line names; after a successful join,
 `ray.init`'s are shown as before.
 
-Ray's private calls are in `_ray_internals` (token loader, GCS probe, address resolution).
+Ray's private calls are in `_ray_gcs` (token loader, GCS probe, address resolution), which
+imports Ray's core only: `check_cluster` runs before Tune, torch and the data are loaded.
 """
 
 from __future__ import annotations
@@ -42,18 +43,20 @@ import ray
 from ray.exceptions import AuthenticationError, RpcError
 
 from tune_app.errors import InputError, RunFailed
-from tune_app.tune import _ray_internals
+from tune_app.tune import _ray_gcs
 from tune_app.tune.preflight import (
     AUTH_MODE_VARIABLE,
     NICENESS_VARIABLE,
     TOKEN_PATH_VARIABLE,
     TOKEN_VARIABLE,
     check_join,
+    check_reachable,
     target,
 )
 
 __all__ = [
     "NICENESS_VARIABLE",
+    "check_cluster",
     "check_reachable",
     "connect",
     "join",
@@ -119,25 +122,6 @@ def start_local(**init_kwargs: Any) -> None:
     )
 
 
-def check_reachable(address: str) -> None:
-    """Fail fast (InputError) on an address of the wrong form or one nobody listens on, instead
-    of Ray's long retry loop. `auto` is checked when it is resolved (`join`)."""
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-            "start one with `ray start --head` or leave --address out to run locally"
-        ) from None
-
-
 def _speaks_grpc(gcs_address: str, timeout_s: float = 3.0) -> bool:
     """Whether the server at HOST:PORT answers HTTP/2's connection preface with a SETTINGS frame,
     as every gRPC server (a GCS among them) does at once (RFC 9113, section 3.4). Ray's client
@@ -171,7 +155,7 @@ def token_source(environ: Mapping[str, str]) -> str:
 def _token_here(address: str) -> bool:
     """Whether Ray finds a token here; a RAY_AUTH_TOKEN_PATH naming no file is bad input."""
     try:
-        return _ray_internals.token_available()
+        return _ray_gcs.token_available()
     except AuthenticationError as exc:
         first = str(exc.message).split(". ")[0]
         raise InputError(f"--address {address}: {first}; {GET_TOKEN}") from None
@@ -181,7 +165,7 @@ def _use_token(address: str) -> str:
     """Token mode when Ray finds a token here; returns the mode now in use, "token" or "none"."""
     if not _token_here(address):
         return "none"
-    _ray_internals.enable_token_auth()
+    _ray_gcs.enable_token_auth()
     return "token"
 
 
@@ -192,7 +176,7 @@ class _Refused(InputError):
 def _refused(address: str, mode: str, log: Path) -> _Refused:
     """The one line for a cluster that refused this driver's token (or its absence)."""
     try:
-        have = _ray_internals.token_available()
+        have = _ray_gcs.token_available()
     except AuthenticationError:
         have = False
     if mode == "token" and have:
@@ -227,11 +211,11 @@ def _deepest(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_internals.ClusterProbe:
+def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_gcs.ClusterProbe:
     """Ask the head's GCS once with this process's authentication mode; the one line for a
     refusal or silence."""
     try:
-        probe = _ray_internals.probe_cluster(gcs_address, PROBE_TIMEOUT_S)
+        probe = _ray_gcs.probe_cluster(gcs_address, PROBE_TIMEOUT_S)
     except AuthenticationError:
         raise _refused(address, mode, log) from None
     except RpcError as exc:
@@ -315,8 +299,53 @@ def _join_log() -> Path:
     return Path(name)
 
 
+_CHECKED: set[str] = set()  # the addresses `check_cluster` found joinable, in this process
+
+
+def check_cluster(address: str) -> None:
+    """Everything `join` checks before `ray.init` (see the module doc), once per address: the
+    address's form and that something listens there, the token (`preflight.check_join`), then
+    the cluster's own answer to one question (authentication, versions, a node here). Choosing
+    the authentication mode on the way, it sets `RAY_AUTH_MODE` for the `ray.init` to come.
+    Imports Ray's core only (`_ray_gcs`), so a run asks this before Tune, torch and its data load.
+
+    Args:
+        address: `auto`, `HOST:PORT` (the head's GCS) or `ray://HOST:PORT` (Ray Client).
+
+    Raises:
+        InputError: the cluster cannot be joined from here; one line with the cause Ray
+            reported and what to do, Ray's own messages in a log file it names.
+    """
+    if address in _CHECKED:
+        return
+    check_reachable(address)
+    check_join(address, os.environ)  # token mode without a token: Ray's client would abort
+    log = _join_log()
+    checked = False
+    try:
+        with _stderr_to(log):
+            if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
+                if os.environ.get(AUTH_MODE_VARIABLE) is None:
+                    _use_token(address)
+            else:
+                try:
+                    gcs_address = _ray_gcs.resolve_auto(address)
+                except ConnectionError:
+                    raise InputError(
+                        f"--address {address}: no Ray cluster runs on this machine; start one "
+                        "with `ray start --head`, or give the head's HOST:PORT"
+                    ) from None
+                _probe(address, gcs_address, log)
+        checked = True
+    finally:
+        if checked:
+            log.unlink(missing_ok=True)
+    _CHECKED.add(address)
+
+
 def join(address: str, **init_kwargs: Any) -> None:
-    """Join the cluster at `address` (see the module doc for authentication and the checks).
+    """Join the cluster at `address` (see the module doc for authentication and the checks,
+    `check_cluster`, made here unless made before).
 
     Args:
         address: `auto`, `HOST:PORT` (the head's GCS) or `ray://HOST:PORT` (Ray Client).
@@ -326,26 +355,11 @@ def join(address: str, **init_kwargs: Any) -> None:
         InputError: the cluster cannot be joined from here; one line with the cause Ray
             reported and what to do, Ray's own messages in a log file it names.
     """
-    check_reachable(address)
-    check_join(address, os.environ)  # token mode without a token: Ray's client would abort
+    check_cluster(address)
     log = _join_log()
-    joined, init_from = False, 0
+    joined = False
     try:
         with _stderr_to(log):
-            if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
-                if os.environ.get(AUTH_MODE_VARIABLE) is None:
-                    _use_token(address)
-            else:
-                try:
-                    gcs_address = _ray_internals.resolve_auto(address)
-                except ConnectionError:
-                    raise InputError(
-                        f"--address {address}: no Ray cluster runs on this machine; start one "
-                        "with `ray start --head`, or give the head's HOST:PORT"
-                    ) from None
-                _probe(address, gcs_address, log)
-            sys.stderr.flush()
-            init_from = log.stat().st_size  # what ray.init says from here on
             try:
                 ray.init(address=address, **init_kwargs)
             except AuthenticationError:
@@ -359,8 +373,8 @@ def join(address: str, **init_kwargs: Any) -> None:
                 ) from None
         joined = True
     finally:
-        if joined:  # ray.init's own messages as they would have been shown; not our probe's
-            sys.stderr.write(log.read_bytes()[init_from:].decode(errors="replace"))
+        if joined:  # ray.init's own messages, as they would have been shown
+            sys.stderr.write(log.read_bytes().decode(errors="replace"))
             log.unlink(missing_ok=True)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_environment",
     "check_join",
     "check_niceness",
+    "check_reachable",
     "target",
     "token_here",
 ]
@@ -102,6 +104,25 @@ def target(address: str | None, environ: Mapping[str, str] | None = None) -> str
     """The cluster a run joins: `--address`, else `RAY_ADDRESS` (which `ray job submit` sets for
     its entrypoint, and which Ray reads the same way), else None: a Ray of the run's own."""
     return address or (os.environ if environ is None else environ).get("RAY_ADDRESS") or None
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast (InputError) on an address of the wrong form or one nobody listens on, instead
+    of Ray's long retry loop. `auto` is checked when it is resolved (`cluster.check_cluster`)."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+            "start one with `ray start --head` or leave --address out to run locally"
+        ) from None
 
 
 def _default_token_file(environ: Mapping[str, str]) -> Path:
