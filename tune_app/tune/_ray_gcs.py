@@ -6,7 +6,8 @@ cluster asks it (address, token, versions) before those and its data are loaded:
 
 - Ray's token loader (`AuthenticationTokenLoader`: is a token there?) and its switch to token
   mode (`authentication_token_setup._enable_token_auth`, what `ray.init` does itself only for
-  `address="auto"`);
+  `address="auto"`), and for a moment out of it (`without_token`, through `Config.initialize`,
+  which that switch calls too);
 - `services` to resolve `auto` and to find this machine's raylets;
 - a `GcsClient` to ask the cluster, before `ray.init` does, whether it takes our token (or
   none) and which Ray it runs (`usage_lib.get_cluster_metadata`, `utils.check_version_info`,
@@ -15,8 +16,11 @@ cluster asks it (address, token, versions) before those and its data are loaded:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +33,7 @@ __all__ = [
     "probe_cluster",
     "resolve_auto",
     "token_available",
+    "without_token",
 ]
 
 TESTED_RAY = ">=2.60,<2.61"  # as pyproject.toml pins ray[tune]
@@ -44,6 +49,7 @@ def _missing(names: list[str]) -> ImportError:
 _JOIN_NAMES = (  # what tune/cluster.py reaches through the functions below
     ("ray._raylet", "AuthenticationTokenLoader"),
     ("ray._raylet", "GcsClient"),
+    ("ray._raylet", "Config"),
     ("ray._private.authentication.authentication_token_setup", "_enable_token_auth"),
     ("ray._private.services", "canonicalize_bootstrap_address_or_die"),
     ("ray._private.services", "find_node_ids"),
@@ -85,6 +91,27 @@ def enable_token_auth() -> None:
     from ray._private.authentication import authentication_token_setup
 
     authentication_token_setup._enable_token_auth()
+
+
+@contextlib.contextmanager
+def without_token() -> Iterator[None]:
+    """For the block, this process's Ray clients send no token (`RAY_AUTH_MODE=disabled`, Ray's
+    cached config refreshed, as `enable_token_auth` does); then the mode it had, refreshed too.
+    A client is made in the mode of its moment, so one made in the block asks a cluster as a
+    driver without a token would."""
+    from ray._raylet import Config  # type: ignore[attr-defined]
+
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    Config.initialize("")
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["RAY_AUTH_MODE"]
+        else:
+            os.environ["RAY_AUTH_MODE"] = before
+        Config.initialize("")
 
 
 def resolve_auto(address: str) -> str:

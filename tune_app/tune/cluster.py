@@ -49,6 +49,7 @@ from tune_app.tune.preflight import (
     NICENESS_VARIABLE,
     TOKEN_PATH_VARIABLE,
     TOKEN_VARIABLE,
+    auth_mode,
     check_join,
     check_reachable,
     target,
@@ -234,12 +235,16 @@ def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_gcs.Clust
 
 
 def _probe(address: str, gcs_address: str, log: Path) -> None:
-    """Ask the head's GCS (see the module doc), choosing the authentication mode on the way
-    when the user has not: without a token first; if the cluster wants one and Ray finds one
-    here, in token mode. A cluster that takes a driver without a token has authentication
-    disabled: RAY_AUTH_MODE=disabled is then set, or `ray.init("auto")` would turn token mode
-    on where a token is, and the driver would refuse its own workers' calls. Raise the one
-    line when the cluster says no."""
+    """Ask the head's GCS (see the module doc), first without a token, whatever the mode here:
+    a cluster that takes a driver without one has authentication disabled.
+
+    - It does: a driver in token mode there would refuse its own workers' calls (its trials
+      die before they start), so `RAY_AUTH_MODE=token` here is refused, and an unset mode is
+      set to disabled (or `ray.init("auto")` would turn token mode on where a token is).
+    - It does not: `RAY_AUTH_MODE=disabled` here is refused; otherwise the question is asked
+      again in token mode, with Ray's token if there is one here.
+
+    Raise the one line when the cluster says no, or when the modes here and there differ."""
     tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # no plain HTTP/2 then
     if not tls and not _speaks_grpc(gcs_address):
         raise InputError(
@@ -247,15 +252,23 @@ def _probe(address: str, gcs_address: str, log: Path) -> None:
             "speaks gRPC; this port does not); give the head's GCS port "
             "(`ray start --head --port`, 6379 by default)"
         )
-    chosen = os.environ.get(AUTH_MODE_VARIABLE)
-    if chosen is not None:
-        probe = _ask(address, gcs_address, chosen.lower(), log)
-    else:
-        try:
-            probe = _ask(address, gcs_address, "none", log)
-            os.environ[AUTH_MODE_VARIABLE] = "disabled"  # what the cluster runs with
-        except _Refused:  # the cluster wants a token: Ray's, if there is one here
-            probe = _ask(address, gcs_address, _use_token(address), log)
+    chosen = auth_mode(os.environ)
+    try:
+        with _ray_gcs.without_token():
+            probe = _ask(address, gcs_address, "disabled" if chosen else "none", log)
+        if chosen == "token":
+            raise InputError(
+                f"--address {address}: {AUTH_MODE_VARIABLE}=token here, but the cluster has "
+                "authentication disabled (its head started with RAY_AUTH_MODE=disabled), and "
+                "a driver in token mode there would refuse its own trials' calls; unset "
+                f"{AUTH_MODE_VARIABLE} here (or set it to disabled), or restart the cluster "
+                "with token authentication"
+            )
+        os.environ[AUTH_MODE_VARIABLE] = "disabled"  # what the cluster runs with
+    except _Refused as refused:  # the cluster wants a token
+        if chosen == "disabled":
+            raise refused from None  # says that RAY_AUTH_MODE=disabled keeps it from being sent
+        probe = _ask(address, gcs_address, "token" if chosen else _use_token(address), log)
     if probe.version_problem is not None:
         ray_version, python_version = probe.cluster_versions
         raise InputError(
