@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def test_an_address_where_no_gcs_listens_is_one_line_in_seconds(
     assert time.monotonic() - began < 15
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    assert "does not answer as a Ray cluster" in err and "6379 by default" in err
+    assert "does not answer as a Ray cluster" in err and "--address 127.0.0.1:6379" in err
     assert not (tmp_path / "s").exists()
 
 
@@ -263,3 +264,48 @@ def test_a_join_that_cannot_work_fails_before_tune_torch_and_the_data_load(
     assert done.stderr.startswith(f"tune-app: error: --address 127.0.0.1:{port}: "), done.stderr
     assert "not-there" not in done.stderr
     assert done.stdout.strip() == "", f"imported before the address was checked: {done.stdout}"
+
+
+def _addresses(line: str) -> set[str]:
+    """Every HOST:PORT (or dotted address) a message names."""
+    return set(re.findall(r"(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?|localhost(?::\d+)?", line))
+
+
+@pytest.mark.parametrize("answer", ["not-a-gcs", "silence", "rpc-error", "no-node-here"])
+def test_every_message_names_the_address_the_user_gave(
+    answer: str,
+    not_a_gcs: int,
+    no_ray_settings: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+):
+    """Ray resolves an address before it connects: on Linux it swaps 127.0.0.1 for this
+    machine's own (192.0.2.2 where this was found; here Ray's resolution is stood in for by
+    192.0.2.2, or by localhost where the port must answer). The user typed 127.0.0.1:PORT."""
+    from ray.exceptions import RpcError
+
+    from tune_app.tune import _ray_gcs, cluster
+
+    given = f"127.0.0.1:{not_a_gcs}"
+    swapped = f"{'localhost' if answer == 'not-a-gcs' else '192.0.2.2'}:{not_a_gcs}"
+    monkeypatch.setattr(_ray_gcs, "resolve_auto", lambda address: swapped)
+    if answer != "not-a-gcs":
+        monkeypatch.setattr(cluster, "_speaks_grpc", lambda address: True)
+
+    def probe(gcs_address: str, timeout_s: float) -> _ray_gcs.ClusterProbe | None:
+        assert gcs_address == swapped
+        if answer == "rpc-error":
+            raise RpcError(f"failed to connect to all addresses; last error: {gcs_address}")
+        if answer == "silence":
+            return None
+        return _ray_gcs.ClusterProbe(("2.60.0", "3.11.7"), None, nodes_here=False)
+
+    monkeypatch.setattr(_ray_gcs, "probe_cluster", probe)
+    monkeypatch.setattr(cluster, "auth_mode", lambda environ: "disabled")
+    argv = ["baseline", "--address", given, "--storage", str(tmp_path / "s"), "--phase-epochs", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert {named.split(":")[0] for named in _addresses(err)} == {"127.0.0.1"}, err
+    assert "127.0.0.1" in err.split(f"--address {given}: ", 1)[1], err  # in the cause too

@@ -69,10 +69,6 @@ __all__ = [
 
 START_ATTEMPTS = 2  # a local Ray's start, tried again once (see `start_local`)
 PROBE_TIMEOUT_S = 10.0  # a GCS answers in milliseconds; something else on the port never does
-GET_TOKEN = (
-    "run `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN to what it prints here "
-    "(or write it to ~/.ray/auth_token, or to a file named by RAY_AUTH_TOKEN_PATH)"
-)
 
 
 def local_system_config(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -143,6 +139,47 @@ def _speaks_grpc(gcs_address: str, timeout_s: float = 3.0) -> bool:
     return frame[3] == 4  # the frame's type: SETTINGS
 
 
+def _host(address: str) -> str | None:
+    """The head's host as the user wrote it in `address` (None for `auto`)."""
+    if address == "auto":
+        return None
+    return address.removeprefix("ray://").rpartition(":")[0] or None
+
+
+def _shown(address: str, gcs_address: str) -> str:
+    """The cluster's address as the user gave it. Ray resolves an address before it connects
+    (on Linux it swaps 127.0.0.1 for this machine's own address, say 192.0.2.2), so a message
+    that named Ray's would name an address the user never typed; for `auto`, Ray's is the
+    only one there is."""
+    return gcs_address if address == "auto" else address.removeprefix("ray://")
+
+
+def _users(address: str, gcs_address: str | None, text: str) -> str:
+    """Ray's `text` with the address Ray resolved written as the user gave it."""
+    if gcs_address is None:
+        return text
+    return text.replace(gcs_address, _shown(address, gcs_address))
+
+
+def _get_token(address: str) -> str:
+    """Where the cluster's token comes from, and where to put it here."""
+    host = _host(address)
+    head = f"the head ({host})" if host else "the head node"
+    return (
+        f"run `ray get-auth-token` on {head} and set RAY_AUTH_TOKEN to what it prints here "
+        "(or write it to ~/.ray/auth_token, or to a file named by RAY_AUTH_TOKEN_PATH)"
+    )
+
+
+def _gcs_port(address: str, gcs_address: str) -> str:
+    """How to give the head's GCS port, for this head."""
+    host = _host(address) or gcs_address.rpartition(":")[0]
+    return (
+        f"give the head's GCS port (`ray start --head --port`; without --port: --address "
+        f"{host}:6379)"
+    )
+
+
 def token_source(environ: Mapping[str, str]) -> str:
     """Where Ray takes the token from, in Ray's order, in words (for messages): the variable,
     the file `RAY_AUTH_TOKEN_PATH` names, or the default file."""
@@ -159,7 +196,7 @@ def _token_here(address: str) -> bool:
         return _ray_gcs.token_available()
     except AuthenticationError as exc:
         first = str(exc.message).split(". ")[0]
-        raise InputError(f"--address {address}: {first}; {GET_TOKEN}") from None
+        raise InputError(f"--address {address}: {first}; {_get_token(address)}") from None
 
 
 def _use_token(address: str) -> str:
@@ -183,12 +220,10 @@ def _refused(address: str, mode: str, log: Path) -> _Refused:
     if mode == "token" and have:
         why = (
             f"the cluster refused this machine's Ray token (from {token_source(os.environ)}): "
-            f"it is not the cluster's; {GET_TOKEN}"
+            f"it is not the cluster's; {_get_token(address)}"
         )
     elif mode in ("token", "none"):
-        why = (
-            f"the cluster requires Ray's authentication token and none was found here; {GET_TOKEN}"
-        )
+        why = f"the cluster requires Ray's authentication token and none was found here; {_get_token(address)}"
     elif have:
         why = (
             f"the cluster requires Ray's authentication token, but {AUTH_MODE_VARIABLE}={mode} "
@@ -197,7 +232,7 @@ def _refused(address: str, mode: str, log: Path) -> _Refused:
     else:
         why = (
             f"the cluster requires Ray's authentication token, but {AUTH_MODE_VARIABLE}={mode} "
-            f"here; unset {AUTH_MODE_VARIABLE} (or set it to token) and {GET_TOKEN}"
+            f"here; unset {AUTH_MODE_VARIABLE} (or set it to token) and {_get_token(address)}"
         )
     return _Refused(f"--address {address}: {why} (Ray's messages: {log})")
 
@@ -220,16 +255,17 @@ def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_gcs.Clust
     except AuthenticationError:
         raise _refused(address, mode, log) from None
     except RpcError as exc:
+        shown = _shown(address, gcs_address)
         raise InputError(
-            f"--address {address}: the Ray cluster at {gcs_address} did not answer "
-            f"({_deepest(exc)}); check that its head runs (`ray status` there) "
-            f"(Ray's messages: {log})"
+            f"--address {address}: the Ray cluster at {shown} did not answer "
+            f"({_users(address, gcs_address, _deepest(exc))}); check that its head runs "
+            f"(`ray status --address {shown}` there) (Ray's messages: {log})"
         ) from None
     if probe is None:
         raise InputError(
-            f"--address {address}: nothing at {gcs_address} answered as a Ray cluster within "
-            f"{PROBE_TIMEOUT_S:g} s (something listens there, but not a head's GCS); give the "
-            "head's GCS port (`ray start --head --port`, 6379 by default)"
+            f"--address {address}: nothing at {_shown(address, gcs_address)} answered as a Ray "
+            f"cluster within {PROBE_TIMEOUT_S:g} s (something listens there, but not a head's "
+            f"GCS); {_gcs_port(address, gcs_address)}"
         )
     return probe
 
@@ -247,10 +283,10 @@ def _probe(address: str, gcs_address: str, log: Path) -> None:
     Raise the one line when the cluster says no, or when the modes here and there differ."""
     tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # no plain HTTP/2 then
     if not tls and not _speaks_grpc(gcs_address):
+        port = "that port" if address != "auto" else f"{gcs_address}, which it found,"
         raise InputError(
-            f"--address {address}: {gcs_address} does not answer as a Ray cluster (a head's GCS "
-            "speaks gRPC; this port does not); give the head's GCS port "
-            "(`ray start --head --port`, 6379 by default)"
+            f"--address {address}: {port} does not answer as a Ray cluster (a head's GCS "
+            f"speaks gRPC; this port does not); {_gcs_port(address, gcs_address)}"
         )
     chosen = auth_mode(os.environ)
     try:
@@ -281,8 +317,8 @@ def _probe(address: str, gcs_address: str, log: Path) -> None:
         raise InputError(
             f"--address {address}: no node of that cluster runs on this machine, and a driver "
             "joined by HOST:PORT must run on one; run tune-app on the head (--address auto), "
-            f"join this machine first (`ray start --address {gcs_address}`), or use Ray Client "
-            "(--address ray://HEAD:10001)"
+            f"join this machine first (`ray start --address {_shown(address, gcs_address)}`), "
+            f"or use Ray Client (--address ray://{_host(address) or 'HEAD'}:10001)"
         )
 
 
@@ -312,7 +348,9 @@ def _join_log() -> Path:
     return Path(name)
 
 
-_CHECKED: set[str] = set()  # the addresses `check_cluster` found joinable, in this process
+# the addresses `check_cluster` found joinable in this process -> the GCS address Ray resolved
+# (None for Ray Client)
+_CHECKED: dict[str, str | None] = {}
 
 
 def check_cluster(address: str) -> None:
@@ -334,7 +372,7 @@ def check_cluster(address: str) -> None:
     check_reachable(address)
     check_join(address, os.environ)  # token mode without a token: Ray's client would abort
     log = _join_log()
-    checked = False
+    checked, gcs_address = False, None
     try:
         with _stderr_to(log):
             if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
@@ -353,7 +391,7 @@ def check_cluster(address: str) -> None:
     finally:
         if checked:
             log.unlink(missing_ok=True)
-    _CHECKED.add(address)
+    _CHECKED[address] = gcs_address
 
 
 def join(address: str, **init_kwargs: Any) -> None:
@@ -380,8 +418,9 @@ def join(address: str, **init_kwargs: Any) -> None:
                 raise _refused(address, mode, log) from None
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 # ValueError: ray:// without Ray Client's package (Ray says what to install)
+                cause = _users(address, _CHECKED[address], _deepest(exc))
                 raise InputError(
-                    f"--address {address}: joining the cluster failed: {_deepest(exc)} "
+                    f"--address {address}: joining the cluster failed: {cause} "
                     f"(Ray's messages: {log})"
                 ) from None
         joined = True

@@ -121,7 +121,8 @@ def check_reachable(address: str) -> None:
     except OSError as exc:
         raise InputError(
             f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-            "start one with `ray start --head` or leave --address out to run locally"
+            f"start one on {host} (`ray start --head --port {port}`) or leave --address out "
+            "to run locally"
         ) from None
 
 
