@@ -309,3 +309,62 @@ def test_every_message_names_the_address_the_user_gave(
     assert len(err.splitlines()) == 1, err
     assert {named.split(":")[0] for named in _addresses(err)} == {"127.0.0.1"}, err
     assert "127.0.0.1" in err.split(f"--address {given}: ", 1)[1], err  # in the cause too
+
+
+def test_only_the_newest_join_logs_are_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Every failed join leaves Ray's messages in /tmp/tune_app/ray-join-*.log: the newest
+    KEEP_LOGS stay, older ones go, other files are left alone."""
+    from tune_app.tune import cluster
+
+    monkeypatch.setattr(cluster.tempfile, "tempdir", str(tmp_path))
+    folder = tmp_path / "tune_app"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    for age in range(15):  # ray-join-00 the newest
+        old = folder / f"ray-join-{age:02d}.log"
+        old.write_text("Ray said something")
+        os.utime(old, (1e9 - age, 1e9 - age))
+    made = cluster._join_log()
+    kept = sorted(p.name for p in folder.glob("ray-join-*.log"))
+    newest = [f"ray-join-{age:02d}.log" for age in range(cluster.KEEP_LOGS - 1)]
+    assert kept == sorted([made.name, *newest])
+    assert (folder / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("ray_says", [True, False])
+def test_a_failed_join_names_its_log_or_leaves_none(
+    ray_says: bool,
+    not_a_gcs: int,
+    no_ray_settings: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+):
+    """A join log that Ray wrote to is named in the line (and holds Ray's words); one it did
+    not write to is removed, not left behind empty."""
+    from ray.exceptions import RpcError
+
+    from tune_app.tune import _ray_gcs, cluster
+
+    monkeypatch.setattr(cluster.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    address = f"127.0.0.1:{not_a_gcs}"
+    monkeypatch.setattr(_ray_gcs, "resolve_auto", lambda given: given)
+    if ray_says:  # as Ray's C++ client logs each failed try to file descriptor 2
+
+        def probe(gcs_address: str, timeout_s: float) -> None:
+            os.write(2, b"gcs_client.cc:210: Failed to get cluster ID from GCS server\n")
+            raise RpcError("failed to connect to all addresses")
+
+        monkeypatch.setattr(cluster, "_speaks_grpc", lambda given: True)
+        monkeypatch.setattr(_ray_gcs, "probe_cluster", probe)
+    argv = ["baseline", "--address", address, "--storage", str(tmp_path / "s")]
+    assert main([*argv, "--phase-epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    logs = list((tmp_path / "tmp" / "tune_app").glob("ray-join-*.log"))
+    if ray_says:
+        assert len(logs) == 1 and f"(Ray's messages: {logs[0]})" in err, err
+        assert "Failed to get cluster ID" in logs[0].read_text()
+    else:
+        assert logs == [] and "Ray's messages" not in err, err

@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 START_ATTEMPTS = 2  # a local Ray's start, tried again once (see `start_local`)
+KEEP_LOGS = 10  # join logs kept in /tmp/tune_app (Ray's messages while joining failed)
 PROBE_TIMEOUT_S = 10.0  # a GCS answers in milliseconds; something else on the port never does
 
 
@@ -211,7 +212,7 @@ class _Refused(InputError):
     """The cluster refused this driver's token (or its absence)."""
 
 
-def _refused(address: str, mode: str, log: Path) -> _Refused:
+def _refused(address: str, mode: str) -> _Refused:
     """The one line for a cluster that refused this driver's token (or its absence)."""
     try:
         have = _ray_gcs.token_available()
@@ -234,7 +235,7 @@ def _refused(address: str, mode: str, log: Path) -> _Refused:
             f"the cluster requires Ray's authentication token, but {AUTH_MODE_VARIABLE}={mode} "
             f"here; unset {AUTH_MODE_VARIABLE} (or set it to token) and {_get_token(address)}"
         )
-    return _Refused(f"--address {address}: {why} (Ray's messages: {log})")
+    return _Refused(f"--address {address}: {why}")
 
 
 def _deepest(exc: BaseException) -> str:
@@ -247,19 +248,19 @@ def _deepest(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_gcs.ClusterProbe:
+def _ask(address: str, gcs_address: str, mode: str) -> _ray_gcs.ClusterProbe:
     """Ask the head's GCS once with this process's authentication mode; the one line for a
     refusal or silence."""
     try:
         probe = _ray_gcs.probe_cluster(gcs_address, PROBE_TIMEOUT_S)
     except AuthenticationError:
-        raise _refused(address, mode, log) from None
+        raise _refused(address, mode) from None
     except RpcError as exc:
         shown = _shown(address, gcs_address)
         raise InputError(
             f"--address {address}: the Ray cluster at {shown} did not answer "
             f"({_users(address, gcs_address, _deepest(exc))}); check that its head runs "
-            f"(`ray status --address {shown}` there) (Ray's messages: {log})"
+            f"(`ray status --address {shown}` there)"
         ) from None
     if probe is None:
         raise InputError(
@@ -270,7 +271,7 @@ def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_gcs.Clust
     return probe
 
 
-def _probe(address: str, gcs_address: str, log: Path) -> None:
+def _probe(address: str, gcs_address: str) -> None:
     """Ask the head's GCS (see the module doc), first without a token, whatever the mode here:
     a cluster that takes a driver without one has authentication disabled.
 
@@ -291,7 +292,7 @@ def _probe(address: str, gcs_address: str, log: Path) -> None:
     chosen = auth_mode(os.environ)
     try:
         with _ray_gcs.without_token():
-            probe = _ask(address, gcs_address, "disabled" if chosen else "none", log)
+            probe = _ask(address, gcs_address, "disabled" if chosen else "none")
         if chosen == "token":
             raise InputError(
                 f"--address {address}: {AUTH_MODE_VARIABLE}=token here, but the cluster has "
@@ -304,7 +305,7 @@ def _probe(address: str, gcs_address: str, log: Path) -> None:
     except _Refused as refused:  # the cluster wants a token
         if chosen == "disabled":
             raise refused from None  # says that RAY_AUTH_MODE=disabled keeps it from being sent
-        probe = _ask(address, gcs_address, "token" if chosen else _use_token(address), log)
+        probe = _ask(address, gcs_address, "token" if chosen else _use_token(address))
     if probe.version_problem is not None:
         ray_version, python_version = probe.cluster_versions
         raise InputError(
@@ -341,11 +342,57 @@ def _stderr_to(log: Path) -> Iterator[None]:
 
 
 def _join_log() -> Path:
-    folder = Path(tempfile.gettempdir()) / "tune_app"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix="ray-join-", suffix=".log", dir=folder)
+    """A new file for Ray's messages while joining, in /tmp/tune_app (or, where another user
+    made that folder, /tmp/tune_app-UID); only the newest `KEEP_LOGS` there are kept."""
+    for folder in (
+        Path(tempfile.gettempdir()) / "tune_app",
+        Path(tempfile.gettempdir()) / f"tune_app-{os.getuid()}",
+    ):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix="ray-join-", suffix=".log", dir=folder)
+        except OSError:
+            continue
+        os.close(handle)
+        _keep_newest(folder, KEEP_LOGS)
+        return Path(name)
+    handle, name = tempfile.mkstemp(prefix="tune_app-ray-join-", suffix=".log")
     os.close(handle)
     return Path(name)
+
+
+def _keep_newest(folder: Path, keep: int) -> None:
+    """Remove all but the newest `keep` join logs of `folder` (those this user may remove)."""
+
+    def age(log: Path) -> float:
+        try:
+            return -log.stat().st_mtime
+        except OSError:  # removed meanwhile
+            return 0.0
+
+    for old in sorted(folder.glob("ray-join-*.log"), key=age)[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+@contextlib.contextmanager
+def _ray_messages_logged() -> Iterator[Path]:
+    """Ray's messages (Python's and C++'s, file descriptor 2) go to a new join log for the
+    block. A line that fails the join (`InputError`) then names the log if Ray wrote anything
+    to it, and an empty log is removed; after a success the caller decides what to keep."""
+    log = _join_log()
+    try:
+        with _stderr_to(log):
+            yield log
+    except InputError as exc:
+        try:
+            said = log.stat().st_size > 0
+        except OSError:
+            said = False
+        if not said:
+            log.unlink(missing_ok=True)
+            raise
+        raise type(exc)(f"{exc} (Ray's messages: {log})") from None
 
 
 # the addresses `check_cluster` found joinable in this process -> the GCS address Ray resolved
@@ -371,26 +418,21 @@ def check_cluster(address: str) -> None:
         return
     check_reachable(address)
     check_join(address, os.environ)  # token mode without a token: Ray's client would abort
-    log = _join_log()
-    checked, gcs_address = False, None
-    try:
-        with _stderr_to(log):
-            if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
-                if os.environ.get(AUTH_MODE_VARIABLE) is None:
-                    _use_token(address)
-            else:
-                try:
-                    gcs_address = _ray_gcs.resolve_auto(address)
-                except ConnectionError:
-                    raise InputError(
-                        f"--address {address}: no Ray cluster runs on this machine; start one "
-                        "with `ray start --head`, or give the head's HOST:PORT"
-                    ) from None
-                _probe(address, gcs_address, log)
-        checked = True
-    finally:
-        if checked:
-            log.unlink(missing_ok=True)
+    gcs_address = None
+    with _ray_messages_logged() as log:
+        if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
+            if os.environ.get(AUTH_MODE_VARIABLE) is None:
+                _use_token(address)
+        else:
+            try:
+                gcs_address = _ray_gcs.resolve_auto(address)
+            except ConnectionError:
+                raise InputError(
+                    f"--address {address}: no Ray cluster runs on this machine; start one "
+                    "with `ray start --head`, or give the head's HOST:PORT"
+                ) from None
+            _probe(address, gcs_address)
+    log.unlink(missing_ok=True)  # the cluster answered: nothing to look at
     _CHECKED[address] = gcs_address
 
 
@@ -407,27 +449,18 @@ def join(address: str, **init_kwargs: Any) -> None:
             reported and what to do, Ray's own messages in a log file it names.
     """
     check_cluster(address)
-    log = _join_log()
-    joined = False
-    try:
-        with _stderr_to(log):
-            try:
-                ray.init(address=address, **init_kwargs)
-            except AuthenticationError:
-                mode = os.environ.get(AUTH_MODE_VARIABLE, "none").lower()
-                raise _refused(address, mode, log) from None
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                # ValueError: ray:// without Ray Client's package (Ray says what to install)
-                cause = _users(address, _CHECKED[address], _deepest(exc))
-                raise InputError(
-                    f"--address {address}: joining the cluster failed: {cause} "
-                    f"(Ray's messages: {log})"
-                ) from None
-        joined = True
-    finally:
-        if joined:  # ray.init's own messages, as they would have been shown
-            sys.stderr.write(log.read_bytes().decode(errors="replace"))
-            log.unlink(missing_ok=True)
+    with _ray_messages_logged() as log:
+        try:
+            ray.init(address=address, **init_kwargs)
+        except AuthenticationError:
+            raise _refused(address, os.environ.get(AUTH_MODE_VARIABLE, "none").lower()) from None
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            # ValueError: ray:// without Ray Client's package (Ray says what to install)
+            cause = _users(address, _CHECKED[address], _deepest(exc))
+            raise InputError(f"--address {address}: joining the cluster failed: {cause}") from None
+    # joined: ray.init's own messages, as they would have been shown
+    sys.stderr.write(log.read_bytes().decode(errors="replace"))
+    log.unlink(missing_ok=True)
 
 
 def connect(address: str | None, **init_kwargs: Any) -> None:
