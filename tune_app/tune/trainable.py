@@ -50,7 +50,7 @@ from tune_app.training.model import ModelConfig
 from tune_app.training.monitors import BoundaryRule, Callback, EpochState, monitors
 from tune_app.training.trainer import train
 from tune_app.tune import _ray_internals
-from tune_app.tune.progress import CPU_SHARE
+from tune_app.tune.progress import CPU_SHARE, CpuShare
 
 __all__ = [
     "CAPACITY_KEY",
@@ -231,18 +231,17 @@ class _TuneReport(Callback):
     goes with it (Tune persists it to the run's storage, then the local copy is removed). At a
     round's epoch of a search (every `every` epochs), the interval's losses go with it.
 
-    On the CPU, each report carries `cpu_share`: the CPU seconds this worker process got over
-    the epoch per second of wall time (1.0: a whole core all the time). The progress table
-    reads it to tell a machine too busy for the trials from a slow plan (tune/progress.py)."""
+    On the CPU, each report carries `cpu_share`: the CPU seconds this worker process got per
+    second of wall time (1.0: a whole core all the time), over its last 30 s or more, since the
+    trial started until then (`CpuShare`). The progress table reads it to tell a machine too
+    busy for the trials from a slow plan (tune/progress.py)."""
 
     def __init__(self, writer: CheckpointWriter, on_cpu: bool, every: int = 0) -> None:
         self.writer, self.on_cpu, self.every = writer, on_cpu, every
-        self.clocks = (time.process_time(), time.perf_counter())
+        self.share = CpuShare(time.process_time(), time.perf_counter())
 
     def _with_cpu_share(self, metrics: dict[str, float]) -> dict[str, float]:
-        cpu, wall = time.process_time(), time.perf_counter()
-        share = (cpu - self.clocks[0]) / max(wall - self.clocks[1], 1e-9)
-        self.clocks = (cpu, wall)
+        share = self.share.add(time.process_time(), time.perf_counter())
         return {**metrics, CPU_SHARE: round(share, 3)} if self.on_cpu else metrics
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
