@@ -224,7 +224,10 @@ def _refused(address: str, mode: str) -> _Refused:
             f"it is not the cluster's; {_get_token(address)}"
         )
     elif mode in ("token", "none"):
-        why = f"the cluster requires Ray's authentication token and none was found here; {_get_token(address)}"
+        why = (
+            "the cluster requires Ray's authentication token and none was found here; "
+            f"{_get_token(address)}"
+        )
     elif have:
         why = (
             f"the cluster requires Ray's authentication token, but {AUTH_MODE_VARIABLE}={mode} "
