@@ -197,7 +197,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         rule_epochs,
     )
     from tune_app.analysis.certification import comparison_lines
-    from tune_app.analysis.run_summary import member_label
+    from tune_app.analysis.outcome import member_label
     from tune_app.plan.ablation import families_in, without
     from tune_app.plan.plan import Plan
     from tune_app.runs.records import CERTIFICATE, Certificate

@@ -51,7 +51,7 @@ def _wrapped(head: str, items: list[str], width: int = 100) -> list[str]:
 def _print_modification_evidence(run: Any) -> None:
     import textwrap
 
-    from tune_app.analysis.search_summary import (
+    from tune_app.analysis.text import (
         EFFECTS_EXPLAINED,
         exploit_effects,
         readable_effects,
@@ -161,7 +161,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tune_app.analysis.report import write_report
+    from tune_app.analysis.page import write_report
     from tune_app.runs.results import open_run
 
     run = open_run(args.run)

@@ -176,7 +176,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     grid, location = run_search(spec, table, space, options, launch)
     code = _finish(grid, location)
     if code == 0:
-        from tune_app.analysis.search_summary import search_summary
+        from tune_app.analysis.text import search_summary
         from tune_app.runs.results import open_run
 
         print("\n".join(search_summary(open_run(location.uri))))
