@@ -28,7 +28,17 @@ from tune_app.training.model import ModelConfig, Seq2Seq
 from tune_app.training.normalisation import Normalisation
 from tune_app.training.resumable import export_folder, open_checkpoint
 
-__all__ = ["LoadedModel", "evaluate", "generate", "headline", "load_model", "naive_forecasts"]
+__all__ = [
+    "LoadedModel",
+    "dataset_for",
+    "evaluate",
+    "format_scores",
+    "generate",
+    "headline",
+    "load_model",
+    "naive_forecasts",
+    "plot_generation",
+]
 
 
 @dataclass
