@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tune_app.analysis.search_summary import (
+from tune_app.analysis.text import (
     exploit_effects,
     readable_effects,
     search_summary,
@@ -294,7 +294,7 @@ def test_a_rule_at_the_boundary_where_the_member_then_copies_is_not_a_copy(tmp_p
     ],
 )
 def test_a_change_reads_as_a_change(before: Any, after: Any, shown: str):
-    from tune_app.analysis.report_search import change_label
+    from tune_app.analysis.text import change_label
     from tune_app.runs.records import JournalEvent
 
     event = JournalEvent(
@@ -347,7 +347,7 @@ def test_a_copy_that_changes_no_plan_field_still_splits_the_lineage(tmp_path: Pa
     ],
 )
 def test_the_summary_and_report_name_the_selection_rule(tmp_path: Path, selection, first_line):
-    from tune_app.analysis.report_answer import _what_ran
+    from tune_app.analysis.answer import _what_ran
 
     event = _round(2, {1: 0.9, 0: 1.0}, [])
     if selection is not None:

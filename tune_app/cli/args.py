@@ -31,7 +31,15 @@ __all__ = [
 
 
 def whole(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= minimum."""
+    """An argparse type: a whole number >= minimum.
+
+    Args:
+        minimum: the smallest value accepted.
+
+    Returns:
+        The parser argparse calls on the flag's text: it returns the number, or raises
+        `argparse.ArgumentTypeError` (argparse then exits 2 naming the flag).
+    """
 
     def parse(text: str) -> int:
         try:
@@ -49,6 +57,17 @@ positive_int, non_negative_int = whole(1), whole(0)
 
 
 def epoch_list(text: str) -> list[int]:
+    """An argparse type: comma-separated epochs (`--epochs 1,31,100`).
+
+    Args:
+        text: the flag's text.
+
+    Returns:
+        The epochs, in the order given (empty parts skipped).
+
+    Raises:
+        ArgumentTypeError: a part is not a whole number (argparse exits 2 naming the flag).
+    """
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -56,6 +75,12 @@ def epoch_list(text: str) -> list[int]:
 
 
 def add_plan_args(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose and shape the plan: `--plan FILE`, the repeatable `--set PATH=VALUE`
+    (phases numbered from 1) and `--phase-epochs N`.
+
+    Args:
+        parser: the command's parser.
+    """
     parser.add_argument("--plan", help="plan YAML (default: the shipped seed_500 plan)")
     parser.add_argument(
         "--set",
@@ -69,7 +94,11 @@ def add_plan_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_component_args(parser: Any) -> None:
-    """`--components a,b` and the repeatable `--component NAME` (a name may hold a comma)."""
+    """`--components a,b` and the repeatable `--component NAME` (a name may hold a comma).
+
+    Args:
+        parser: the command's parser, or an argument group of it.
+    """
     parser.add_argument(
         "--components", help="comma-separated component columns, in order (default: all)"
     )
@@ -82,7 +111,13 @@ def add_component_args(parser: Any) -> None:
 
 
 def component_names(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """The components `--components` and `--component` name, in that order (None: all).
+    """The components `--components` and `--component` name, in that order.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The names, or None for every numeric column of the data.
 
     Raises:
         InputError: a name given twice.
@@ -150,6 +185,12 @@ def add_run_args(parser: argparse.ArgumentParser, plans_given: bool = False) -> 
 
 
 def add_allow_other_data(parser: argparse.ArgumentParser) -> None:
+    """`--allow-other-data`: resume on a data file whose fingerprint differs from the
+    checkpoint's.
+
+    Args:
+        parser: the command's parser.
+    """
     parser.add_argument(
         "--allow-other-data",
         action="store_true",
@@ -159,6 +200,14 @@ def add_allow_other_data(parser: argparse.ArgumentParser) -> None:
 
 def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, SeriesTable]:
     """The run the flags describe, and its data read and validated once.
+
+    Args:
+        args: the parsed command line (plan, data, model and trainer flags; `add_run_args`).
+        device: where trials train ("cpu", or "cuda" with --gpus-per-trial > 0).
+
+    Returns:
+        The RunSpec (plan, model, data and trainer settings, data path) and the data as read
+        (its notes printed on stderr).
 
     Raises:
         InputError: a bad plan, data file, model config or flag, before any work starts.
@@ -204,10 +253,22 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
 
 
 def print_notes(notes: Iterable[str]) -> None:
-    """Each note (a column ignored, precision lost in a file, ...) as one line on stderr."""
+    """Each note (a column ignored, precision lost in a file, ...) as one line on stderr.
+
+    Args:
+        notes: the notes, one line each.
+    """
     for note in notes:
         print(f"tune-app: note: {note}", file=sys.stderr)
 
 
 def default_out(kind: str) -> Path:
+    """Where a command writes when `--out` is not given.
+
+    Args:
+        kind: the command (`train`, ...).
+
+    Returns:
+        `results/<kind>-<YYYYmmdd-HHMMSS>`, the time now.
+    """
     return Path("results") / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"

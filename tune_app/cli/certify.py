@@ -189,6 +189,24 @@ def _verdicts(
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
+    """`tune-app certify RUN`: the control's plan against the winner's, trained from scratch on
+    fresh seeds inside the search run (`RUN/certify/`; with `--ablate` also the winner's plan
+    less one family of modifications at a time, `RUN/ablate/`), written as
+    `RUN/certificate.json`; prints the comparison and the verdicts.
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 once the certificate is written (also when the winner is the plan as written: a
+        certificate saying so, nothing trained).
+
+    Raises:
+        InputError: not a finished search run, its data gone or changed, a part cut short
+            without `--resume`, other seeds or plans than the part started with, or resources
+            no node has.
+        Interrupted: Ctrl-C, with the flag that resumes it (`--resume`).
+    """
     from tune_app.analysis.certificate import (
         CONTROL,
         WINNER,
@@ -197,7 +215,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         rule_epochs,
     )
     from tune_app.analysis.certification import comparison_lines
-    from tune_app.analysis.run_summary import member_label
+    from tune_app.analysis.outcome import member_label
     from tune_app.plan.ablation import families_in, without
     from tune_app.plan.plan import Plan
     from tune_app.runs.records import CERTIFICATE, Certificate
@@ -293,6 +311,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def add_certify_command(commands: Any) -> None:
+    """Register `tune-app certify RUN` (seeds, `--ablate`, Ray's launch flags).
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     certify = commands.add_parser(
         "certify",
         help="a search's winner against its control, trained on fresh seeds: certificate.json",

@@ -101,6 +101,15 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
     shortens the shipped plan and a plan file without modifications (an export's or a
     modified plan's epochs are fixed).
 
+    Args:
+        which: "A" or "B", for messages.
+        text: the command line's plan argument.
+        phase_epochs: `--phase-epochs`, or None.
+
+    Returns:
+        The plan, where it came from in words, and the export (with its settings and epoch
+        time) when it is one.
+
     Raises:
         InputError: nothing of the kind at `text`, or a plan that does not load.
     """
@@ -131,6 +140,10 @@ def _flag(dest: str) -> str:
 def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> None:
     """Fill the flags left out with the settings the exports among `sources` trained with
     (model, window lengths, stride, batch size, ranking objective, components, data file).
+
+    Args:
+        args: the parsed command line; changed in place.
+        sources: "A" and "B"'s plans (`resolve_plan`).
 
     Raises:
         InputError: two exports with different settings, or a flag given that differs from an
@@ -174,6 +187,11 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
     """Refuse plans that cannot be compared on `table` (before Ray starts): plans for other
     components (an export trained on other columns, component weights of another length), an
     export's data file changed since, or plans of different shapes (phases' lengths).
+
+    Args:
+        sources: "A" and "B"'s plans (`resolve_plan`).
+        table: the data both train on.
+        data_given: `--data` was typed (an export's changed data is then not refused).
 
     Raises:
         InputError: naming the plan, what is wrong and the fix.
@@ -220,7 +238,18 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
 
 
 def cost_line(trials: int, epochs: int, slots: int, seconds: float | None) -> str:
-    """The cost estimate printed before the first trial starts."""
+    """The cost estimate printed before the first trial starts.
+
+    Args:
+        trials: how many trials.
+        epochs: each trial's epochs.
+        slots: how many trials run at a time.
+        seconds: an epoch's time, when known (an export records it), else None.
+
+    Returns:
+        `10 trials of 50 epochs (500 epochs in all), 2 at a time: about 12 min at 3 s an
+        epoch. Ctrl-C stops it ...`.
+    """
     text = (
         f"{trials} trials of {epochs} epochs ({trials * epochs} epochs in all), "
         f"{min(slots, trials)} at a time"
@@ -236,7 +265,14 @@ def cost_line(trials: int, epochs: int, slots: int, seconds: float | None) -> st
 
 
 def failed_trials(grid: Any) -> list[str]:
-    """One line per trial that failed (Ray's traceback stays in its folder's error.txt)."""
+    """What the trials that failed said (Ray's traceback stays in the trial folder's error.txt).
+
+    Args:
+        grid: Ray Tune's ResultGrid.
+
+    Returns:
+        One line per failed trial: its error's last line, at most 300 characters.
+    """
     lines = []
     for result in grid:
         try:
@@ -295,6 +331,20 @@ def _check_resumed_arms(manifest: Any, sources: dict[str, PlanSource]) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """`tune-app compare A B`: plans A and B trained from scratch on paired seeds as Ray Tune
+    trials, each scored on the test split; prints the cost before, the comparison and its
+    verdict after, and writes `comparison.json` in the run.
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 with the comparison written; 1 when a trial failed (`--resume` retries it).
+
+    Raises:
+        InputError: a plan, export, flag or data that cannot be compared (before Ray starts).
+        Interrupted: Ctrl-C while scoring, with the flags that resume it.
+    """
     from tune_app.analysis.certification import comparison_lines
     from tune_app.cli.runs import _launch
     from tune_app.tune.compare import Arm, run_compare
@@ -342,6 +392,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_seed_args(parser: argparse.ArgumentParser) -> None:
+    """`--seeds K` and `--seed-offset N`: the paired seeds of a comparison.
+
+    Args:
+        parser: the command's parser (`compare`, `certify`).
+    """
     parser.add_argument(
         "--seeds",
         type=positive_int,
@@ -358,6 +413,11 @@ def add_seed_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_compare_commands(commands: Any) -> None:
+    """Register `tune-app compare A B` (seeds, the run flags but the plan's, Ray's launch flags).
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     from tune_app.cli.runs import _add_launch_args
 
     compare = commands.add_parser(

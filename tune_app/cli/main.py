@@ -22,6 +22,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `tune-app` parser: every command group registers its subcommands, each with its
+    handler (`set_defaults(handler=...)`).
+
+    Returns:
+        The parser.
+    """
     parser = argparse.ArgumentParser(
         prog="tune-app",
         description="Run a multi-phase training plan as a Ray Tune trial, search the plan's "
@@ -64,7 +70,16 @@ def given_flags(argv: Sequence[str]) -> frozenset[str]:
 
 
 def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
-    """`argv` with `flags` set: each one's old occurrence (and value) dropped, then appended."""
+    """A command line with `flags` set: each one's old occurrence (and its value) dropped, then
+    the flag appended, so the printed command resumes the run it names.
+
+    Args:
+        argv: the command line as typed (without `tune-app`).
+        flags: flag -> value (None: a switch, such as `--resume`).
+
+    Returns:
+        The new command line.
+    """
     out, skip = [], False
     for token in argv:
         if skip:
@@ -81,7 +96,15 @@ def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
 
 
 def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
-    """What to run after Ctrl-C: tune_app's own command that resumes the run."""
+    """What to run after Ctrl-C.
+
+    Args:
+        argv: the command line as typed (without `tune-app`).
+        exc: the interrupt; an `Interrupted` carries the flags (or a note) that resume the run.
+
+    Returns:
+        `resume with: tune-app ...`, the interrupt's note, or that nothing was saved yet.
+    """
     if isinstance(exc, Interrupted) and exc.flags:
         return "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
     if isinstance(exc, Interrupted) and exc.note:
@@ -90,6 +113,18 @@ def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`tune-app`: parse the command line, run the command's handler, and turn what it raises
+    into one line on stderr and an exit code.
+
+    Args:
+        argv: the arguments after `tune-app` (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit code: 0 ok, 2 bad input (`InputError`, before any work; argparse's own
+        usage errors exit 2 too), 1 a failed or diverged run or a file that could not be
+        read or written, 130 Ctrl-C (with the command that resumes, where there is one), 141
+        when the reader of the output left (`| head`).
+    """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

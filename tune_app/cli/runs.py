@@ -136,6 +136,20 @@ def _finish(grid: Any, location: Any) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    """`tune-app baseline`: the plan as written, as one Ray Tune trial, checkpointed at every
+    phase boundary.
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 when the trial finished; 1 when it failed or diverged, or the run's folder is gone.
+
+    Raises:
+        InputError: a bad plan, data file, model config or flag, a run name already taken
+            or still running, or resources no node has (before Ray starts); a `--resume` whose
+            flags, data or space differ from the run's.
+    """
     from tune_app.tune.runner import run_baseline
 
     spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
@@ -145,6 +159,21 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """`tune-app search`: PBT (or PB2) over the plan's modifications in synchronous rounds, the
+    plan itself as the control; ends with the search's summary (`analysis/text.py`).
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 when a member finished; 1 when none did, or the run's folder is gone.
+
+    Raises:
+        InputError: a bad plan, data file, model config or flag, a run name already taken
+            or still running, or resources no node has (before Ray starts); a `--resume` whose
+            flags, data or space differ from the run's; a space in which no member can train
+            differently from the control, or `--quantile-fraction` outside (0, 0.5].
+    """
     from tune_app.plan.search_space import load_space
     from tune_app.tune.runner import SearchOptions, run_search
 
@@ -176,7 +205,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     grid, location = run_search(spec, table, space, options, launch)
     code = _finish(grid, location)
     if code == 0:
-        from tune_app.analysis.search_summary import search_summary
+        from tune_app.analysis.text import search_summary
         from tune_app.runs.results import open_run
 
         print("\n".join(search_summary(open_run(location.uri))))
@@ -203,6 +232,20 @@ def _refuse_inert_space(
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
+    """`tune-app capacity`: Optuna (TPE) proposes model capacities, ASHA stops the weak trials
+    early; writes `best_model_config.json` for `--model-config`.
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 when a trial finished; 1 when none did, or the run's folder is gone.
+
+    Raises:
+        InputError: a bad plan, data file, model config or flag, a run name already taken
+            or still running, or resources no node has (before Ray starts); a `--resume` whose
+            flags, data or space differ from the run's.
+    """
     from tune_app.plan.search_space import load_space
     from tune_app.tune.runner import CapacityOptions, run_capacity
 
@@ -220,6 +263,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def add_run_commands(commands: Any) -> None:
+    """Register `tune-app baseline`, `search` and `capacity` (the run flags, Ray's launch flags,
+    and each one's own).
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
     add_run_args(baseline)
     _add_launch_args(baseline)

@@ -38,10 +38,26 @@ class ModelConfig:
             raise InputError("model config: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
+        """The architecture as plain data, as checkpoints and `config.json` record it.
+
+        Returns:
+            Every field by name.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        """The architecture `to_dict` wrote (or a `--model-config` file's `model`).
+
+        Args:
+            raw: field name -> value; a field left out keeps its default.
+
+        Returns:
+            The ModelConfig.
+
+        Raises:
+            InputError: a key that is not a field, naming the known ones.
+        """
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise InputError(
@@ -87,8 +103,16 @@ class Seq2Seq(nn.Module):
         )
 
     def encode(self, x: torch.Tensor) -> Any:
-        """The encoder's final state for x [B, T_in, C] (torch's module; what `forward` takes as
-        `encoded` to share one encoding between several decodings of the same inputs)."""
+        """The encoder's final state, to share one encoding between several decodings of the same
+        inputs (`forward`'s `encoded`).
+
+        Args:
+            x: [B, T_in, C] inputs, z-scored.
+
+        Returns:
+            torch's recurrent state: [layers, B, hidden] for a GRU, a (h, c) pair of them for an
+            LSTM.
+        """
         return self.encoder(x)[1]
 
     def forward(
@@ -101,18 +125,27 @@ class Seq2Seq(nn.Module):
         generator: torch.Generator | None = None,
         encoded: Any = None,
     ) -> torch.Tensor:
-        """Generate `steps` values [B, steps, C] from x [B, T_in, C].
+        """Generate `steps` values from x, each step fed back as the next input (free-running) or,
+        with `teacher_forcing`, the truth instead.
 
         Args:
-            x: the inputs, z-scored.
+            x: [B, T_in, C] inputs, z-scored.
             steps: how many values to generate.
-            target: the truth [B, steps, C], for teacher forcing.
+            target: [B, steps, C] truth, for teacher forcing (None: free-running).
             teacher_forcing: each step of each sample feeds the truth with this probability,
                 else the model's own previous prediction (scheduled sampling; Bengio et al.,
                 2015, "Scheduled Sampling for Sequence Prediction with Recurrent Neural Networks").
             noise: standard deviation of Gaussian noise added to the inputs (training only).
             generator: the random source for noise and teacher-forcing draws.
             encoded: `encode(x)`, when the caller already has it (no noise then).
+
+        Returns:
+            [B, steps, C] predictions, z-scored. Training one GRU layer without dropout on
+            the CPU, the backward pass is `gru_bptt`'s hand-written one (same forward values).
+
+        Raises:
+            ValueError: `encoded` given with input noise while training (the noise would not
+                reach the encoding).
         """
         if encoded is not None and noise > 0.0 and self.training:
             raise ValueError("encoded inputs cannot take input noise")

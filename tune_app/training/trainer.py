@@ -46,10 +46,24 @@ class TrainConfig:
     eval_batch_size: int = 2048
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data, as a run's spec and `config.json` record them.
+
+        Returns:
+            Every field by name.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The settings `to_dict` wrote; keys that are not fields (an older or newer spec's) are
+        ignored, and a field left out keeps its default.
+
+        Args:
+            raw: field name -> value.
+
+        Returns:
+            The TrainConfig.
+        """
         return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
 
 
@@ -61,6 +75,11 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's global generator and `random`, so a run is repeatable.
+
+    Args:
+        seed: the run's seed (`--seed`); numpy gets it modulo 2**32.
+    """
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
@@ -70,7 +89,20 @@ def seed_everything(seed: int) -> None:
 def evaluate_free(
     model: Seq2Seq, windows: Windows, alpha: float, max_lag: int, batch_size: int = 2048
 ) -> dict[str, Any]:
-    """Free-running combined loss, MSE and per-component losses [C] over every window."""
+    """Free-running scores of a model over every window, under one objective (no teacher
+    forcing, no noise).
+
+    Args:
+        model: the model; it is put in eval mode.
+        windows: the windows to score (a split of a Dataset).
+        alpha: the objective's MSE weight.
+        max_lag: its largest autocorrelation lag.
+        batch_size: windows per forward pass.
+
+    Returns:
+        {"loss": the combined loss, "mse": the MSE (z-units), "per_component": a [C] tensor of
+        each component's loss}, means over the windows.
+    """
     return _validate(model, windows, alpha, max_lag, batch_size)[0]
 
 
@@ -125,8 +157,20 @@ def _admitted(order: torch.Tensor, fraction: float, batch_size: int) -> torch.Te
 
 
 def check_resume(resume: Path, model_cfg: ModelConfig, device: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint to resume from (any kind `open_checkpoint` takes); refuses one that
-    another model config made, or whose weights do not fit its own config."""
+    """Load a checkpoint to resume from (any kind `open_checkpoint` takes).
+
+    Args:
+        resume: a checkpoint folder, state file, best_model_combined.pth or export.
+        model_cfg: the model this run asks for.
+        device: where the tensors go.
+
+    Returns:
+        The checkpoint's state.
+
+    Raises:
+        InputError: another model config made it.
+        CheckpointError: it cannot be read, or its weights do not fit its own config.
+    """
     state = open_checkpoint(resume, map_location=device)
     saved = state.get("model_config")
     if saved != model_cfg.to_dict():

@@ -260,7 +260,7 @@ def busy_note(trials: Sequence[Any], pace: Pace | None = None, when: float = 0.0
     note = f"machine too busy: the running trials got {got:.0%} of the CPU they asked for"
     if pace is not None and (first := pace.first()) and (now := pace.now(when)) is not None:
         note += f", {now:.1f} epochs/min against {first:.1f} in the first minutes"
-    return note + " (other processes take the CPUs; README: A shared machine)"
+    return note + " (other processes take the CPUs; docs/shared-machine.md)"
 
 
 class TrialTable(tune.ProgressReporter):
