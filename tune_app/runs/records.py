@@ -16,11 +16,15 @@ from tune_app.training.normalisation import Normalisation
 
 __all__ = [
     "ARM_KEY",
+    "BEST_MODEL_CONFIG",
     "CAPACITY_KEY",
     "CERTIFICATE",
     "CHECKPOINT_PREFIX",
     "COMPARISON",
     "EXPORT_CONFIG",
+    "EXPORT_LINEAGE",
+    "EXPORT_PLAN",
+    "EXPORT_WEIGHTS",
     "INTERVAL_LOSSES",
     "JOURNAL",
     "MANIFEST",
@@ -29,6 +33,7 @@ __all__ = [
     "METRICS_FILE",
     "ROUNDS_KEY",
     "SPEC_KEY",
+    "TRIAL_PARAMS",
     "ArmScore",
     "Certificate",
     "CheckpointMeta",
@@ -56,6 +61,7 @@ EXPORT_PLAN = "plan.yaml"
 EXPORT_LINEAGE = "lineage.json"
 COMPARISON = "comparison.json"  # in a compare run (and a search's certify/ and ablate/ runs)
 CERTIFICATE = "certificate.json"  # in a certified search run, and in its `tune-app best` export
+BEST_MODEL_CONFIG = "best_model_config.json"  # in a capacity run: its best trial's model
 TRIAL_PARAMS = "params.json"  # Tune's copy of a trial's config
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders inside a trial folder
 # keys of a trial's Tune config

@@ -26,6 +26,7 @@ from tune_app.errors import CheckpointError, InputError
 from tune_app.plan.effects import changes_training
 from tune_app.plan.plan import Plan
 from tune_app.runs.records import (
+    BEST_MODEL_CONFIG,
     EXPORT_CONFIG,
     EXPORT_LINEAGE,
     EXPORT_PLAN,
@@ -43,7 +44,7 @@ from tune_app.runs.records import (
     read_rounds,
     scan_checkpoints,
 )
-from tune_app.runs.spec import RunSpec
+from tune_app.runs.spec import RunSpec, with_capacity
 from tune_app.runs.staging import staged_folder
 from tune_app.runs.storage import Location, locate
 from tune_app.training.checkpoint import (
@@ -52,11 +53,13 @@ from tune_app.training.checkpoint import (
     load_state,
     package_versions,
 )
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, VAL_FREE_LOSS
 
 __all__ = [
     "Run",
     "TrialRecord",
     "export_best",
+    "export_capacity",
     "export_checkpoint",
     "find_best",
     "open_run",
@@ -278,6 +281,37 @@ def export_best(
     """Write best_model.pth, plan.yaml, config.json, lineage.json, metrics.parquet into `out`."""
     trial, checkpoint = find_best(run, metric, mode)
     return export_checkpoint(run, trial, checkpoint, out, metric)
+
+
+def export_capacity(
+    location: Location, spec: RunSpec, capacity: dict[str, Any] | None, metrics: dict[str, Any]
+) -> Location:
+    """Write a capacity run's `best_model_config.json`, which baseline and search take as
+    --model-config: the best trial's model and input window, its best val_free_loss and id.
+
+    Args:
+        location: the capacity run's folder.
+        spec: the run's spec, which the trial's choices change.
+        capacity: the best trial's choices (its `CAPACITY_KEY` config; None: the spec's own).
+        metrics: the best trial's last reported metrics.
+
+    Returns:
+        The file written.
+    """
+    chosen = with_capacity(spec, capacity)
+    out = location.join(BEST_MODEL_CONFIG)
+    out.write_bytes(
+        json.dumps(
+            {
+                "model": chosen.model.to_dict(),
+                "data": {"input_len": chosen.data.input_len},
+                VAL_FREE_LOSS: metrics.get(BEST_VAL_FREE_LOSS),
+                "trial": metrics.get("trial_id"),
+            },
+            indent=2,
+        ).encode()
+    )
+    return out
 
 
 def export_checkpoint(

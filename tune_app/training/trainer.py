@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from torch import nn
 from tune_app.errors import DivergedError, InputError
 from tune_app.plan.plan import Plan
 from tune_app.training.checkpoint import get_rng_state, set_rng_state
+from tune_app.training.configs import TrainConfig
 from tune_app.training.data import Dataset, Windows
 from tune_app.training.loss import combined_loss
 from tune_app.training.model import ModelConfig, Seq2Seq
@@ -31,26 +32,6 @@ from tune_app.training.monitors import Callback, DivergenceMonitor, EpochState
 from tune_app.training.resumable import open_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "check_resume", "evaluate_free", "train"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    batch_size: int = 64
-    checkpoint_every: int = 0  # extra checkpoints every N epochs; phase boundaries always
-    rank_alpha: float = 0.6  # the fixed reference objective for val_free_loss (the seed's final)
-    rank_max_lag: int = 20
-    plateau_epochs: int = 30
-    threads: int = 1  # fixed, so a run gives the same numbers in any process
-    device: str = "cpu"
-    eval_batch_size: int = 2048
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

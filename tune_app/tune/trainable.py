@@ -41,12 +41,11 @@ from tune_app.runs.records import (
     SearchMember,
     scan_checkpoints,
 )
-from tune_app.runs.spec import RunSpec
+from tune_app.runs.spec import RunSpec, with_capacity
 from tune_app.runs.storage import Location, locate
 from tune_app.runs.writers import CheckpointWriter
 from tune_app.training.checkpoint import load_state
 from tune_app.training.data import Dataset, SeriesTable
-from tune_app.training.model import ModelConfig
 from tune_app.training.monitors import BoundaryRule, Callback, EpochState, monitors
 from tune_app.training.trainer import train
 from tune_app.tune import _ray_internals
@@ -84,16 +83,6 @@ def trial_plan(
     if checkpoint_meta and checkpoint_meta.params == params:
         return plan
     return explored_plan(plan, params, done + 1, components)
-
-
-def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
-    """The spec with a capacity search's choices: model fields, and the input window length."""
-    if not capacity:
-        return spec
-    model_fields = {k: v for k, v in capacity.items() if k in ModelConfig.__dataclass_fields__}
-    data_fields = {k: v for k, v in capacity.items() if k in ("input_len", "output_len")}
-    model = ModelConfig.from_dict({**spec.model.to_dict(), **model_fields})
-    return replace(spec, model=model, data=replace(spec.data, **data_fields))
 
 
 def _trial_folder() -> Location | None:
