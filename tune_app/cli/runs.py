@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tune_app.cli.args import add_field, add_run_args, build_spec, given_values, settings
-from tune_app.training.metrics import EPOCH
+from tune_app.training.metrics import DIVERGED, EPOCH
 from tune_app.tune.options import (
     OPTIONS,
     SCHEDULERS,
@@ -144,7 +144,7 @@ def _last_line(error: BaseException) -> str:
 def _diverged_at(result: Any) -> int | None:
     """The epoch a trial diverged at (the trainable reports `diverged`), else None."""
     metrics = getattr(result, "metrics", None) or {}
-    return int(metrics.get(EPOCH, 0)) if metrics.get("diverged") else None
+    return int(metrics.get(EPOCH, 0)) if metrics.get(DIVERGED) else None
 
 
 def _finish(grid: Any, location: Any) -> int:

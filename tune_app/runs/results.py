@@ -53,7 +53,14 @@ from tune_app.training.checkpoint import (
     load_state,
     package_versions,
 )
-from tune_app.training.metrics import BEST_VAL_FREE_LOSS, VAL_FREE_LOSS
+from tune_app.training.metrics import (
+    BEST_VAL_FREE_LOSS,
+    DIVERGED,
+    EPOCH,
+    RANK_METRIC,
+    RANK_MODE,
+    VAL_FREE_LOSS,
+)
 
 __all__ = [
     "Run",
@@ -151,7 +158,7 @@ def _trial_status(location: Location) -> tuple[str, bool]:
             except ValueError:
                 break  # a line still being written
     trial_id = str(rows[0]["trial_id"]) if rows else location.name
-    return trial_id, any(row.get("diverged") for row in rows)
+    return trial_id, any(row.get(DIVERGED) for row in rows)
 
 
 def _read_trial(location: Location) -> TrialRecord | None:
@@ -182,7 +189,7 @@ def open_run(uri: str) -> Run:
 
 
 def find_best(
-    run: Run, metric: str = "val_free_loss", mode: str = "min"
+    run: Run, metric: str = RANK_METRIC, mode: str = RANK_MODE
 ) -> tuple[TrialRecord, CheckpointRecord]:
     """The trial and checkpoint with the best `metric` at a checkpoint."""
     if mode not in ("min", "max"):
@@ -276,7 +283,7 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
 
 
 def export_best(
-    run: Run, out: Path, metric: str = "val_free_loss", mode: str = "min"
+    run: Run, out: Path, metric: str = RANK_METRIC, mode: str = RANK_MODE
 ) -> ExportConfig:
     """Write best_model.pth, plan.yaml, config.json, lineage.json, metrics.parquet into `out`."""
     trial, checkpoint = find_best(run, metric, mode)
@@ -319,7 +326,7 @@ def export_checkpoint(
     trial: TrialRecord,
     checkpoint: CheckpointRecord,
     out: Path,
-    metric: str = "val_free_loss",
+    metric: str = RANK_METRIC,
 ) -> ExportConfig:
     """Export one checkpoint of a run (see `export_best`), whole or not at all.
 
@@ -398,7 +405,7 @@ def replay_spec(export_dir: Path) -> tuple[RunSpec, int]:
     return spec, config.epoch
 
 
-def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]:
+def trial_table(run: Run, metric: str = RANK_METRIC) -> list[dict[str, Any]]:
     """One row per trial: id, folder name (`member-02`, `trial-03`), whether it is the control,
     its best metric and epoch, its member's params; from each trial's checkpoint history (see
     the module docstring)."""
@@ -412,7 +419,7 @@ def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]
                 "trial": trial.trial_id,
                 "folder": trial.location.name,
                 "control": bool(member and member.control),
-                "epochs": int(frame["epoch"].max()) if "epoch" in frame and len(frame) else 0,
+                "epochs": int(frame[EPOCH].max()) if EPOCH in frame and len(frame) else 0,
                 f"best_{metric}": float(best),
                 "diverged": trial.diverged,
                 "params": member.params if member else {},

@@ -27,6 +27,7 @@ from tune_app.training.checkpoint import get_rng_state, set_rng_state
 from tune_app.training.configs import TrainConfig
 from tune_app.training.data import Dataset, Windows
 from tune_app.training.loss import combined_loss
+from tune_app.training.metrics import EPOCH, TRAIN_LOSS, VAL_FREE_LOSS, VAL_FREE_MSE, VAL_LOSS
 from tune_app.training.model import ModelConfig, Seq2Seq
 from tune_app.training.monitors import Callback, DivergenceMonitor, EpochState
 from tune_app.training.resumable import open_checkpoint
@@ -255,7 +256,7 @@ def train(
         train_loss, mse, temporal = _train_epoch(
             model, optimizer, train_windows, batches, plan, epoch, steps_per_epoch
         )
-        if reason := divergence.check("train_loss", train_loss):
+        if reason := divergence.check(TRAIN_LOSS, train_loss):
             raise DivergedError(epoch, train_loss, None, reason)
 
         free, val_loss = _validate(
@@ -267,12 +268,12 @@ def train(
             forced=(settings, config.seed),
         )
         metrics: dict[str, float] = {
-            "epoch": epoch,
+            EPOCH: epoch,
             "phase": settings.phase,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_free_loss": free["loss"],
-            "val_free_mse": free["mse"],
+            TRAIN_LOSS: train_loss,
+            VAL_LOSS: val_loss,
+            VAL_FREE_LOSS: free["loss"],
+            VAL_FREE_MSE: free["mse"],
             "mse": mse,
             "temporal": temporal,
             **{f"val_c{i}": float(v) for i, v in enumerate(free["per_component"])},
@@ -286,8 +287,8 @@ def train(
             "curriculum": settings.curriculum,
             "train_windows": len(admitted),
         }
-        if reason := divergence.check("val_free_loss", metrics["val_free_loss"]):
-            raise DivergedError(epoch, metrics["val_free_loss"], None, reason)
+        if reason := divergence.check(VAL_FREE_LOSS, metrics[VAL_FREE_LOSS]):
+            raise DivergedError(epoch, metrics[VAL_FREE_LOSS], None, reason)
         for callback in callbacks:
             metrics.update(callback.on_validation_end(metrics))
         metrics["seconds"] = time.perf_counter() - began
