@@ -80,6 +80,18 @@ def test_no_private_argparse_names_in_tune_app():
     assert not found, found
 
 
+def test_the_flags_stop_at_the_command_line():
+    """The flags become settings once, in cli/: below it (and in the resume decision) only
+    dataclasses and plain mappings travel, never argparse's namespace."""
+    importers = sorted(
+        str(file.relative_to(PACKAGE))
+        for file in PACKAGE.rglob("*.py")
+        if "argparse" in file.read_text()
+    )
+    outside = [m for m in importers if not m.startswith("cli/") and m != "demo.py"]
+    assert outside == [] and "cli/resume.py" not in importers, importers
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_settings_flag_defaults_to_none(command: str):
     """One definition per default: a flag that sets a settings field leaves it to the

@@ -1,4 +1,4 @@
-"""`--resume` of baseline, search and capacity: a resumed run goes on with its own settings.
+"""`--resume` of baseline, search, capacity and compare: a run goes on with its own settings.
 
 Ray restores a run's trials, scheduler and run config from its storage; flags that describe the
 run (plan, data, model, trainer, search settings) would be ignored without a word. So a flag given
