@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from tune_app.analysis.search_summary import (
 from tune_app.cli import main
 from tune_app.plan.modifications import Modification
 from tune_app.plan.plan import load_plan
-from tune_app.runs.results import lineage, open_run
+from tune_app.runs.results import find_best, lineage, open_run
 
 PLAN = load_plan(phase_epochs=2)  # 5 phases of 2 epochs
 
@@ -356,3 +357,16 @@ def test_the_summary_and_report_name_the_selection_rule(tmp_path: Path, selectio
     assert f"ranked at each round by {selection or 'truncation'} selection" in _what_ran(
         run, [], 10
     )
+
+
+def test_a_trial_with_checkpoints_but_no_params_json_still_counts(four_rounds):
+    """The driver syncs params.json after a worker persists its checkpoints: after a full disk
+    or a killed driver a trial folder may hold checkpoints alone (the storage-full fault test)."""
+    (four_rounds / "member-02" / "params.json").unlink()
+    (four_rounds / "member-01" / "params.json").unlink()
+    shutil.rmtree(four_rounds / "member-01" / "checkpoint_000000")
+    shutil.rmtree(four_rounds / "member-01" / "checkpoint_000001")
+    run = open_run(str(four_rounds))
+    assert sorted(t.location.name for t in run.trials) == ["member-00", "member-02", "member-03"]
+    trial, checkpoint = find_best(run)
+    assert (trial.location.name, checkpoint.epoch) == ("member-02", 10)

@@ -162,13 +162,16 @@ def _trial_status(location: Location) -> tuple[str, bool]:
 
 
 def _read_trial(location: Location) -> TrialRecord | None:
+    """A trial folder: Tune's params.json or at least one checkpoint. The driver syncs
+    params.json into storage later than a worker persists its checkpoints, so after a killed
+    driver or a full disk a trial may hold checkpoints and no params.json; it still counts."""
     params_file = location.join(TRIAL_PARAMS)
-    if not params_file.exists():
+    checkpoints = [CheckpointRecord(child, meta) for child, meta in scan_checkpoints(location)]
+    if not params_file.exists() and not checkpoints:
         return None
     trial_id, diverged = _trial_status(location)
-    checkpoints = [CheckpointRecord(child, meta) for child, meta in scan_checkpoints(location)]
     try:
-        params = json.loads(params_file.read_text())
+        params = json.loads(params_file.read_text()) if params_file.exists() else {}
     except ValueError:
         params = {}  # cut short (a full disk, a killed driver): the trial's results still count
     return TrialRecord(trial_id, location, params, diverged, checkpoints)
