@@ -112,7 +112,14 @@ def component_names(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 
 def flag(dest: str) -> str:
-    """The flag of an argparse dest: `batch_size` -> `--batch-size`."""
+    """The flag of an argparse dest.
+
+    Args:
+        dest: the dest, e.g. `batch_size`.
+
+    Returns:
+        The flag, e.g. `--batch-size`.
+    """
     return "--" + dest.replace("_", "-")
 
 
@@ -162,8 +169,14 @@ def typed(args: argparse.Namespace) -> frozenset[str]:
 
 
 def given_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags typed (`args.given`, set by `main`) with their values: what `--resume` and
-    an export compare with a recorded run."""
+    """The flags typed with their values: what `--resume` compares with a recorded run.
+
+    Args:
+        args: the parsed flags; `args.given` (set by `main`, see `typed`) names those typed.
+
+    Returns:
+        Dest -> value of each flag typed.
+    """
     return {dest: getattr(args, dest) for dest in sorted(getattr(args, "given", ()))}
 
 

@@ -344,7 +344,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_seed_args(parser: argparse.ArgumentParser) -> None:
-    """`--seeds` and `--seed-offset` (`CompareOptions`' fields)."""
+    """Add `--seeds` and `--seed-offset` (`CompareOptions`' fields).
+
+    Args:
+        parser: the command's parser (compare, certify).
+    """
     add_field(
         parser,
         CompareOptions,

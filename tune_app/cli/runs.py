@@ -34,7 +34,11 @@ __all__ = ["Prepared", "add_launch_args", "add_run_commands", "prepare_run"]
 
 
 def add_launch_args(parser: argparse.ArgumentParser) -> None:
-    """The flags of where and how a Ray run goes (`Launch`'s fields)."""
+    """Add the flags of where and how a Ray run goes (`Launch`'s fields).
+
+    Args:
+        parser: the command's parser.
+    """
     group = parser.add_argument_group("Ray Tune")
     add_field(
         group,
@@ -191,6 +195,14 @@ def _finish(grid: Any, location: Any) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    """`tune-app baseline`: the whole plan as one Ray Tune trial.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The exit code: 0, or 1 when no trial finished (see `_finish`).
+    """
     from tune_app.tune import runner
 
     run = prepare_run(args, "baseline")
@@ -208,6 +220,14 @@ def _space_trains(run: Prepared) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """`tune-app search`: PBT over the plan's modifications, then the search's summary.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The exit code: 0, or 1 when no trial finished (see `_finish`).
+    """
     from tune_app.tune import runner
 
     run = prepare_run(args, "search", check=_space_trains)
@@ -223,6 +243,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
+    """`tune-app capacity`: Optuna (TPE) + ASHA over the model's capacity.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The exit code: 0, or 1 when no trial finished (see `_finish`).
+    """
     from tune_app.runs.records import BEST_MODEL_CONFIG
     from tune_app.tune import runner
 
@@ -234,6 +262,11 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def add_run_commands(commands: Any) -> None:
+    """Add `baseline`, `search` and `capacity`.
+
+    Args:
+        commands: the subparsers of `tune-app`.
+    """
     baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
     add_run_args(baseline)
     add_launch_args(baseline)

@@ -19,6 +19,13 @@ CELL_NAMES = ("gru", "lstm")  # the recurrent cells `model.Seq2Seq` builds
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The encoder-decoder's shape (`model.Seq2Seq`): components in and out, hidden units,
+    recurrent layers, dropout between layers and on the decoder's output, and the cell.
+
+    Raises:
+        InputError: an unknown cell, a size below 1, or dropout outside [0, 1).
+    """
+
     components: int = 3
     hidden: int = 64
     layers: int = 1
@@ -39,10 +46,26 @@ class ModelConfig:
             raise InputError("model config: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data.
+
+        Returns:
+            Field name -> value.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        """The config `to_dict` gave, or a model config file's model fields.
+
+        Args:
+            raw: field name -> value; a field left out takes its default.
+
+        Returns:
+            The config.
+
+        Raises:
+            InputError: a key that is not a field (each named, with the known ones).
+        """
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise InputError(
@@ -54,6 +77,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """How a table becomes windows (`data.build_dataset`): input and output lengths and the
+    stride in steps, the train and validation fractions of each series, the component columns
+    (None: all) and how gaps are filled (None: refused)."""
+
     input_len: int = 48
     output_len: int = 24
     stride: int = 1
@@ -63,12 +90,25 @@ class DataConfig:
     fill: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (components as a list).
+
+        Returns:
+            Field name -> value.
+        """
         out = dict(self.__dict__)
         out["components"] = list(self.components) if self.components else None
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DataConfig:
+        """The config `to_dict` gave.
+
+        Args:
+            raw: field name -> value; a field left out takes its default.
+
+        Returns:
+            The config.
+        """
         raw = dict(raw)
         if raw.get("components"):
             raw["components"] = tuple(raw["components"])
@@ -77,6 +117,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The trainer's settings (`trainer.train`): seed, batch size, extra checkpoints, the
+    fixed reference objective that `val_free_loss` is measured with (alpha, max_lag), plateau
+    patience in epochs, torch threads, device and the evaluation batch size."""
+
     seed: int = 0
     batch_size: int = 64
     checkpoint_every: int = 0  # extra checkpoints every N epochs; phase boundaries always
@@ -88,8 +132,21 @@ class TrainConfig:
     eval_batch_size: int = 2048
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data.
+
+        Returns:
+            Field name -> value.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The config `to_dict` gave; keys that are not fields (an older run's) are dropped.
+
+        Args:
+            raw: field name -> value; a field left out takes its default.
+
+        Returns:
+            The config.
+        """
         return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
