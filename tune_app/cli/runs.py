@@ -261,22 +261,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return _finish(grid, location)
 
 
-def add_run_commands(commands: Any) -> None:
-    """Add `baseline`, `search` and `capacity`.
-
-    Args:
-        commands: the subparsers of `tune-app`.
-    """
-    baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
-    add_run_args(baseline)
-    add_launch_args(baseline)
-    baseline.set_defaults(handler=cmd_baseline)
-
-    search = commands.add_parser(
-        "search", help="PBT over the plan's modifications, the plan itself as control"
-    )
-    add_run_args(search)
-    add_launch_args(search)
+def _add_search_args(search: argparse.ArgumentParser) -> None:
+    """A search's own flags: its space and `SearchOptions`' fields."""
     search.add_argument(
         "--space", help="search space YAML (default search_spaces/modifications.yaml)"
     )
@@ -314,11 +300,10 @@ def add_run_commands(commands: Any) -> None:
         "recent (its mean over the last half of the interval) or improvement (projected to "
         "the next round at its recent rate, after FIRE-PBT)",
     )
-    search.set_defaults(handler=cmd_search)
 
-    capacity = commands.add_parser("capacity", help="Optuna (TPE) + ASHA over model capacity")
-    add_run_args(capacity)
-    add_launch_args(capacity)
+
+def _add_capacity_args(capacity: argparse.ArgumentParser) -> None:
+    """A capacity search's own flags: its space and `CapacityOptions`' fields."""
     capacity.add_argument("--space", help="search space YAML (default search_spaces/capacity.yaml)")
     add_field(capacity, CapacityOptions, "trials", type=int, help="trials Optuna proposes")
     add_field(
@@ -329,4 +314,29 @@ def add_run_commands(commands: Any) -> None:
         help="ASHA's first rung in epochs (default: one phase)",
     )
     add_field(capacity, CapacityOptions, "max_concurrent", type=int, help="trials at once, at most")
+
+
+def add_run_commands(commands: Any) -> None:
+    """Add `baseline`, `search` and `capacity`.
+
+    Args:
+        commands: the subparsers of `tune-app`.
+    """
+    baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
+    add_run_args(baseline)
+    add_launch_args(baseline)
+    baseline.set_defaults(handler=cmd_baseline)
+
+    search = commands.add_parser(
+        "search", help="PBT over the plan's modifications, the plan itself as control"
+    )
+    add_run_args(search)
+    add_launch_args(search)
+    _add_search_args(search)
+    search.set_defaults(handler=cmd_search)
+
+    capacity = commands.add_parser("capacity", help="Optuna (TPE) + ASHA over model capacity")
+    add_run_args(capacity)
+    add_launch_args(capacity)
+    _add_capacity_args(capacity)
     capacity.set_defaults(handler=cmd_capacity)
