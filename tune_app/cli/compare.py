@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.args import add_run_args, build_spec, non_negative_int, positive_int
+from tune_app.cli.args import add_field, add_run_args, flag, non_negative_int, positive_int
 from tune_app.errors import InputError, Interrupted
+from tune_app.tune.options import CompareOptions
 
 if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
@@ -29,10 +30,16 @@ if TYPE_CHECKING:
     from tune_app.runs.storage import Location
     from tune_app.training.data import SeriesTable
 
-__all__ = ["add_compare_commands", "check_plans", "cost_line", "score_and_write"]
+__all__ = [
+    "add_compare_commands",
+    "add_seed_args",
+    "check_plans",
+    "cost_line",
+    "failed_trials",
+    "score_and_write",
+]
 
 SEED = "seed"  # the word for the shipped plan
-DEFAULT_SEEDS, DEFAULT_OFFSET = 5, 1000
 # the flags an export's config.json fixes: flag dest -> (section of ExportConfig, key)
 FIXED = {
     "hidden": ("model", "hidden"),
@@ -133,10 +140,6 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
     return PlanSource(plan, f"plan file {text}, {plan.shape}")
 
 
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
-
-
 def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> None:
     """Fill the flags left out with the settings the exports among `sources` trained with
     (model, window lengths, stride, batch size, ranking objective, components, data file).
@@ -166,7 +169,7 @@ def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> N
             problems.append(f"A and B were trained with different {dest}: {shown}")
         elif dest in given and getattr(args, dest) != values[0]:
             problems.append(
-                f"{_flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
+                f"{flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
                 f"trained with {values[0]!r}; drop the flag)"
             )
         elif dest not in given:
@@ -346,7 +349,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Interrupted: Ctrl-C while scoring, with the flags that resume it.
     """
     from tune_app.analysis.certification import comparison_lines
-    from tune_app.cli.runs import _launch
+    from tune_app.cli.runs import prepare_run
     from tune_app.tune.compare import Arm, run_compare
 
     sources = {
@@ -355,23 +358,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     }
     data_given = "data" in getattr(args, "given", frozenset())
     adopt_exports(args, sources)
-    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    check_plans(sources, table, data_given)
-    launch, spec, table, resumed = _launch(args, "compare", spec, table)
-    offset, count = args.seed_offset, args.seeds
-    if resumed is not None:
-        _check_resumed_arms(resumed.manifest, sources)
-        offset = resumed.manifest.seed_offset or offset
-        count = resumed.manifest.seeds or count
+    run = prepare_run(
+        args, "compare", check=lambda run: check_plans(sources, run.table, data_given)
+    )
+    if run.resumed is not None:
+        _check_resumed_arms(run.resumed.manifest, sources)
     arms = [Arm(which, s.plan, s.source) for which, s in sources.items()]
     seconds = next((s.seconds for s in sources.values() if s.seconds), None)
-    epochs = spec.plan.total_epochs
+    epochs, seeds, launch = run.spec.plan.total_epochs, run.options.seed_list, run.launch
 
     def announce(slots: int) -> None:
-        print(f"compare: 2 plans x {count} seeds = {cost_line(2 * count, epochs, slots, seconds)}")
+        trials = 2 * len(seeds)
+        print(
+            f"compare: 2 plans x {len(seeds)} seeds = {cost_line(trials, epochs, slots, seconds)}"
+        )
 
-    seeds = list(range(offset, offset + count))
-    grid, location = run_compare(spec, table, arms, seeds, launch, announce)
+    grid, location = run_compare(run.spec, run.table, arms, seeds, launch, announce)
     failures = failed_trials(grid)
     if failures:
         print("\n".join(failures), file=sys.stderr)
@@ -392,23 +394,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_seed_args(parser: argparse.ArgumentParser) -> None:
-    """`--seeds K` and `--seed-offset N`: the paired seeds of a comparison.
+    """Add `--seeds` and `--seed-offset` (`CompareOptions`' fields).
 
     Args:
-        parser: the command's parser (`compare`, `certify`).
+        parser: the command's parser (compare, certify).
     """
-    parser.add_argument(
-        "--seeds",
+    add_field(
+        parser,
+        CompareOptions,
+        "seeds",
         type=positive_int,
-        default=DEFAULT_SEEDS,
-        help=f"paired seeds: each plan trains once on each (default {DEFAULT_SEEDS}; with 5 "
-        "seeds Wilcoxon's p cannot go below 0.0625, the verdict rests on the t interval)",
+        help="paired seeds: each plan trains once on each (with 5 seeds Wilcoxon's p cannot go "
+        "below 0.0625, the verdict rests on the t interval)",
     )
-    parser.add_argument(
-        "--seed-offset",
+    add_field(
+        parser,
+        CompareOptions,
+        "seed_offset",
         type=non_negative_int,
-        default=DEFAULT_OFFSET,
-        help=f"the first seed (default {DEFAULT_OFFSET}, away from a search's seeds)",
+        help="the first seed, away from a search's seeds",
     )
 
 
@@ -418,7 +422,7 @@ def add_compare_commands(commands: Any) -> None:
     Args:
         commands: the parser's subcommands (`add_subparsers`).
     """
-    from tune_app.cli.runs import _add_launch_args
+    from tune_app.cli.runs import add_launch_args
 
     compare = commands.add_parser(
         "compare",
@@ -428,5 +432,5 @@ def add_compare_commands(commands: Any) -> None:
     compare.add_argument("b", metavar="B", help="plan YAML, `tune-app best` export, or seed")
     add_seed_args(compare)
     add_run_args(compare, plans_given=True)
-    _add_launch_args(compare)
+    add_launch_args(compare)
     compare.set_defaults(handler=cmd_compare)

@@ -7,6 +7,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
+from tune_app.cli.args import typed
 from tune_app.cli.certify import add_certify_command
 from tune_app.cli.compare import add_compare_commands
 from tune_app.cli.data import add_data_commands
@@ -47,26 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def given_flags(argv: Sequence[str]) -> frozenset[str]:
-    """The options typed in `argv` (their `dest`s), not those argparse filled with defaults:
-    `--resume` compares only these with the run's settings.
+    """The arguments typed in `argv` (their dests), not the defaults: `--resume` compares only
+    these with the run's settings. Every flag the run commands compare defaults to None, so
+    typed means not None (`args.typed`).
 
     Args:
         argv: a command line that `build_parser()` accepts.
 
     Returns:
-        The dests of the options given, abbreviations included.
+        The dests of the arguments given, abbreviations resolved.
     """
-    parser = build_parser()
-    options: set[str] = set()
-    parsers = [parser]
-    while parsers:  # the parser and every subcommand's: a default that is never set
-        for action in parsers.pop()._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                parsers.extend(action.choices.values())
-            elif action.option_strings:
-                action.default = argparse.SUPPRESS
-                options.add(action.dest)
-    return frozenset(dest for dest in vars(parser.parse_args(argv)) if dest in options)
+    return typed(build_parser().parse_args(argv))
 
 
 def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
@@ -128,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    args.given = given_flags(argv)
+    args.given = typed(args)
     handler: Handler = args.handler
     try:
         code = handler(args)

@@ -31,7 +31,7 @@ def cmd_plan_show(args: argparse.Namespace) -> int:
     from tune_app.plan.plan import load_plan
     from tune_app.plan.view import default_epochs, plan_rows, plan_table, plot_plan
 
-    plan = load_plan(args.plan, args.overrides, args.phase_epochs)
+    plan = load_plan(args.plan, args.overrides or (), args.phase_epochs)
     epochs = args.epochs or default_epochs(plan)
     bad = [e for e in epochs if not 1 <= e <= plan.total_epochs]
     if bad:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_app.cli.args import positive_int, print_notes
+from tune_app.training.metrics import RANK_METRIC, RANK_MODE
 
 __all__ = ["add_result_commands"]
 
@@ -226,8 +227,8 @@ def add_result_commands(commands: Any) -> None:
     best.add_argument(
         "--out", help="export directory (default RUN/best, or ./best for remote runs)"
     )
-    best.add_argument("--metric", default="val_free_loss")
-    best.add_argument("--mode", default="min", choices=["min", "max"])
+    best.add_argument("--metric", default=RANK_METRIC, help=f"(default {RANK_METRIC})")
+    best.add_argument("--mode", default=RANK_MODE, choices=["min", "max"])
     best.set_defaults(handler=cmd_best)
 
     report = commands.add_parser("report", help="an HTML page and a Markdown twin about a run")

@@ -13,6 +13,7 @@ from tune_app.cli.args import (
     default_out,
     positive_int,
 )
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, VAL_FREE_LOSS
 
 __all__ = ["add_train_commands"]
 
@@ -53,8 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     last = result.history[-1] if result.history else {}
     print(
-        f"done: {out}  val_free_loss {last.get('val_free_loss', float('nan')):.5f}  "
-        f"best {last.get('best_val_free_loss', float('nan')):.5f}"
+        f"done: {out}  val_free_loss {last.get(VAL_FREE_LOSS, float('nan')):.5f}  "
+        f"best {last.get(BEST_VAL_FREE_LOSS, float('nan')):.5f}"
     )
     return 0
 
@@ -103,7 +104,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
         progress_every=args.progress_every,
         allow_other_data=args.allow_other_data,
     )
-    best = result.history[-1]["best_val_free_loss"]
+    best = result.history[-1][BEST_VAL_FREE_LOSS]
     print(
         f"done: {Path(args.output_dir) / 'best_model_combined.pth'} (best val_free_loss {best:.5f})"
     )

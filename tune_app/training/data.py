@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ import pyarrow as pa
 import torch
 
 from tune_app.errors import InputError
+from tune_app.training.configs import DataConfig
 from tune_app.training.gaps import Gap, fill, find_gaps, refuse_gaps
 from tune_app.training.normalisation import Normalisation
 from tune_app.training.tables import (
@@ -42,46 +42,12 @@ __all__ = [
     "Normalisation",
     "SeriesTable",
     "Windows",
+    "build_dataset",
     "find_gaps",
     "load_dataset",
+    "open_series",
     "read_series",
 ]
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    input_len: int = 48
-    output_len: int = 24
-    stride: int = 1
-    train_frac: float = 0.70
-    val_frac: float = 0.15
-    components: tuple[str, ...] | None = None
-    fill: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain data, as `config.json` and a checkpoint record them.
-
-        Returns:
-            Every field by name; `components` as a list, or None for every numeric column.
-        """
-        out = dict(self.__dict__)
-        out["components"] = list(self.components) if self.components else None
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> DataConfig:
-        """The settings `to_dict` wrote.
-
-        Args:
-            raw: `to_dict`'s mapping (every key a field of DataConfig).
-
-        Returns:
-            The DataConfig, `components` as a tuple.
-        """
-        raw = dict(raw)
-        if raw.get("components"):
-            raw["components"] = tuple(raw["components"])
-        return cls(**raw)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BEST_VAL_FREE_LOSS",
+    "DIVERGED",
     "EPOCH",
     "RANK_METRIC",
     "RANK_MODE",
@@ -27,3 +28,5 @@ VAL_FREE_LOSS = "val_free_loss"
 VAL_FREE_MSE = "val_free_mse"  # the MSE part of it alone, in the train split's z-units
 BEST_VAL_FREE_LOSS = "best_val_free_loss"  # the lowest VAL_FREE_LOSS so far in the trial
 RANK_METRIC, RANK_MODE = VAL_FREE_LOSS, "min"  # how trials and checkpoints are compared
+# 1.0 in the last report of a trial whose loss diverged (a Tune trial's only; see DivergedError)
+DIVERGED = "diverged"

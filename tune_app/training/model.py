@@ -2,69 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from tune_app.errors import InputError
 from tune_app.training import gru_bptt
+from tune_app.training.configs import CELL_NAMES, ModelConfig
 
 __all__ = ["ModelConfig", "Seq2Seq"]
 
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    components: int = 3
-    hidden: int = 64
-    layers: int = 1
-    dropout: float = 0.0
-    cell: str = "gru"
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.cell not in CELLS:
-            problems.append(f"cell: {self.cell!r} is not one of {', '.join(CELLS)}")
-        if self.hidden < 1 or self.layers < 1 or self.components < 1:
-            problems.append(
-                f"hidden, layers and components must be >= 1 (got {self.hidden}, {self.layers}, {self.components})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout: must lie in [0, 1) (got {self.dropout})")
-        if problems:
-            raise InputError("model config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The architecture as plain data, as checkpoints and `config.json` record it.
-
-        Returns:
-            Every field by name.
-        """
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
-        """The architecture `to_dict` wrote (or a `--model-config` file's `model`).
-
-        Args:
-            raw: field name -> value; a field left out keeps its default.
-
-        Returns:
-            The ModelConfig.
-
-        Raises:
-            InputError: a key that is not a field, naming the known ones.
-        """
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(
-                f"model config: unknown key(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(cls.__dataclass_fields__)}"
-            )
-        return cls(**raw)
+CELLS = dict(zip(CELL_NAMES, (nn.GRU, nn.LSTM), strict=True))  # the modules, by name
 
 
 class Seq2Seq(nn.Module):

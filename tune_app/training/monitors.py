@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tune_app.plan.plan import Plan
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, EPOCH, TRAIN_LOSS, VAL_FREE_LOSS, VAL_LOSS
 
 __all__ = [
     "EXPLOSION_FACTOR",
@@ -166,12 +167,12 @@ class PlateauMonitor(_Monitor):
             `best_val_free_loss`, `epochs_since_best`, and `plateau` (1.0 when that exceeds the
             patience, else 0.0).
         """
-        epoch = int(metrics["epoch"])
-        if metrics["val_free_loss"] < self.best:
-            self.best, self.best_epoch = metrics["val_free_loss"], epoch
+        epoch = int(metrics[EPOCH])
+        if metrics[VAL_FREE_LOSS] < self.best:
+            self.best, self.best_epoch = metrics[VAL_FREE_LOSS], epoch
         since = epoch - self.best_epoch
         return {
-            "best_val_free_loss": self.best,
+            BEST_VAL_FREE_LOSS: self.best,
             "epochs_since_best": since,
             "plateau": float(since > self.patience),
         }
@@ -193,7 +194,7 @@ class GapMonitor(_Monitor):
         Returns:
             `gap` (val_loss - train_loss) and `gap_change` (its growth over the window's epochs).
         """
-        gap = metrics["val_loss"] - metrics["train_loss"]
+        gap = metrics[VAL_LOSS] - metrics[TRAIN_LOSS]
         self.recent.append(gap)
         return {"gap": gap, "gap_change": gap - self.recent[0]}
 
