@@ -19,7 +19,7 @@ import pytest
 from tune_app.cli import main
 from tune_app.errors import InputError
 from tune_app.tune.cluster import target, token_source
-from tune_app.tune.preflight import auth_mode, token_here
+from tune_app.tune.ray_env import auth_mode, token_here
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 
 from tune_app.errors import InputError
 from tune_app.tune.cluster import local_system_config
-from tune_app.tune.preflight import check_niceness
+from tune_app.tune.ray_env import check_niceness
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.args import add_run_args, build_spec, non_negative_int, positive_int
+from tune_app.cli.args import add_field, add_run_args, flag, non_negative_int, positive_int
 from tune_app.errors import InputError, Interrupted
+from tune_app.tune.options import CompareOptions
 
 if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
@@ -29,10 +30,16 @@ if TYPE_CHECKING:
     from tune_app.runs.storage import Location
     from tune_app.training.data import SeriesTable
 
-__all__ = ["add_compare_commands", "check_plans", "cost_line", "score_and_write"]
+__all__ = [
+    "add_compare_commands",
+    "add_seed_args",
+    "check_plans",
+    "cost_line",
+    "failed_trials",
+    "score_and_write",
+]
 
 SEED = "seed"  # the word for the shipped plan
-DEFAULT_SEEDS, DEFAULT_OFFSET = 5, 1000
 # the flags an export's config.json fixes: flag dest -> (section of ExportConfig, key)
 FIXED = {
     "hidden": ("model", "hidden"),
@@ -101,6 +108,15 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
     shortens the shipped plan and a plan file without modifications (an export's or a
     modified plan's epochs are fixed).
 
+    Args:
+        which: "A" or "B", for messages.
+        text: the command line's plan argument.
+        phase_epochs: `--phase-epochs`, or None.
+
+    Returns:
+        The plan, where it came from in words, and the export (with its settings and epoch
+        time) when it is one.
+
     Raises:
         InputError: nothing of the kind at `text`, or a plan that does not load.
     """
@@ -124,13 +140,13 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
     return PlanSource(plan, f"plan file {text}, {plan.shape}")
 
 
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
-
-
 def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> None:
     """Fill the flags left out with the settings the exports among `sources` trained with
     (model, window lengths, stride, batch size, ranking objective, components, data file).
+
+    Args:
+        args: the parsed command line; changed in place.
+        sources: "A" and "B"'s plans (`resolve_plan`).
 
     Raises:
         InputError: two exports with different settings, or a flag given that differs from an
@@ -153,7 +169,7 @@ def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> N
             problems.append(f"A and B were trained with different {dest}: {shown}")
         elif dest in given and getattr(args, dest) != values[0]:
             problems.append(
-                f"{_flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
+                f"{flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
                 f"trained with {values[0]!r}; drop the flag)"
             )
         elif dest not in given:
@@ -174,6 +190,11 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
     """Refuse plans that cannot be compared on `table` (before Ray starts): plans for other
     components (an export trained on other columns, component weights of another length), an
     export's data file changed since, or plans of different shapes (phases' lengths).
+
+    Args:
+        sources: "A" and "B"'s plans (`resolve_plan`).
+        table: the data both train on.
+        data_given: `--data` was typed (an export's changed data is then not refused).
 
     Raises:
         InputError: naming the plan, what is wrong and the fix.
@@ -220,7 +241,18 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
 
 
 def cost_line(trials: int, epochs: int, slots: int, seconds: float | None) -> str:
-    """The cost estimate printed before the first trial starts."""
+    """The cost estimate printed before the first trial starts.
+
+    Args:
+        trials: how many trials.
+        epochs: each trial's epochs.
+        slots: how many trials run at a time.
+        seconds: an epoch's time, when known (an export records it), else None.
+
+    Returns:
+        `10 trials of 50 epochs (500 epochs in all), 2 at a time: about 12 min at 3 s an
+        epoch. Ctrl-C stops it ...`.
+    """
     text = (
         f"{trials} trials of {epochs} epochs ({trials * epochs} epochs in all), "
         f"{min(slots, trials)} at a time"
@@ -236,7 +268,14 @@ def cost_line(trials: int, epochs: int, slots: int, seconds: float | None) -> st
 
 
 def failed_trials(grid: Any) -> list[str]:
-    """One line per trial that failed (Ray's traceback stays in its folder's error.txt)."""
+    """What the trials that failed said (Ray's traceback stays in the trial folder's error.txt).
+
+    Args:
+        grid: Ray Tune's ResultGrid.
+
+    Returns:
+        One line per failed trial: its error's last line, at most 300 characters.
+    """
     lines = []
     for result in grid:
         try:
@@ -295,8 +334,22 @@ def _check_resumed_arms(manifest: Any, sources: dict[str, PlanSource]) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """`tune-app compare A B`: plans A and B trained from scratch on paired seeds as Ray Tune
+    trials, each scored on the test split; prints the cost before, the comparison and its
+    verdict after, and writes `comparison.json` in the run.
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 with the comparison written; 1 when a trial failed (`--resume` retries it).
+
+    Raises:
+        InputError: a plan, export, flag or data that cannot be compared (before Ray starts).
+        Interrupted: Ctrl-C while scoring, with the flags that resume it.
+    """
     from tune_app.analysis.certification import comparison_lines
-    from tune_app.cli.runs import _launch
+    from tune_app.cli.runs import prepare_run
     from tune_app.tune.compare import Arm, run_compare
 
     sources = {
@@ -305,23 +358,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     }
     data_given = "data" in getattr(args, "given", frozenset())
     adopt_exports(args, sources)
-    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    check_plans(sources, table, data_given)
-    launch, spec, table, resumed = _launch(args, "compare", spec, table)
-    offset, count = args.seed_offset, args.seeds
-    if resumed is not None:
-        _check_resumed_arms(resumed.manifest, sources)
-        offset = resumed.manifest.seed_offset or offset
-        count = resumed.manifest.seeds or count
+    run = prepare_run(
+        args, "compare", check=lambda run: check_plans(sources, run.table, data_given)
+    )
+    if run.resumed is not None:
+        _check_resumed_arms(run.resumed.manifest, sources)
     arms = [Arm(which, s.plan, s.source) for which, s in sources.items()]
     seconds = next((s.seconds for s in sources.values() if s.seconds), None)
-    epochs = spec.plan.total_epochs
+    epochs, seeds, launch = run.spec.plan.total_epochs, run.options.seed_list, run.launch
 
     def announce(slots: int) -> None:
-        print(f"compare: 2 plans x {count} seeds = {cost_line(2 * count, epochs, slots, seconds)}")
+        trials = 2 * len(seeds)
+        print(
+            f"compare: 2 plans x {len(seeds)} seeds = {cost_line(trials, epochs, slots, seconds)}"
+        )
 
-    seeds = list(range(offset, offset + count))
-    grid, location = run_compare(spec, table, arms, seeds, launch, announce)
+    grid, location = run_compare(run.spec, run.table, arms, seeds, launch, announce)
     failures = failed_trials(grid)
     if failures:
         print("\n".join(failures), file=sys.stderr)
@@ -342,23 +394,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_seed_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--seeds",
+    """Add `--seeds` and `--seed-offset` (`CompareOptions`' fields).
+
+    Args:
+        parser: the command's parser (compare, certify).
+    """
+    add_field(
+        parser,
+        CompareOptions,
+        "seeds",
         type=positive_int,
-        default=DEFAULT_SEEDS,
-        help=f"paired seeds: each plan trains once on each (default {DEFAULT_SEEDS}; with 5 "
-        "seeds Wilcoxon's p cannot go below 0.0625, the verdict rests on the t interval)",
+        help="paired seeds: each plan trains once on each (with 5 seeds Wilcoxon's p cannot go "
+        "below 0.0625, the verdict rests on the t interval)",
     )
-    parser.add_argument(
-        "--seed-offset",
+    add_field(
+        parser,
+        CompareOptions,
+        "seed_offset",
         type=non_negative_int,
-        default=DEFAULT_OFFSET,
-        help=f"the first seed (default {DEFAULT_OFFSET}, away from a search's seeds)",
+        help="the first seed, away from a search's seeds",
     )
 
 
 def add_compare_commands(commands: Any) -> None:
-    from tune_app.cli.runs import _add_launch_args
+    """Register `tune-app compare A B` (seeds, the run flags but the plan's, Ray's launch flags).
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
+    from tune_app.cli.runs import add_launch_args
 
     compare = commands.add_parser(
         "compare",
@@ -368,5 +432,5 @@ def add_compare_commands(commands: Any) -> None:
     compare.add_argument("b", metavar="B", help="plan YAML, `tune-app best` export, or seed")
     add_seed_args(compare)
     add_run_args(compare, plans_given=True)
-    _add_launch_args(compare)
+    add_launch_args(compare)
     compare.set_defaults(handler=cmd_compare)

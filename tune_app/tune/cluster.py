@@ -44,7 +44,7 @@ from ray.exceptions import AuthenticationError, RpcError
 
 from tune_app.errors import InputError, RunFailed
 from tune_app.tune import _ray_gcs
-from tune_app.tune.preflight import (
+from tune_app.tune.ray_env import (
     AUTH_MODE_VARIABLE,
     NICENESS_VARIABLE,
     TOKEN_PATH_VARIABLE,
@@ -405,7 +405,7 @@ _CHECKED: dict[str, str | None] = {}
 
 def check_cluster(address: str) -> None:
     """Everything `join` checks before `ray.init` (see the module doc), once per address: the
-    address's form and that something listens there, the token (`preflight.check_join`), then
+    address's form and that something listens there, the token (`ray_env.check_join`), then
     the cluster's own answer to one question (authentication, versions, a node here). Choosing
     the authentication mode on the way, it sets `RAY_AUTH_MODE` for the `ray.init` to come.
     Imports Ray's core only (`_ray_gcs`), so a run asks this before Tune, torch and its data load.

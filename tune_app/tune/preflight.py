@@ -1,201 +1,189 @@
-"""What a Ray command checks before Ray (or anything heavy) is imported: the environment Ray
-reads at import, the address a run joins and the token it needs there.
+"""The checks a Ray run makes before Ray starts, as plain functions of its spec and settings.
 
-This module imports nothing of Ray's: Ray's C++ core reads some settings when `ray` is
-imported, and a bad one ends the process there without a word (a segmentation fault, exit 139).
-`RAY_worker_niceness` is one: Ray parses it as a C integer (spaces, a sign, digits, nothing
-after), so `abc`, `1.5`, `3 ` or an empty value crash `import ray`.
-
-A driver in token mode (`RAY_AUTH_MODE=token`) that joins a cluster without a token is another:
-Ray's C++ client checks for the token when it first calls the cluster and aborts the process
-(exit 1, its message in Ray's log). `token_here` looks where Ray looks, in Ray's order
-(observed on Ray 2.60, whose loader is C++): `RAY_AUTH_TOKEN` when set and not empty (spaces
-only: no token, and no other place is read); else the file `RAY_AUTH_TOKEN_PATH` names (a
-missing or empty file is Ray's error); else `~/.ray/auth_token`. A Ray of the run's own needs
-none: Ray writes `~/.ray/auth_token` itself when it starts one in token mode.
+Each refuses bad input with one `InputError` (exit 2) before anything is written or started;
+the runner (`runner.py`) calls them first. No Ray here: `--scheduler pb2`'s check imports Ray's
+PB2 only when it is asked for.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from tune_app.errors import InputError
+from tune_app.tune.options import SCHEDULERS, CapacityOptions, Launch, SearchOptions
+from tune_app.tune.selection import SELECTIONS
+
+if TYPE_CHECKING:
+    from tune_app.plan.plan import Plan
+    from tune_app.plan.search_space import SearchSpace
+    from tune_app.runs.spec import RunSpec
 
 __all__ = [
-    "AUTH_MODE_VARIABLE",
-    "NICENESS_VARIABLE",
-    "TOKEN_PATH_VARIABLE",
-    "TOKEN_VARIABLE",
-    "auth_mode",
-    "check_environment",
-    "check_join",
-    "check_niceness",
-    "check_reachable",
-    "target",
-    "token_here",
+    "check_capacity",
+    "check_launch",
+    "check_search",
+    "check_space_trains",
+    "check_trial_resources",
+    "round_interval",
 ]
 
-NICENESS_VARIABLE = "RAY_worker_niceness"
-AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
-TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
-TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
-AUTH_MODES = ("token", "disabled")  # what Ray 2.60 knows (any other value: disabled, silently)
-# what Ray's C++ config reader takes for an integer (strtol-like, the whole value): leading
-# white space, an optional sign, ASCII digits
-_RAY_INTEGER = re.compile(r"[ \t\n\r\f\v]*[+-]?[0-9]+")
+
+def check_trial_resources(launch: Launch) -> None:
+    """Raises InputError: per-trial CPUs not above 0, or GPUs below 0."""
+    if launch.cpus_per_trial <= 0 or launch.gpus_per_trial < 0:
+        raise InputError(
+            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got "
+            f"{launch.cpus_per_trial}, {launch.gpus_per_trial})"
+        )
 
 
-def check_niceness(environ: Mapping[str, str]) -> None:
-    """Refuse a `RAY_worker_niceness` that Ray cannot read (it would crash `import ray`).
-
-    Args:
-        environ: the environment Ray will read (`os.environ`).
+def check_launch(launch: Launch) -> None:
+    """Where the run goes, checked before anything else.
 
     Raises:
-        InputError: the variable is set to something other than a whole number, as Ray
-            parses one (`15`, `-1`, `+3`; not `abc`, `1.5`, `3 ` or empty).
+        InputError: --resume without --name, per-trial resources out of range, or a --storage
+            URI that cannot be opened (resolved here, once).
     """
-    value = environ.get(NICENESS_VARIABLE)
-    if value is None or _RAY_INTEGER.fullmatch(value):
+    if launch.resume and not launch.name:
+        raise InputError("--resume: also pass --name of the run to continue")
+    check_trial_resources(launch)
+    launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
+
+
+def round_interval(plan: Plan, perturb_every: int | None) -> int:
+    """The epochs between a search's rounds: `perturb_every`, else the plan's phase length.
+
+    Raises:
+        InputError: an interval below 1, phases of several lengths and no interval given, or
+            an interval that leaves no round inside the plan.
+    """
+    if perturb_every is not None and perturb_every < 1:
+        raise InputError(f"--perturb-every: must be >= 1 epoch (got {perturb_every})")
+    phase_lengths = {p.epochs for p in plan.phases}
+    interval = perturb_every or min(phase_lengths)
+    if perturb_every is None and len(phase_lengths) > 1:
+        raise InputError(
+            "--perturb-every: the plan's phases differ in length, so there is no single phase "
+            "interval; give one (e.g. the shortest phase)"
+        )
+    _check_some_round(plan, interval, given=perturb_every is not None)
+    return interval
+
+
+def _check_some_round(plan: Plan, interval: int, given: bool) -> None:
+    """Refuse a search in which no round would run: rounds run at the multiples of `interval`
+    strictly inside (0, plan length), so an interval as long as the plan leaves none."""
+    total = plan.total_epochs
+    if interval < total:
         return
+    lengths = [p.epochs for p in plan.phases]
+    shape = plan.shape
+    what = (
+        f"--perturb-every {interval}: no round would run"
+        if given
+        else f"no round would run: rounds default to every phase ({interval} epochs)"
+    )
+    if total < 2:
+        raise InputError(
+            f"{what}: the plan is {total} epoch long ({shape}), and a round needs an epoch "
+            "before the end; lengthen the plan (e.g. --phase-epochs 2)"
+        )
+    works = min(lengths) if len(lengths) > 1 else total // 2
     raise InputError(
-        f"{NICENESS_VARIABLE}={value!r}: not a whole number, and Ray cannot start with it "
-        f"(importing Ray crashes); set it to the niceness Ray adds to its trial workers "
-        f"(0: the driver's priority, 15: Ray's default; README: A shared machine) or unset it"
+        f"{what}: the plan is {total} epochs long ({shape}) and a round runs only at a multiple "
+        f"of the interval before the end; use e.g. --perturb-every {works}"
     )
 
 
-def auth_mode(environ: Mapping[str, str]) -> str | None:
-    """The authentication mode the user chose: "token", "disabled", or None (not set).
-
-    Raises:
-        InputError: `RAY_AUTH_MODE` set to a value Ray does not know (Ray would take it for
-            disabled without a word).
-    """
-    value = environ.get(AUTH_MODE_VARIABLE)
-    if value is None:
-        return None
-    if value.strip().lower() not in AUTH_MODES:
-        raise InputError(
-            f"{AUTH_MODE_VARIABLE}={value!r}: Ray knows token and disabled (and takes anything "
-            f"else for disabled); set one of them, or unset it to let tune-app choose"
-        )
-    return value.strip().lower()
-
-
-def check_environment(environ: Mapping[str, str]) -> None:
-    """Every check of the environment a Ray command makes before Ray is imported.
+def check_search(spec: RunSpec, options: SearchOptions) -> tuple[RunSpec, SearchOptions]:
+    """A PBT search's settings, checked and resolved.
 
     Args:
-        environ: the environment Ray will read (`os.environ`).
-
-    Raises:
-        InputError: a setting Ray would fail on; one line naming it and the fix.
-    """
-    check_niceness(environ)
-    auth_mode(environ)
-
-
-def target(address: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The cluster a run joins: `--address`, else `RAY_ADDRESS` (which `ray job submit` sets for
-    its entrypoint, and which Ray reads the same way), else None: a Ray of the run's own."""
-    return address or (os.environ if environ is None else environ).get("RAY_ADDRESS") or None
-
-
-def check_reachable(address: str) -> None:
-    """Fail fast (InputError) on an address of the wrong form or one nobody listens on, instead
-    of Ray's long retry loop. `auto` is checked when it is resolved (`cluster.check_cluster`)."""
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-            f"start one on {host} (`ray start --head --port {port}`) or leave --address out "
-            "to run locally"
-        ) from None
-
-
-def _default_token_file(environ: Mapping[str, str]) -> Path:
-    home = environ.get("HOME") or str(Path.home())
-    return Path(home) / ".ray" / "auth_token"
-
-
-def token_here(environ: Mapping[str, str]) -> bool:
-    """Whether Ray finds an authentication token here, looking where and as Ray does (see the
-    module doc).
-
-    Args:
-        environ: the environment Ray reads (`os.environ`).
+        spec: the run.
+        options: the search's settings as given.
 
     Returns:
-        True when Ray would send a token.
+        The spec with a checkpoint at every round (unless --checkpoint-every sets one that
+        falls on each), and the options with the round interval resolved (`perturb_every`).
 
     Raises:
-        InputError: `RAY_AUTH_TOKEN_PATH` names a file that cannot be read or holds no token
-            (Ray's own error then).
+        InputError: a quantile fraction outside (0, 0.5], a bad interval (`round_interval`),
+            a population below 2, an unknown selection rule or scheduler, PB2 without its
+            libraries, or checkpoints that miss the rounds' epochs.
     """
-    given = environ.get(TOKEN_VARIABLE, "")
-    if given:
-        return bool(given.strip())
-    named = environ.get(TOKEN_PATH_VARIABLE, "")
-    if named:
+    if not 0.0 < options.quantile_fraction <= 0.5:
+        raise InputError(
+            f"--quantile-fraction: must lie in (0, 0.5] (got {options.quantile_fraction})"
+        )
+    interval = round_interval(spec.plan, options.perturb_every)
+    if options.population < 2:
+        raise InputError(
+            f"--population: must be >= 2 (the control and one searcher), got {options.population}"
+        )
+    if options.selection not in SELECTIONS:
+        raise InputError(f"--selection {options.selection}: use one of {', '.join(SELECTIONS)}")
+    if options.scheduler not in SCHEDULERS:
+        raise InputError(f"--scheduler {options.scheduler}: use one of {', '.join(SCHEDULERS)}")
+    if options.scheduler == "pb2":
+        from tune_app.tune._ray_internals import check_pb2
+
         try:
-            held = Path(named).read_text(errors="replace")
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-            raise InputError(
-                f"{TOKEN_PATH_VARIABLE}={named}: Ray cannot read the token there ({why}); "
-                f"write the cluster's token (`ray get-auth-token` on the head prints it) to "
-                f"that file, or unset {TOKEN_PATH_VARIABLE}"
-            ) from None
-        if not held.strip():
-            raise InputError(
-                f"{TOKEN_PATH_VARIABLE}={named}: the file is empty; write the cluster's token "
-                f"(`ray get-auth-token` on the head prints it) to it, or unset "
-                f"{TOKEN_PATH_VARIABLE}"
-            )
-        return True
-    try:
-        return bool(_default_token_file(environ).read_text(errors="replace").strip())
-    except OSError:
-        return False
+            check_pb2()
+        except ImportError as exc:
+            raise InputError(f"--scheduler pb2: {exc}") from exc
+    every = spec.train.checkpoint_every
+    if every and interval % every:
+        raise InputError(
+            f"--perturb-every {interval}: PBT rounds copy checkpoints, but --checkpoint-every "
+            f"{every} writes none at epoch {interval}; use a multiple of {every}, or leave "
+            "--checkpoint-every out (a search then checkpoints at every round)"
+        )
+    if not every:  # every round copies a checkpoint of its epoch: write one at each
+        spec = replace(spec, train=replace(spec.train, checkpoint_every=interval))
+    return spec, replace(options, perturb_every=interval)
 
 
-def check_join(address: str, environ: Mapping[str, str]) -> None:
-    """What joining the cluster at `address` needs here, checked without Ray: in token mode,
-    a token; unless authentication is disabled here, a `RAY_AUTH_TOKEN_PATH` that names one.
+def check_space_trains(
+    space: SearchSpace,
+    spec: RunSpec,
+    components: list[str] | tuple[str, ...],
+    perturb_every: int | None,
+) -> None:
+    """Refuse a space in which no member trains differently from the control (plan/effects.py).
+    An interval `round_interval` refuses is left to it.
+
+    Raises:
+        InputError: every member of the space trains as the control does.
+    """
+    from tune_app.plan.effects import refuse_inert_space
+
+    interval = perturb_every or min(p.epochs for p in spec.plan.phases)
+    if interval >= 1:
+        refuse_inert_space(
+            space.expand(components),
+            spec.plan,
+            interval,
+            components,
+            spec.train.plateau_epochs,
+            spec.train.seed,
+        )
+
+
+def check_capacity(spec: RunSpec, options: CapacityOptions) -> CapacityOptions:
+    """A capacity search's settings, checked and resolved.
 
     Args:
-        address: the cluster (`target`'s answer).
-        environ: the environment Ray reads (`os.environ`).
+        spec: the run.
+        options: the search's settings as given.
+
+    Returns:
+        The options with ASHA's first rung resolved (`grace_epochs`: the first phase's length
+        unless given), as the manifest records them.
 
     Raises:
-        InputError: `RAY_AUTH_MODE=token` with no token where Ray looks (Ray's client would
-            abort the process), or a `RAY_AUTH_TOKEN_PATH` naming no token.
+        InputError: fewer than one trial.
     """
-    mode = auth_mode(environ)
-    if mode == "disabled":  # no token is read, none is sent
-        return
-    try:
-        have = token_here(environ)
-    except InputError as exc:
-        raise InputError(f"--address {address}: {exc}") from None
-    if mode == "token" and not have:
-        raise InputError(
-            f"--address {address}: {AUTH_MODE_VARIABLE}=token here, but no Ray token was "
-            f"found: Ray reads it from {TOKEN_VARIABLE}, else from the file "
-            f"{TOKEN_PATH_VARIABLE} names, else from {_default_token_file(environ)}; put the "
-            "cluster's token (`ray get-auth-token` on the head prints it) in one of them, or "
-            f"unset {AUTH_MODE_VARIABLE} to join a cluster without authentication"
-        )
+    if options.trials < 1:
+        raise InputError(f"--trials: must be >= 1 (got {options.trials})")
+    return replace(options, grace_epochs=options.grace_epochs or spec.plan.phases[0].epochs)

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from ray import tune
 
 from tune_app.runs.records import ARM_KEY, CAPACITY_KEY, MEMBER_KEY, SPEC_KEY
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, EPOCH, VAL_FREE_LOSS
 
 __all__ = [
     "CPU_SHARE",
@@ -130,7 +131,7 @@ def trial_row(trial: Any) -> list[str]:
     result = trial.last_result or {}
     member = config.get(MEMBER_KEY) or {}
     total = _total_epochs(config)
-    epoch = result.get("epoch")
+    epoch = result.get(EPOCH)
     epochs = f"{int(epoch) if isinstance(epoch, int | float) else 0}/{total or '?'}"
     cells = [
         trial_dirname(trial),
@@ -141,8 +142,8 @@ def trial_row(trial: Any) -> list[str]:
         _number(result.get("lr"), ".1e"),
         _number(result.get("teacher_forcing"), ".2f"),
         _number(result.get("alpha"), ".2f"),
-        _number(result.get("val_free_loss"), ".4f"),
-        _number(result.get("best_val_free_loss"), ".4f"),
+        _number(result.get(VAL_FREE_LOSS), ".4f"),
+        _number(result.get(BEST_VAL_FREE_LOSS), ".4f"),
     ]
     capacity = config.get(CAPACITY_KEY)
     if isinstance(capacity, dict):
@@ -215,7 +216,7 @@ class Pace:
         earlier epoch counts from there again), at time `when` (seconds)."""
         done = self.samples[-1][1] if self.samples else 0.0
         for trial in trials:
-            epoch = (trial.last_result or {}).get("epoch")
+            epoch = (trial.last_result or {}).get(EPOCH)
             if not isinstance(epoch, int | float) or isinstance(epoch, bool):
                 continue
             before = self.epochs.get(str(trial.trial_id))
@@ -308,7 +309,7 @@ def busy_note(trials: Sequence[Any], pace: Pace | None = None, when: float = 0.0
     note = f"machine too busy: the running trials got {got:.0%} of the CPU they asked for"
     if pace is not None and (first := pace.first()) and (now := pace.now(when)) is not None:
         note += f", {now:.1f} epochs/min against {first:.1f} in the first minutes"
-    return note + " (other processes take the CPUs; README: A shared machine)"
+    return note + " (other processes take the CPUs; docs/shared-machine.md)"
 
 
 class TrialTable(tune.ProgressReporter):
