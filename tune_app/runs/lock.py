@@ -84,12 +84,25 @@ def _create(location: Location, owner: LockOwner) -> bool:
         file.write_bytes(owner.to_json())
         return True
     os.makedirs(location.path, exist_ok=True)
+    # Written whole under a private name, then hard-linked into place: the link is atomic and
+    # fails if the lock exists, so no other launch ever reads a lock still being written (an
+    # empty one would pass for stale and be taken over: two launches would both hold the name).
+    draft = f"{file.path}.{owner.token}.draft"
+    with open(draft, "wb") as handle:
+        handle.write(owner.to_json())
     try:
-        fd = os.open(file.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.link(draft, file.path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(owner.to_json())
+    except OSError:  # a filesystem without hard links: create exclusively, then write
+        try:
+            fd = os.open(file.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(owner.to_json())
+    finally:
+        os.unlink(draft)
     return True
 
 
