@@ -36,8 +36,8 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_no_analysis_module_uses_pyplot_or_switches_the_backend():
-    for file in (PACKAGE / "analysis").glob("*.py"):
+def test_no_module_uses_pyplot_or_switches_the_backend():
+    for file in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.ImportFrom | ast.Import):
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -122,3 +122,12 @@ def test_importances_figure_lists_every_parameter(tmp_path: Path):
     frame = pd.DataFrame({"parameter": ["hidden", "layers", "cell"], "importance": [0.6, 0.3, 0.1]})
     path = figures.importances(frame, tmp_path / "importances.png")
     assert path.stat().st_size > 1000
+
+
+def test_the_plan_figure_is_drawn_without_pyplot(tmp_path):
+    from tune_app.plan.plan import load_plan
+    from tune_app.plan.view import plot_plan
+
+    plan = load_plan(phase_epochs=2)
+    out = plot_plan(plan, tmp_path / "figs" / "plan.png", steps_per_epoch=2, reference=plan)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

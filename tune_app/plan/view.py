@@ -63,11 +63,21 @@ def plan_table(plan: Plan, epochs: list[int], steps_per_epoch: int = 1) -> str:
 def plot_plan(
     plan: Plan, path: Path, steps_per_epoch: int = 1, reference: Plan | None = None
 ) -> Path:
-    """One panel per knob over the epochs, phase boundaries marked; `reference` drawn dashed."""
-    import matplotlib
+    """One panel per knob over the epochs, phase boundaries marked; `reference` drawn dashed.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn with matplotlib's object API on an Agg canvas (no pyplot, the backend left as it is).
+
+    Args:
+        plan: the plan drawn (solid lines).
+        path: the image file written (PNG; its folder is made).
+        steps_per_epoch: optimizer steps per epoch, so the learning rate shows within epochs.
+        reference: another plan drawn dashed over it (e.g. the seed plan), or None.
+
+    Returns:
+        `path`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     knobs = [
         "lr",
@@ -79,7 +89,9 @@ def plot_plan(
         "max_lag",
         "curriculum",
     ]
-    fig, axes = plt.subplots(4, 2, figsize=(11, 10), sharex=True)
+    fig = Figure(figsize=(11, 10))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(4, 2, sharex=True)
     for target, style in ((plan, "-"), (reference, "--")):
         if target is None:
             continue
@@ -111,5 +123,4 @@ def plot_plan(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
