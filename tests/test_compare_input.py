@@ -64,6 +64,50 @@ def _search_run(
     return run
 
 
+def _compare_run(
+    root: Path, name: str, train_dir: Path, *, seeds: int = 3, cut: dict[str, int] | None = None
+) -> Path:
+    """A finished compare run as Ray leaves it (manifest, trial folders with Tune's params.json
+    and result.json, checkpoints), without Ray: every trial is a copy of the `tune-app train`
+    run in `train_dir` (the shipped plan, 5 one-epoch phases), so all finished trials score
+    the same. `cut` ends a trial early: {"B-1002": 2} keeps its checkpoints to epoch 2; a
+    negative epoch also marks it diverged there (as the trainable reports it)."""
+    import shutil
+
+    from tune_app.plan.plan import Plan
+
+    spec = json.loads((train_dir / "config.json").read_text())
+    plan = spec["plan"]
+    fingerprint = Plan.from_dict(plan).fingerprint
+    arms = [
+        {"label": label, "source": f"seed ({label})", "fingerprint": fingerprint, "plan": plan,
+         "argument": "seed"}
+        for label in ("A", "B")
+    ]  # fmt: skip
+    run = root / name
+    run.mkdir(parents=True)
+    manifest = {
+        "kind": "compare", "name": name, "spec": spec, "components": ["c0", "c1", "c2"],
+        "seeds": seeds, "seed_offset": 1000, "arms": arms, "max_failures": 2,
+    }  # fmt: skip
+    (run / "tune_app_run.json").write_text(json.dumps(manifest))
+    checkpoints = sorted((train_dir / "checkpoints").iterdir())
+    for seed in range(1000, 1000 + seeds):
+        for label in ("A", "B"):
+            trial = run / f"{label}-{seed}"
+            trial.mkdir()
+            arm = {"label": label, "seed": seed, "plan": plan}
+            (trial / "params.json").write_text(json.dumps({"spec": spec, "arm": arm}))
+            last = (cut or {}).get(trial.name, len(checkpoints))
+            rows = [{"trial_id": f"t-{trial.name}", "epoch": e} for e in range(1, abs(last) + 1)]
+            if last < 0:
+                rows.append({"trial_id": f"t-{trial.name}", "epoch": -last, "diverged": 1.0})
+            (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            for number, checkpoint in enumerate(checkpoints[: abs(last)]):
+                shutil.copytree(checkpoint, trial / f"checkpoint_{number:06d}")
+    return run
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Plans, exports and runs to compare and certify, made once."""
@@ -96,6 +140,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cut = _search_run(root / "results", "cut")
     (cut / "certify").mkdir()
     (cut / "certify" / "tune_app_run.json").write_text(json.dumps({"kind": "compare"}))
+    _compare_run(root / "results", "diverged", root / "t3", cut={"B-1002": -2})
+    _compare_run(root / "results", "failed", root / "t3", seeds=2, cut={"A-1001": 3})
     base = root / "results" / "base"
     base.mkdir()
     (base / "tune_app_run.json").write_text(json.dumps({"kind": "baseline"}))
@@ -263,3 +309,62 @@ def test_ctrl_c_says_how_to_resume(argv, hint, workdir: Path, monkeypatch, capsy
     monkeypatch.setattr(compare, "run_compare", interrupted)
     assert main(argv) == 130
     assert hint in capsys.readouterr().err
+
+
+def _finished_run(location_name: str, grid: list[Any] | None = None):  # type: ignore[no-untyped-def]
+    """A stand-in for tune.compare.run_compare that "runs" the existing compare run of that
+    name: Ray's result grid (`grid`, empty by default) and the run's folder."""
+    from tune_app.runs.storage import locate
+
+    def finished(spec, table, arms, seeds, launch, announce=None):  # type: ignore[no-untyped-def]
+        return grid or [], locate(str(Path(launch.storage).absolute() / location_name))
+
+    return finished
+
+
+def test_a_diverged_trial_counts_against_its_plan_and_the_comparison_is_written(
+    workdir: Path, monkeypatch, capsys
+):
+    from tune_app.runs.records import CompareResult
+    from tune_app.runs.storage import locate
+    from tune_app.tune import compare
+
+    monkeypatch.setattr(compare, "run_compare", _finished_run("diverged"))
+    argv = ["compare", "seed", "seed", *TINY, "--seeds", "3", "--resume", "--name", "diverged"]
+    assert main(argv) == 0
+    found = CompareResult.read(locate(workdir / "results" / "diverged"))
+    assert found is not None
+    (comparison,) = found.comparisons
+    assert comparison.seeds == (1000, 1001, 1002) and comparison.left_out == ()
+    diverged = comparison.b_scores[2]
+    assert (diverged.status, diverged.mse_z) == ("diverged", None)  # not its epoch-2 weights
+    assert comparison.mean.failed_b == (1002,) and comparison.mean.worse == 1
+    assert comparison.mean.verdict == "worse"
+    out = capsys.readouterr().out
+    assert "verdict (test mse_z): B is worse than A: B diverged or failed on seed 1002" in out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["1002"])
+    assert "diverged" in row and "a loss for B" in row
+
+
+def test_a_failed_trial_counts_against_its_plan_and_resume_runs_it_again(
+    workdir: Path, monkeypatch, capsys
+):
+    from types import SimpleNamespace
+
+    from tune_app.runs.records import CompareResult
+    from tune_app.runs.storage import locate
+    from tune_app.tune import compare
+
+    grid = [SimpleNamespace(error=None), SimpleNamespace(error=RuntimeError("worker died\nOOM"))]
+    monkeypatch.setattr(compare, "run_compare", _finished_run("failed", grid))
+    argv = ["compare", "seed", "seed", *TINY, "--seeds", "2", "--resume", "--name", "failed"]
+    assert main(argv) == 1
+    found = CompareResult.read(locate(workdir / "results" / "failed"))
+    assert found is not None
+    (comparison,) = found.comparisons
+    assert comparison.a_scores[1].status == "failed" and comparison.mean.failed_a == (1001,)
+    assert comparison.mean.verdict == "better"
+    captured = capsys.readouterr()
+    assert "A failed: a loss for A" in captured.out
+    assert "trial failed: OOM" in captured.err
+    assert "resume with: tune-app compare seed seed" in captured.err and "--resume" in captured.err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -76,13 +77,20 @@ def _own_data(run: Run) -> tuple[RunSpec, SeriesTable]:
 
 
 def _state(folder: Location) -> tuple[str, RunManifest | None]:
-    """ "new" (nothing there), "started" (cut short) or "done" (comparison.json written)."""
-    from tune_app.runs.records import COMPARISON, MANIFEST, RunManifest
+    """ "new" (nothing there), "started" (cut short, or a trial failed: --resume runs it
+    again) or "done" (comparison.json written, every trial finished or diverged)."""
+    from tune_app.runs.records import MANIFEST, CompareResult, RunManifest
 
     if not folder.join(MANIFEST).exists():
         return "new", None
     manifest = RunManifest.read(folder)
-    return ("done" if folder.join(COMPARISON).exists() else "started"), manifest
+    found = CompareResult.read(folder)
+    failed = found is None or any(
+        score.status == "failed"
+        for comparison in found.comparisons
+        for score in (*comparison.a_scores, *comparison.b_scores)
+    )
+    return ("started" if failed else "done"), manifest
 
 
 def _seeds(args: argparse.Namespace, recorded: RunManifest | None, search_seed: int) -> list[int]:
@@ -139,13 +147,14 @@ def _compare(
     seeds: list[int],
     launch_args: dict[str, Any],
     context: tuple[RunSpec, SeriesTable, float | None, str],
-) -> None:
-    """Run (or resume) the compare run in `folder` unless it is done."""
+) -> list[str]:
+    """Run (or resume) the compare run in `folder` unless it is done. Returns one line per
+    trial that failed (it counts against its plan; `--resume` runs it again)."""
     from tune_app.tune.compare import run_compare
     from tune_app.tune.runner import Launch
 
     if state == "done":
-        return
+        return []
     spec, table, seconds, what = context
     launch = Launch(name=folder.name, resume=state == "started", **launch_args)
     epochs = spec.plan.total_epochs
@@ -154,13 +163,8 @@ def _compare(
         trials = len(arms) * len(seeds)
         print(f"certify: {what} x {len(seeds)} seeds = {cost_line(trials, epochs, slots, seconds)}")
 
-    grid, location = run_compare(spec, table, arms, seeds, launch, announce)
-    failures = failed_trials(grid)
-    if failures:
-        raise RunFailed(
-            "; ".join(failures) + f"; {len(failures)} trial(s) of {location.uri} failed: run "
-            "`tune-app certify` again with --resume to retry them (finished ones are kept)"
-        )
+    grid, _ = run_compare(spec, table, arms, seeds, launch, announce)
+    return failed_trials(grid)
 
 
 def _verdicts(
@@ -270,11 +274,13 @@ def cmd_certify(args: argparse.Namespace) -> int:
     try:
         what = f"the control's and the winner's plan ({label} at epoch {checkpoint.epoch})"
         context = (spec, table, seconds, what)
-        _compare(folders[CERTIFY], states[CERTIFY][0], arms, seeds, launch_args, context)
+        failures = _compare(folders[CERTIFY], states[CERTIFY][0], arms, seeds, launch_args, context)
         if ablated:
             labels = ", ".join(a.label for a in ablated)
             context = (spec, table, seconds, f"the winner's plan less one family each ({labels})")
-            _compare(folders[ABLATE], states[ABLATE][0], ablated, seeds, launch_args, context)
+            failures += _compare(
+                folders[ABLATE], states[ABLATE][0], ablated, seeds, launch_args, context
+            )
         main, ablations = _verdicts(folders, states, arms, ablated)
     except KeyboardInterrupt:  # Ctrl-C in a compare run or while scoring: certify --resume
         raise Interrupted({"--resume": None}) from None
@@ -289,6 +295,14 @@ def cmd_certify(args: argparse.Namespace) -> int:
         f"\ncertificate: {out.uri}; `tune-app best {args.run}` copies it into the export, "
         f"`tune-app report {args.run}` opens with it"
     )
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        raise RunFailed(
+            f"{len(failures)} trial(s) failed (each counted against its plan above; Ray's "
+            "traceback is in its folder's error.txt); --resume runs them again and keeps the "
+            "finished ones",
+            {"--resume": None},
+        )
     return 0
 
 

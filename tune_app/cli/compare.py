@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tune_app.cli.args import add_run_args, build_spec, non_negative_int, positive_int
-from tune_app.errors import InputError, Interrupted
+from tune_app.errors import InputError, Interrupted, RunFailed
 
 if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
@@ -323,21 +323,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     seeds = list(range(offset, offset + count))
     grid, location = run_compare(spec, table, arms, seeds, launch, announce)
     failures = failed_trials(grid)
-    if failures:
-        print("\n".join(failures), file=sys.stderr)
-        print(
-            f"{len(failures)} trial(s) failed; run the command again with --resume to retry "
-            f"them (finished ones are kept): the run is {location.uri}",
-            file=sys.stderr,
-        )
-        return 1
+    flags: dict[str, str | None] = {
+        "--resume": None,
+        "--name": location.name,
+        "--storage": launch.storage,
+    }
     try:
         (comparison,) = score_and_write(location, [("A", "B")], {"A": "A", "B": "B"})
     except KeyboardInterrupt:  # while scoring: the trials are done, --resume scores them
-        flags = {"--resume": None, "--name": location.name, "--storage": launch.storage}
         raise Interrupted(flags) from None
     print("\n".join(comparison_lines(comparison)))
     print(f"\nrun: {location.uri} (comparison.json)")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        raise RunFailed(
+            f"{len(failures)} trial(s) failed (each counted against its plan above; Ray's "
+            f"traceback is in its folder's error.txt); --resume runs them again and keeps the "
+            f"finished ones: the run is {location.uri}",
+            flags,
+        )
+    if comparison.mean.verdict == "no result":
+        raise RunFailed(
+            "no trial of either plan has a score: every one diverged or failed; lower the plans' "
+            "learning rate (or gradient clip) and compare again"
+        )
     return 0
 
 

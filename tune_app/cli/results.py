@@ -113,7 +113,7 @@ def _carry_certificate(run: Any, config: Any, out: Path) -> bool:
     from tune_app.training.checkpoint import atomic_write_bytes
 
     def say(line: str) -> None:
-        print(textwrap.fill(line, 100, subsequent_indent="  "))
+        print(textwrap.fill(line, 100, subsequent_indent="  ", break_on_hyphens=False))
 
     certificate = Certificate.read(run.location)
     if certificate is None:
