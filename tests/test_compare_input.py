@@ -209,9 +209,27 @@ def test_bad_input_exits_2_before_ray_starts(argv, problem, fix, workdir: Path, 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["compare", "seed", "seed", "--seeds", "0"],
+        ["compare", "seed", "seed", *TINY, "--seeds", "1"],
+        ["compare", "seed", "seed", *TINY, "--seeds", "0"],
+        ["certify", "results/done", "--seeds", "1"],
+        ["certify", "results/done", "--seeds", "-3"],
+    ],
+)
+def test_fewer_than_two_seeds_are_refused_in_one_line(argv, workdir: Path, capsys):
+    before = _files(workdir)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    assert err.startswith(f"tune-app: error: --seeds {argv[argv.index('--seeds') + 1]}: ")
+    assert "needs at least 2 seeds" in err and "pass --seeds 2 or more" in err
+    assert _files(workdir) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
         ["compare", "seed", "seed", "--seed-offset", "-1"],
-        ["certify", "results/done", "--seeds", "0"],
+        ["compare", "seed", "seed", "--seeds", "two"],
     ],
 )
 def test_bad_seed_counts_exit_2(argv, workdir: Path, capsys):
@@ -219,7 +237,7 @@ def test_bad_seed_counts_exit_2(argv, workdir: Path, capsys):
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "must be >=" in err and "Traceback" not in err
+    assert ("must be >=" in err or "invalid int value" in err) and "Traceback" not in err
 
 
 def test_compare_reaches_the_launch_with_both_plans_on_paired_seeds(workdir: Path):

@@ -17,7 +17,13 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.compare import add_seed_args, cost_line, failed_trials, score_and_write
+from tune_app.cli.compare import (
+    add_seed_args,
+    check_seed_count,
+    cost_line,
+    failed_trials,
+    score_and_write,
+)
 from tune_app.errors import InputError, Interrupted, RunFailed
 
 if TYPE_CHECKING:
@@ -209,6 +215,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from tune_app.tune.compare import Arm
     from tune_app.tune.resources import check_resources
 
+    check_seed_count(args)
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise InputError(
             f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got {args.cpus_per_trial}, "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.args import add_run_args, build_spec, non_negative_int, positive_int
+from tune_app.cli.args import add_run_args, build_spec, non_negative_int
 from tune_app.errors import InputError, Interrupted, RunFailed
 
 if TYPE_CHECKING:
@@ -29,10 +29,17 @@ if TYPE_CHECKING:
     from tune_app.runs.storage import Location
     from tune_app.training.data import SeriesTable
 
-__all__ = ["add_compare_commands", "check_plans", "cost_line", "score_and_write"]
+__all__ = [
+    "add_compare_commands",
+    "check_plans",
+    "check_seed_count",
+    "cost_line",
+    "score_and_write",
+]
 
 SEED = "seed"  # the word for the shipped plan
 DEFAULT_SEEDS, DEFAULT_OFFSET = 5, 1000
+MIN_SEEDS = 2  # the fewest seeds a t interval can be computed from
 # the flags an export's config.json fixes: flag dest -> (section of ExportConfig, key)
 FIXED = {
     "hidden": ("model", "hidden"),
@@ -299,6 +306,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tune_app.cli.runs import _launch
     from tune_app.tune.compare import Arm, run_compare
 
+    check_seed_count(args)
     sources = {
         "A": resolve_plan("A", args.a, args.phase_epochs),
         "B": resolve_plan("B", args.b, args.phase_epochs),
@@ -350,13 +358,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_seed_count(args: argparse.Namespace) -> None:
+    """Refuse `--seeds` under 2 before any work: an interval over seeds needs two.
+
+    Raises:
+        InputError: one line, naming the value and the fix.
+    """
+    if args.seeds < MIN_SEEDS:
+        raise InputError(
+            f"--seeds {args.seeds}: a confidence interval needs at least {MIN_SEEDS} seeds (each "
+            f"plan trains once on each); pass --seeds {MIN_SEEDS} or more (default "
+            f"{DEFAULT_SEEDS})"
+        )
+
+
 def add_seed_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds",
-        type=positive_int,
+        type=int,
         default=DEFAULT_SEEDS,
-        help=f"paired seeds: each plan trains once on each (default {DEFAULT_SEEDS}; with 5 "
-        "seeds Wilcoxon's p cannot go below 0.0625, the verdict rests on the t interval)",
+        help=f"paired seeds, >= {MIN_SEEDS}: each plan trains once on each (default "
+        f"{DEFAULT_SEEDS}; with 5 seeds Wilcoxon's p cannot go below 0.0625, the verdict rests "
+        "on the t interval)",
     )
     parser.add_argument(
         "--seed-offset",
