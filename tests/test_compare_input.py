@@ -111,6 +111,8 @@ def _compare_run(
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Plans, exports and runs to compare and certify, made once."""
+    import shutil
+
     root = tmp_path_factory.mktemp("compare")
     make_synthetic(series=2, length=200, components=2).to_parquet(root / "two.parquet")
     assert (
@@ -132,6 +134,11 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     slow = load_plan().to_dict()
     slow["phases"][0]["lr"] = {"constant": 1e-6}
     (root / "slow.yaml").write_text(yaml.safe_dump(slow))
+    (root / "binary.yaml").write_bytes(bytes(range(256)) * 8)  # not text at all
+    (root / "table.csv").write_text("series_id,time,c0\ns0,0,1.0\n")  # YAML, not a mapping
+    (root / "broken.yaml").write_text("phases:\n  - epochs: 1\n   lr: [\n")  # bad YAML
+    shutil.copytree(root / "export3", root / "export_binary")
+    (root / "export_binary" / "plan.yaml").write_bytes(b"PAR1\x00\x15\x04" * 64)
     (root / "results").mkdir()
     _search_run(root / "results", "done")
     _search_run(root / "results", "going", finished=False)
@@ -204,6 +211,29 @@ def test_bad_input_exits_2_before_ray_starts(argv, problem, fix, workdir: Path, 
     assert problem in err and fix in err, err
     assert err.count("tune-app: error:") == 1 and "Traceback" not in err
     assert _files(workdir) == before, "bad input must not write anything"
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["compare", "seed", "binary.yaml", *TINY], "B binary.yaml: not a plan YAML file: binary"),
+        (["compare", "two.parquet", "seed", *TINY], "A two.parquet: not a plan YAML file: binary"),
+        (["compare", "seed", "table.csv", *TINY], "B table.csv: not a plan: expected a YAML mapping"),
+        (["compare", "seed", "broken.yaml", *TINY], "B broken.yaml: not valid YAML: "),
+        (
+            ["compare", "export_binary", "seed", "--phase-epochs", "1"],
+            "A export_binary/plan.yaml: not a plan YAML file: binary",
+        ),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_a_plan_is_one_line(argv, problem, workdir: Path, capsys):
+    before = _files(workdir)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err  # one line
+    assert err.startswith(f"tune-app: error: {problem}"), err
+    assert "give a plan YAML file" in err
+    assert _files(workdir) == before
 
 
 @pytest.mark.parametrize(

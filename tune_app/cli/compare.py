@@ -93,7 +93,7 @@ def _export(which: str, folder: Path) -> PlanSource:
         config = ExportConfig.from_dict(json.loads((folder / EXPORT_CONFIG).read_text()))
     except (ValueError, TypeError) as exc:
         raise InputError(f"{which} {folder}: unreadable {EXPORT_CONFIG} ({exc})") from None
-    plan = Plan.from_yaml((folder / EXPORT_PLAN).read_text(), str(folder / EXPORT_PLAN))
+    plan = Plan.from_yaml((folder / EXPORT_PLAN).read_bytes(), f"{which} {folder / EXPORT_PLAN}")
     seconds = None
     if (folder / METRICS_FILE).is_file():
         frame = pd.read_parquet(folder / METRICS_FILE)
@@ -124,7 +124,14 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
             f"{which} {text!r}: no such plan file or export; give a plan YAML file, a "
             "`tune-app best` export folder, or seed (the shipped plan)"
         )
-    raw, source = read_plan_dict(path)
+    try:
+        raw, source = read_plan_dict(path)
+    except InputError as exc:  # one line naming the file: say which plan and what to give
+        problem = str(exc).removeprefix(f"{path}: ")
+        raise InputError(
+            f"{which} {text}: {problem}; give a plan YAML file, a `tune-app best` export "
+            "folder, or seed (the shipped plan)"
+        ) from None
     plan = Plan.from_dict(raw, source)
     if phase_epochs is not None and not plan.modifications:
         plan = plan.with_phase_epochs(phase_epochs)
