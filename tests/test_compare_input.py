@@ -416,3 +416,29 @@ def test_a_failed_trial_counts_against_its_plan_and_resume_runs_it_again(
     assert "A failed: a loss for A" in captured.out
     assert "trial failed: OOM" in captured.err
     assert "resume with: tune-app compare seed seed" in captured.err and "--resume" in captured.err
+
+
+def test_compare_resume_goes_on_with_the_runs_own_flags(workdir: Path):
+    """The run trained 5 one-epoch phases, hidden 16, stride 8: `--resume` without those flags
+    goes on with them (not the 100-epoch seed plan and the defaults)."""
+    with pytest.raises(Reached) as info:
+        main(["compare", "seed", "seed", "--resume", "--name", "diverged"])
+    spec, arms, seeds, launch = info.value.args
+    assert launch.resume and seeds == [1000, 1001, 1002]
+    assert [arm.plan.shape for arm in arms] == ["5 phases of 1 epoch"] * 2
+    assert (spec.model.hidden, spec.data.stride, spec.data_path) == (16, 8, None)
+    assert spec.plan.total_epochs == 5
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--phase-epochs", "2"], "--phase-epochs 2 (the run's: 5 phases of 1 epoch)"),
+        (["--hidden", "32"], "--hidden 32 (the run's: 16)"),
+        (["--stride", "4"], "--stride 4 (the run's: 8)"),
+    ],
+)
+def test_compare_resume_refuses_flags_that_differ_from_the_run(flags, said, workdir, capsys):
+    assert main(["compare", "seed", "seed", *flags, "--resume", "--name", "diverged"]) == 2
+    err = capsys.readouterr().err
+    assert "goes on with the settings it started with" in err and said in err, err

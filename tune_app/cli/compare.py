@@ -25,12 +25,13 @@ from tune_app.errors import InputError, Interrupted, RunFailed
 
 if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
-    from tune_app.runs.records import ArmScore, Comparison, ExportConfig
+    from tune_app.runs.records import ArmScore, Comparison, ExportConfig, RunManifest
     from tune_app.runs.storage import Location
     from tune_app.training.data import SeriesTable
 
 __all__ = [
     "add_compare_commands",
+    "adopt_recorded",
     "check_plans",
     "check_seed_count",
     "cost_line",
@@ -308,12 +309,70 @@ def _check_resumed_arms(manifest: Any, sources: dict[str, PlanSource]) -> None:
         )
 
 
+# flag dest -> (section of the recorded RunSpec, key): what a resumed compare run goes on with
+RECORDED = {
+    "input_len": ("data", "input_len"),
+    "output_len": ("data", "output_len"),
+    "stride": ("data", "stride"),
+    "fill": ("data", "fill"),
+    "hidden": ("model", "hidden"),
+    "layers": ("model", "layers"),
+    "dropout": ("model", "dropout"),
+    "cell": ("model", "cell"),
+    "batch_size": ("train", "batch_size"),
+    "checkpoint_every": ("train", "checkpoint_every"),
+    "rank_alpha": ("train", "rank_alpha"),
+    "rank_max_lag": ("train", "rank_max_lag"),
+    "threads": ("train", "threads"),
+}
+
+
+def _recorded_run(args: argparse.Namespace) -> RunManifest | None:
+    """The manifest of the compare run `--resume --name` names, None where there is none (the
+    launch's checks then say why: no run there, or a run of another kind)."""
+    from tune_app.runs.records import MANIFEST, RunManifest
+    from tune_app.runs.storage import locate
+
+    if not args.resume or not args.name:
+        return None
+    location = locate(args.storage).join(args.name)
+    if not location.join(MANIFEST).exists():
+        return None
+    manifest = RunManifest.read(location)
+    return manifest if manifest.kind == "compare" else None
+
+
+def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
+    """Fill the flags left out of a `--resume` with the compare run's own settings: its phase
+    length (which `seed` and plan files are shortened to), data file, components, window,
+    model and trainer settings, so A and B resolve to the plans it trains and the data is its
+    own. The flags given are left as they are: `resume_run` refuses those that differ."""
+    given: frozenset[str] = getattr(args, "given", frozenset())
+    spec = manifest.spec
+    lengths = {int(p["epochs"]) for arm in manifest.arms for p in arm["plan"]["phases"]}
+    if "phase_epochs" not in given and len(lengths) == 1:
+        args.phase_epochs = lengths.pop()
+    if "data" not in given:
+        args.data = spec.get("data_path")
+    if not {"components", "component"} & given:
+        components = (spec.get("data") or {}).get("components")
+        args.components, args.component = None, list(components) if components else None
+    if "model_config" not in given:
+        args.model_config = None
+    for dest, (section, key) in RECORDED.items():
+        if dest not in given and key in (spec.get(section) or {}):
+            setattr(args, dest, spec[section][key])
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from tune_app.analysis.certification import comparison_lines
     from tune_app.cli.runs import _launch
     from tune_app.tune.compare import Arm, run_compare
 
     check_seed_count(args)
+    recorded = _recorded_run(args)
+    if recorded is not None:  # --resume: the run's own settings, unless given (then checked)
+        adopt_recorded(args, recorded)
     sources = {
         "A": resolve_plan("A", args.a, args.phase_epochs),
         "B": resolve_plan("B", args.b, args.phase_epochs),
