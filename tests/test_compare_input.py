@@ -442,3 +442,46 @@ def test_compare_resume_refuses_flags_that_differ_from_the_run(flags, said, work
     assert main(["compare", "seed", "seed", *flags, "--resume", "--name", "diverged"]) == 2
     err = capsys.readouterr().err
     assert "goes on with the settings it started with" in err and said in err, err
+
+
+def _hand_made(location, pairs, names, more=((), ())):  # type: ignore[no-untyped-def]
+    """A stand-in for cli.compare.score_and_write: the winner 10 % lower on every seed."""
+    from tune_app.analysis.certification import compare_scores
+    from tune_app.runs.records import ArmScore
+
+    (a, b), *_ = pairs
+    scores = [ArmScore(a, s, f"{a}{s}", 5, 1.0, 1.0, {"c0": 1.0}) for s in (1000, 1001)]
+    scores += [ArmScore(b, s, f"{b}{s}", 5, 0.9, 0.9 + s / 1e5, {"c0": 0.9}) for s in (1000, 1001)]
+    return [compare_scores(scores, (a, a, "aaaa"), (b, b, "bbbb"), (a, b), ("persistence", 1.0))]
+
+
+def test_certify_writes_the_certificate_before_any_ablation(workdir: Path, monkeypatch, capsys):
+    """Ctrl-C in the ablations (here as Ray's interrupted fit raises it) keeps the certificate,
+    already written and printed, and advises certify's own --resume."""
+    from tune_app.cli import certify
+    from tune_app.errors import Interrupted
+    from tune_app.runs.records import Certificate
+    from tune_app.runs.storage import locate
+    from tune_app.tune import compare
+
+    def run_compare(spec, table, arms, seeds, launch, announce=None):  # type: ignore[no-untyped-def]
+        location = locate(launch.storage).join(launch.name)
+        if launch.name == "ablate":
+            assert (workdir / "results" / "done" / "certificate.json").is_file()  # already
+            raise Interrupted(
+                {"--resume": None, "--name": launch.name, "--storage": launch.storage}
+            )
+        return [], location
+
+    monkeypatch.setattr(compare, "run_compare", run_compare)
+    monkeypatch.setattr(certify, "score_and_write", _hand_made)
+    assert main(["certify", "results/done", "--seeds", "2", "--ablate"]) == 130
+    captured = capsys.readouterr()
+    certificate = Certificate.read(locate(workdir / "results" / "done"))
+    assert certificate is not None and certificate.comparison is not None
+    assert certificate.comparison.mean.verdict == "better" and certificate.ablations == ()
+    assert "Certified on 2 fresh seeds 1000-1001" in captured.out
+    assert "certificate written: " in captured.out
+    assert "the certificate is written" in captured.err
+    assert "resume with: tune-app certify results/done --seeds 2 --ablate --resume" in captured.err
+    assert "--name" not in captured.err and "--storage" not in captured.err

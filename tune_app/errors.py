@@ -39,7 +39,8 @@ class RunFailed(RuntimeError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run, with what resumes it: flags to put on the same command line
     (`{"--resume": None, "--name": "search-1"}`; None for a flag without a value), or, when
-    nothing can be resumed, `note` says why. The CLI prints the command and exits 130."""
+    nothing can be resumed, `note` says why (with flags, `note` says what was kept, before the
+    command). The CLI prints the command and exits 130."""
 
     def __init__(self, flags: dict[str, str | None] | None = None, note: str = "") -> None:
         super().__init__(note)

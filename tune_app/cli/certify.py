@@ -173,29 +173,38 @@ def _compare(
     return failed_trials(grid)
 
 
-def _verdicts(
-    folders: dict[str, Location],
-    states: dict[str, tuple[str, RunManifest | None]],
-    arms: list[Any],
-    ablated: list[Any],
-) -> tuple[Comparison, list[Comparison]]:
-    """The certify run's comparison and the ablations': read back where an earlier command
-    wrote them, else scored now (and written)."""
+def _main_verdict(folder: Location, state: str) -> Comparison:
+    """The certify run's comparison: read back where an earlier command wrote it, else
+    scored now (and written)."""
     from tune_app.analysis.certificate import CONTROL, NAMES, WINNER
     from tune_app.runs.records import CompareResult
 
-    if states[CERTIFY][0] == "done" and (found := CompareResult.read(folders[CERTIFY])):
+    if state == "done" and (found := CompareResult.read(folder)):
         (main,) = found.comparisons
-    else:
-        (main,) = score_and_write(folders[CERTIFY], [(CONTROL, WINNER)], NAMES)
-    if states[ABLATE][0] == "done" and (found := CompareResult.read(folders[ABLATE])):
-        return main, list(found.comparisons)  # an earlier --ablate's, kept
-    if not ablated:
-        return main, []
+        return main
+    (main,) = score_and_write(folder, [(CONTROL, WINNER)], NAMES)
+    return main
+
+
+def _earlier_ablations(folder: Location, state: str) -> list[Comparison]:
+    """The ablations an earlier `--ablate` finished (kept by a later certify), else none."""
+    from tune_app.runs.records import CompareResult
+
+    if state == "done" and (found := CompareResult.read(folder)):
+        return list(found.comparisons)
+    return []
+
+
+def _ablations(
+    folder: Location, main: Comparison, arms: list[Any], ablated: list[Any]
+) -> list[Comparison]:
+    """Score the ablate run: each ablated plan against the certify run's winner trials."""
+    from tune_app.analysis.certificate import NAMES, WINNER
+
     names = {WINNER: NAMES[WINNER], **{a.label: a.source for a in ablated}}
     winner = next(a.record() for a in arms if a.label == WINNER)
     pairs = [(WINNER, a.label) for a in ablated]
-    return main, score_and_write(folders[ABLATE], pairs, names, (main.b_scores, [winner]))
+    return score_and_write(folder, pairs, names, (main.b_scores, [winner]))
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
@@ -282,24 +291,39 @@ def cmd_certify(args: argparse.Namespace) -> int:
         what = f"the control's and the winner's plan ({label} at epoch {checkpoint.epoch})"
         context = (spec, table, seconds, what)
         failures = _compare(folders[CERTIFY], states[CERTIFY][0], arms, seeds, launch_args, context)
-        if ablated:
-            labels = ", ".join(a.label for a in ablated)
+        main = _main_verdict(folders[CERTIFY], states[CERTIFY][0])
+    except KeyboardInterrupt:  # Ctrl-C in the certify run or while scoring it: certify --resume
+        raise Interrupted({"--resume": None}) from None
+    earlier = _earlier_ablations(folders[ABLATE], states[ABLATE][0])
+    certificate = replace(certificate, comparison=main, ablations=tuple(earlier))
+    out.write_bytes(certificate.to_json())  # before any ablation: a crash there keeps it
+    print("\n".join(comparison_lines(main)))
+    print()
+    print("\n".join(certificate_lines(certificate)))
+    print(f"certificate written: {out.uri}")
+    if ablated and not earlier:
+        labels = ", ".join(a.label for a in ablated)
+        try:
             context = (spec, table, seconds, f"the winner's plan less one family each ({labels})")
             failures += _compare(
                 folders[ABLATE], states[ABLATE][0], ablated, seeds, launch_args, context
             )
-        main, ablations = _verdicts(folders, states, arms, ablated)
-    except KeyboardInterrupt:  # Ctrl-C in a compare run or while scoring: certify --resume
-        raise Interrupted({"--resume": None}) from None
-    if args.ablate and not ablated:
+            ablations = _ablations(folders[ABLATE], main, arms, ablated)
+        except KeyboardInterrupt:  # the certificate is kept; --resume goes on with the ablations
+            raise Interrupted(
+                {"--resume": None},
+                note=f"the certificate is written ({out.uri}); the ablations were cut short",
+            ) from None
+        certificate = replace(certificate, ablations=tuple(ablations))
+        out.write_bytes(certificate.to_json())
+        print()
+    elif args.ablate and not ablated:
         print("ablate: the winner's plan uses no family of modifications to remove")
-    certificate = replace(certificate, comparison=main, ablations=tuple(ablations))
-    out.write_bytes(certificate.to_json())
-    print("\n".join(comparison_lines(main)))
-    print()
-    print("\n".join([*certificate_lines(certificate), *ablation_lines(certificate)]))
+    if certificate.ablations:
+        print("\n".join(ablation_lines(certificate)))
+        print(f"ablations added to the certificate: {out.uri}")
     print(
-        f"\ncertificate: {out.uri}; `tune-app best {args.run}` copies it into the export, "
+        f"\n`tune-app best {args.run}` copies the certificate into the export, "
         f"`tune-app report {args.run}` opens with it"
     )
     if failures:

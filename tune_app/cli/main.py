@@ -83,7 +83,8 @@ def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
 def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
     """What to run after Ctrl-C: tune_app's own command that resumes the run."""
     if isinstance(exc, Interrupted) and exc.flags:
-        return "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
+        command = "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
+        return f"{exc.note}; {command}" if exc.note else command
     if isinstance(exc, Interrupted) and exc.note:
         return exc.note
     return "nothing was saved yet; run the command again"
