@@ -278,7 +278,7 @@ def test_compare_reaches_the_launch_with_both_plans_on_paired_seeds(workdir: Pat
     assert arms[0].plan.fingerprint == load_plan(phase_epochs=1).fingerprint
     assert arms[1].plan.phases[0].lr.at(0.5) == 1e-6 and arms[1].plan.shape == arms[0].plan.shape
     assert seeds == [7, 8, 9]
-    assert spec.model.hidden == 16 and launch.name is None
+    assert spec.model.hidden == 16 and launch.name.startswith("compare-")  # named before Ray
 
 
 def test_an_exports_settings_fill_the_flags_left_out(workdir: Path):
@@ -332,6 +332,13 @@ def test_compare_resume_refuses_other_plans(workdir: Path, capsys):
     assert "--seeds 4 (the run's: 2)" in capsys.readouterr().err
 
 
+# what Ctrl-C raises inside a run: Ray's interrupted fit (the run's --resume --name --storage),
+# a trainer's own (`tune-app train`'s --resume CHECKPOINT --out DIR), a bare KeyboardInterrupt
+RAYS = {"--resume": None, "--name": "{name}", "--storage": "{storage}"}
+TRAINERS = {"--resume": "results/t/checkpoints/epoch_00002", "--out": "results/t"}
+
+
+@pytest.mark.parametrize("raised", [RAYS, TRAINERS, None], ids=["ray", "trainer", "bare"])
 @pytest.mark.parametrize(
     ("argv", "hint"),
     [
@@ -344,19 +351,59 @@ def test_compare_resume_refuses_other_plans(workdir: Path, capsys):
             f"resume with: tune-app compare seed slow.yaml {' '.join(TINY)} --resume --name c "
             "--storage results",
         ),
+        (
+            ["compare", "seed", "slow.yaml", *TINY],  # the name the run was given: compare-...
+            f"resume with: tune-app compare seed slow.yaml {' '.join(TINY)} --resume --name "
+            "compare-",
+        ),
     ],
+    ids=["certify", "compare", "compare unnamed"],
 )
-def test_ctrl_c_says_how_to_resume(argv, hint, workdir: Path, monkeypatch, capsys):
+def test_ctrl_c_says_how_to_resume(argv, hint, raised, workdir: Path, monkeypatch, capsys):
+    """Whatever raised it inside the run, Ctrl-C in compare advises `tune-app compare ...
+    --resume --name --storage` and in certify `tune-app certify RUN --resume`: never the
+    trainer's `--resume CHECKPOINT --out DIR`, and never flags certify does not take."""
     from tune_app.errors import Interrupted
+    from tune_app.runs.storage import locate
     from tune_app.tune import compare
+    from tune_app.tune.runner import write_manifest
 
     def interrupted(spec, table, arms, seeds, launch, announce=None):  # type: ignore[no-untyped-def]
-        # as tune/interrupt.py raises it from inside the compare run
-        raise Interrupted({"--resume": None, "--name": launch.name, "--storage": launch.storage})
+        location = locate(launch.storage).join(launch.name)
+        Path(location.path).mkdir(parents=True)
+        write_manifest(location, "compare", spec, table, {})  # the run has started
+        if raised is None:
+            raise KeyboardInterrupt
+        flags = {
+            k: v and v.format(name=launch.name, storage=launch.storage) for k, v in raised.items()
+        }
+        raise Interrupted(flags)
 
     monkeypatch.setattr(compare, "run_compare", interrupted)
     assert main(argv) == 130
-    assert hint in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert hint in err, err
+    assert "--out" not in err and "epoch_00002" not in err
+    if argv[0] == "certify":
+        assert "--name" not in err and "--storage" not in err
+    import shlex
+
+    from tune_app.cli.main import build_parser
+
+    advised = shlex.split(err.split("resume with: tune-app ", 1)[1])
+    assert build_parser().parse_args(advised).resume  # a command that parses
+
+
+def test_ctrl_c_before_a_compare_run_started_says_to_run_it_again(workdir, monkeypatch, capsys):
+    from tune_app.tune import compare
+
+    def interrupted(spec, table, arms, seeds, launch, announce=None):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # while Ray starts: no run folder yet
+
+    monkeypatch.setattr(compare, "run_compare", interrupted)
+    assert main(["compare", "seed", "seed", *TINY, "--name", "c"]) == 130
+    err = capsys.readouterr().err
+    assert "nothing was saved yet; run the command again" in err and "--resume" not in err
 
 
 def _finished_run(location_name: str, grid: list[Any] | None = None):  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -367,6 +367,7 @@ def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tune_app.analysis.certification import comparison_lines
     from tune_app.cli.runs import _launch
+    from tune_app.runs.records import MANIFEST
     from tune_app.tune.compare import Arm, run_compare
 
     check_seed_count(args)
@@ -395,17 +396,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"compare: 2 plans x {count} seeds = {cost_line(2 * count, epochs, slots, seconds)}")
 
     seeds = list(range(offset, offset + count))
-    grid, location = run_compare(spec, table, arms, seeds, launch, announce)
-    failures = failed_trials(grid)
+    launch = replace(launch, name=launch.run_name("compare"))  # named now: Ctrl-C's advice
+    location = launch.location("compare")
     flags: dict[str, str | None] = {
         "--resume": None,
         "--name": location.name,
         "--storage": launch.storage,
     }
     try:
+        grid, location = run_compare(spec, table, arms, seeds, launch, announce)
+        failures = failed_trials(grid)
         (comparison,) = score_and_write(location, [("A", "B")], {"A": "A", "B": "B"})
-    except KeyboardInterrupt:  # while scoring: the trials are done, --resume scores them
-        raise Interrupted(flags) from None
+    except KeyboardInterrupt:  # anywhere in the run or its scoring: this run's own --resume
+        if location.join(MANIFEST).exists():
+            raise Interrupted(flags) from None
+        raise Interrupted(note="nothing was saved yet; run the command again") from None
     print("\n".join(comparison_lines(comparison)))
     print(f"\nrun: {location.uri} (comparison.json)")
     if failures:
