@@ -532,3 +532,43 @@ def test_certify_writes_the_certificate_before_any_ablation(workdir: Path, monke
     assert "the certificate is written" in captured.err
     assert "resume with: tune-app certify results/done --seeds 2 --ablate --resume" in captured.err
     assert "--name" not in captured.err and "--storage" not in captured.err
+
+
+def _advised(err: str) -> list[str]:
+    """The command a message advises in backquotes after `what` (without `tune-app`)."""
+    import shlex
+
+    return shlex.split(err.split("`tune-app ", 1)[1].split("`", 1)[0])
+
+
+@pytest.mark.parametrize("command", ["best", "report"])
+def test_best_and_report_of_a_compare_run_say_what_it_is_and_what_to_run(
+    command, workdir: Path, capsys
+):
+    before = _files(workdir)
+    assert main([command, "results/diverged"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert (
+        "a compare run (plans A (seed (A)) and B (seed (B)), each trained from scratch on 3" in err
+    )
+    assert f"no winner to {command}" in err and "its verdict (comparison.json)" not in err
+    advised = _advised(err)
+    assert advised[:2] == ["compare", "seed"] and "--resume" in advised
+    assert _files(workdir) == before
+    with pytest.raises(Reached) as info:  # the advised command goes on with that very run
+        main(advised)
+    _spec, _arms, seeds, launch = info.value.args
+    assert launch.resume and launch.name == "diverged" and seeds == [1000, 1001, 1002]
+
+
+@pytest.mark.parametrize("command", ["best", "report"])
+def test_best_and_report_of_a_searchs_certify_run_point_to_the_search(command, workdir, capsys):
+    assert main([command, "results/cut/certify"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the certification of the search run" in err, err
+    advised = _advised(err)
+    assert advised[0] == command and Path(advised[1]) == workdir / "results" / "cut"
+    from tune_app.cli.main import build_parser
+
+    assert build_parser().parse_args(advised).run == advised[1]

@@ -55,10 +55,11 @@ def test_a_plan_compared_with_itself_differs_by_exactly_zero(ray_local, storage:
     assert "verdict (test mse_z): no difference between B and A beyond seed noise" in out
     folders = sorted(p.name for p in (storage / "same").iterdir() if p.is_dir())
     assert folders == ["A-1000", "A-1001", "B-1000", "B-1001"]
-    assert main(["report", str(storage / "same"), "--out", str(storage / "same_report")]) == 0
-    markdown = (storage / "same_report" / "report.md").read_text()
-    first = markdown[markdown.index("## Summary") :].splitlines()[2]
-    assert first.startswith("- Compared on 2 seeds (test mse_z") and "no difference" in first
+    # a compare run has no winner: report and best say so, with the verdict and what to run
+    assert main(["report", str(storage / "same"), "--out", str(storage / "same_report")]) == 2
+    err = capsys.readouterr().err
+    assert "a compare run" in err and "its verdict (comparison.json): no difference" in err
+    assert "tune-app compare seed seed --resume --name same --storage" in err
 
 
 def test_phase_1_lr_x_001_is_certified_worse(ray_local, storage: Path, capsys):

@@ -35,6 +35,7 @@ __all__ = [
     "check_plans",
     "check_seed_count",
     "cost_line",
+    "resume_command",
     "score_and_write",
 ]
 
@@ -364,6 +365,17 @@ def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
             setattr(args, dest, spec[section][key])
 
 
+def resume_command(manifest: RunManifest, location: Location) -> str:
+    """The command that goes on with (or, finished, prints again) the compare run at
+    `location`: `tune-app compare A B --resume --name NAME --storage STORAGE`, A and B as the
+    run recorded them (older runs, which did not: `A B`, to fill in)."""
+    import shlex
+
+    named = [str(arm.get("argument") or arm["label"]) for arm in manifest.arms] or ["A", "B"]
+    flags = ["--resume", "--name", location.name, "--storage", location.parent.uri]
+    return "tune-app compare " + shlex.join([*named, *flags])
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from tune_app.analysis.certification import comparison_lines
     from tune_app.cli.runs import _launch
@@ -388,7 +400,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _check_resumed_arms(resumed.manifest, sources)
         offset = resumed.manifest.seed_offset or offset
         count = resumed.manifest.seeds or count
-    arms = [Arm(which, s.plan, s.source) for which, s in sources.items()]
+    given = {"A": args.a, "B": args.b}
+    arms = [Arm(which, s.plan, s.source, given[which]) for which, s in sources.items()]
     seconds = next((s.seconds for s in sources.values() if s.seconds), None)
     epochs = spec.plan.total_epochs
 

@@ -41,11 +41,14 @@ __all__ = ["Arm", "arm_configs", "run_arm", "run_compare", "slots"]
 @dataclass(frozen=True)
 class Arm:
     """One plan of a comparison: its `label` (a folder-safe word: "A", "winner",
-    "no-alpha"), the plan, and where it came from in words (`source`)."""
+    "no-alpha"), the plan, where it came from in words (`source`) and, for `tune-app compare`,
+    the command-line argument that named it (`argument`: a plan file, an export, `seed`; ""
+    where no argument did, as in certify), which advice quotes back."""
 
     label: str
     plan: Plan
     source: str
+    argument: str = ""
 
     def record(self) -> dict[str, Any]:
         """As the run's manifest records it (`RunManifest.arms`)."""
@@ -54,6 +57,7 @@ class Arm:
             "source": self.source,
             "fingerprint": self.plan.fingerprint,
             "plan": self.plan.to_dict(),
+            "argument": self.argument,
         }
 
 
