@@ -191,10 +191,10 @@ CASES = [
         "drop the flag",
     ),
     (["compare", "seed", "export3", "--hidden", "32"], "--hidden 32 (the export B", "drop the flag"),
-    (["compare", "seed", "results/done", *TINY], "a run, not a plan", "tune-app certify"),
+    (["compare", "seed", "results/done", *TINY], "a search run, not a plan", "tune-app certify"),
     (["compare", "seed", "seed", "--resume"], "--resume: also pass --name", "--name"),
     (["compare", "seed", "seed", "--resume", "--name", "none"], "no run to resume", "--name"),
-    (["certify", "results/nowhere"], "no such run directory", "--storage"),
+    (["certify", "results/nowhere"], "no such run directory", "by default results/NAME"),
     (["certify", "results/base"], "a baseline run", "tune-app compare A B"),
     (["certify", "results/going"], "no trial has finished the plan yet", "search --resume"),
     (["certify", "results/moved"], "changed since the search", "put back the file"),
@@ -572,3 +572,81 @@ def test_best_and_report_of_a_searchs_certify_run_point_to_the_search(command, w
     from tune_app.cli.main import build_parser
 
     assert build_parser().parse_args(advised).run == advised[1]
+
+
+def _parses(err: str) -> tuple[list[str], Any]:
+    """The first command an error message advises in backquotes, parsed by the real parser
+    (argparse exits on a flag the command does not take)."""
+    from tune_app.cli.main import build_parser
+
+    advised = _advised(err)
+    return advised, build_parser().parse_args(advised)
+
+
+def test_certify_of_an_unfinished_search_advises_a_search_resume_that_works(
+    workdir: Path, monkeypatch, capsys
+):
+    from tune_app.tune import runner
+
+    assert main(["certify", "results/going"]) == 2
+    advised, parsed = _parses(capsys.readouterr().err)
+    assert advised[:2] == ["search", "--resume"] and parsed.name == "going"
+    assert Path(parsed.storage) == workdir / "results"
+
+    def reached(spec, table, space, options, launch):  # type: ignore[no-untyped-def]
+        raise Reached(launch)
+
+    monkeypatch.setattr(runner, "run_search", reached)
+    with pytest.raises(Reached) as info:  # it resumes that very run
+        main(advised)
+    (launch,) = info.value.args
+    assert launch.resume and launch.location("search").path == str(workdir / "results" / "going")
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["compare", "results/done", "seed", *TINY], "certify"),
+        (["compare", "seed", "seed", *TINY, "--resume", "--name", "done"], "search"),
+        (["baseline", *TINY, "--resume", "--name", "diverged"], "compare"),
+        (["search", *TINY, "--resume", "--name", "diverged"], "compare"),
+    ],
+)
+def test_advice_about_another_kind_of_run_parses(argv, command, workdir: Path, capsys):
+    assert main(argv) == 2
+    advised, parsed = _parses(capsys.readouterr().err)
+    assert advised[0] == command
+    if command != "certify":
+        assert parsed.resume and parsed.name == argv[-1]
+        assert Path(parsed.storage) == workdir / "results"
+    if command == "compare":  # the compare run's own command goes on with it
+        with pytest.raises(Reached) as info:
+            main(advised)
+        assert info.value.args[3].resume and info.value.args[3].name == "diverged"
+
+
+@pytest.mark.parametrize("raised", ["claimed", "nothing"])
+def test_certify_says_in_its_own_words_what_the_launch_refused(
+    raised, workdir: Path, monkeypatch, capsys
+):
+    """The launch's refusals name --name and --storage, which certify does not take."""
+    from tune_app.errors import NothingToResume, RunClaimed
+    from tune_app.tune import compare
+
+    def refused(spec, table, arms, seeds, launch, announce=None):  # type: ignore[no-untyped-def]
+        if raised == "claimed":
+            raise RunClaimed(
+                f"--name {launch.name}: a run of that name is going; choose another --name",
+                "pid 4242 on elsewhere",
+            )
+        raise NothingToResume("--resume: no run to resume; check --name and --storage")
+
+    monkeypatch.setattr(compare, "run_compare", refused)
+    assert main(["certify", "results/done", "--seeds", "2"]) == 2
+    err = capsys.readouterr().err
+    advised, parsed = _parses(err)
+    assert advised[0] == "certify" and Path(parsed.run) == workdir / "results" / "done"
+    assert parsed.resume == (raised == "claimed")
+    assert "--name" not in err and "--storage" not in err
+    if raised == "claimed":
+        assert "is held by another command (pid 4242 on elsewhere)" in err

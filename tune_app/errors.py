@@ -10,6 +10,8 @@ __all__ = [
     "ErrorList",
     "InputError",
     "Interrupted",
+    "NothingToResume",
+    "RunClaimed",
     "RunFailed",
 ]
 
@@ -19,6 +21,20 @@ class InputError(ValueError):
 
     The CLI prints the message (no traceback) and exits with status 2, before any work starts.
     """
+
+
+class RunClaimed(InputError):
+    """Another live process holds the run's name (runs/lock.py): a second launch, or a
+    --resume of a run still going. A command that names its runs itself (certify) says it in
+    its own words, with `owner` (the process holding it, described)."""
+
+    def __init__(self, message: str, owner: str = "") -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
+class NothingToResume(InputError):
+    """--resume of a run Ray cannot restore (no experiment state saved yet, or not a run)."""
 
 
 class CheckpointError(InputError):

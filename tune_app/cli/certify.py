@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -24,7 +25,7 @@ from tune_app.cli.compare import (
     failed_trials,
     score_and_write,
 )
-from tune_app.errors import InputError, Interrupted, RunFailed
+from tune_app.errors import InputError, Interrupted, NothingToResume, RunClaimed, RunFailed
 
 if TYPE_CHECKING:
     from tune_app.runs.records import Comparison, RunManifest
@@ -56,9 +57,11 @@ def _open_search(uri: str) -> Run:
             "(compare any two plans with `tune-app compare A B`)"
         )
     if not _finished(run):
+        storage = shlex.quote(run.location.parent.uri)
         raise InputError(
             f"RUN {uri}: no trial has finished the plan yet; finish the search first "
-            f"(`tune-app search --resume --name {run.location.name}`), then certify it"
+            f"(`tune-app search --resume --name {shlex.quote(run.location.name)} --storage "
+            f"{storage}`), then certify it"
         )
     return run
 
@@ -99,7 +102,11 @@ def _state(folder: Location) -> tuple[str, RunManifest | None]:
     return ("started" if failed else "done"), manifest
 
 
-def _seeds(args: argparse.Namespace, recorded: RunManifest | None, search_seed: int) -> list[int]:
+def _seeds(
+    args: argparse.Namespace, recorded: RunManifest | None, search_seed: int, run: Location
+) -> list[int]:
+    from tune_app.runs.records import CERTIFICATE
+
     given: frozenset[str] = getattr(args, "given", frozenset())
     if recorded is not None and recorded.seeds and recorded.seed_offset is not None:
         seeds = list(range(recorded.seed_offset, recorded.seed_offset + recorded.seeds))
@@ -107,8 +114,9 @@ def _seeds(args: argparse.Namespace, recorded: RunManifest | None, search_seed: 
         if {"seeds", "seed_offset"} & given and asked != (seeds[0], len(seeds)):
             raise InputError(
                 f"--seeds/--seed-offset: this run is being certified on seeds {seeds[0]}-"
-                f"{seeds[-1]}; drop the flags, or move RUN/{CERTIFY}, RUN/{ABLATE} and "
-                "RUN/certificate.json away to certify on other seeds"
+                f"{seeds[-1]}; drop the flags, or move {run.join(CERTIFY).uri}, "
+                f"{run.join(ABLATE).uri} and {run.join(CERTIFICATE).uri} away to certify on "
+                "other seeds"
             )
         return seeds
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
@@ -134,6 +142,8 @@ def _plan_seconds(run: Run) -> float | None:
 
 
 def _check_same_arms(folder: Location, manifest: RunManifest | None, arms: list[Any]) -> None:
+    from tune_app.runs.records import CERTIFICATE
+
     if manifest is None:
         return
     recorded = {arm["label"]: arm["fingerprint"] for arm in manifest.arms}
@@ -141,8 +151,8 @@ def _check_same_arms(folder: Location, manifest: RunManifest | None, arms: list[
     if recorded != wanted:
         raise InputError(
             f"{folder.uri} holds a certification of other plans ({recorded}; now {wanted}: the "
-            f"search's winner changed since); move {folder.uri} and RUN/certificate.json away "
-            "to certify the new winner"
+            f"search's winner changed since); move {folder.uri} and "
+            f"{folder.parent.join(CERTIFICATE).uri} away to certify the new winner"
         )
 
 
@@ -169,7 +179,21 @@ def _compare(
         trials = len(arms) * len(seeds)
         print(f"certify: {what} x {len(seeds)} seeds = {cost_line(trials, epochs, slots, seconds)}")
 
-    grid, _ = run_compare(spec, table, arms, seeds, launch, announce)
+    certify_again = f"tune-app certify {shlex.quote(folder.parent.uri)}"
+    try:
+        grid, _ = run_compare(spec, table, arms, seeds, launch, announce)
+    except RunClaimed as exc:
+        raise InputError(
+            f"RUN {folder.parent.uri}: its {folder.name} run ({folder.uri}) is held by another "
+            f"command ({exc.owner or 'another process'}); wait for it to end, then "
+            f"`{certify_again} --resume`"
+        ) from None
+    except NothingToResume:
+        raise InputError(
+            f"RUN {folder.parent.uri}: its {folder.name} run ({folder.uri}) stopped before Ray "
+            f"saved its state, so nothing of it can be resumed; move {folder.uri} away and run "
+            f"`{certify_again}` again"
+        ) from None
     return failed_trials(grid)
 
 
@@ -263,7 +287,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 f"RUN {args.run}: its {name} run ({folders[name].uri}) was cut short; pass "
                 "--resume to go on with it (finished trials are kept)"
             )
-    seeds = _seeds(args, states[CERTIFY][1], spec.train.seed)
+    seeds = _seeds(args, states[CERTIFY][1], spec.train.seed, run.location)
     arms = [
         Arm(CONTROL, control_plan, "the control's plan: the plan as written"),
         Arm(WINNER, winner_plan, f"the winner's plan: {label} at epoch {checkpoint.epoch}"),

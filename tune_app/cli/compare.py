@@ -35,7 +35,6 @@ __all__ = [
     "check_plans",
     "check_seed_count",
     "cost_line",
-    "resume_command",
     "score_and_write",
 ]
 
@@ -68,6 +67,31 @@ class PlanSource:
     seconds: float | None = None
 
 
+def _a_run_not_a_plan(folder: Path) -> str:
+    """What to give instead of a run's folder, by the run's kind."""
+    import shlex
+
+    from tune_app.runs.records import RunManifest
+    from tune_app.runs.storage import locate
+
+    try:
+        manifest: RunManifest | None = RunManifest.read(locate(folder))
+    except InputError:
+        manifest = None
+    kind = manifest.kind if manifest else "unknown"
+    quoted = shlex.quote(str(folder))
+    best = f"export its best checkpoint with `tune-app best {quoted}` and compare the export"
+    if kind == "search":
+        return (
+            f"a search run, not a plan; certify its winner against its control with "
+            f"`tune-app certify {quoted}`, or {best}"
+        )
+    if kind == "compare" and manifest is not None:
+        named = ", ".join(str(a.get("argument") or a["source"]) for a in manifest.arms)
+        return f"a compare run, not a plan; compare its plans ({named}) by their files"
+    return f"a {kind} run, not a plan; {best}"
+
+
 def _export(which: str, folder: Path) -> PlanSource:
     import pandas as pd
 
@@ -81,11 +105,7 @@ def _export(which: str, folder: Path) -> PlanSource:
     )
 
     if (folder / MANIFEST).is_file():
-        raise InputError(
-            f"{which} {folder}: a run, not a plan; export its best checkpoint with `tune-app best "
-            f"{folder}` and compare the export, or certify a search with `tune-app certify "
-            f"{folder}`"
-        )
+        raise InputError(f"{which} {folder}: {_a_run_not_a_plan(folder)}")
     if not (folder / EXPORT_CONFIG).is_file() or not (folder / EXPORT_PLAN).is_file():
         raise InputError(
             f"{which} {folder}: not a `tune-app best` export (config.json and plan.yaml needed); "
@@ -363,17 +383,6 @@ def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
     for dest, (section, key) in RECORDED.items():
         if dest not in given and key in (spec.get(section) or {}):
             setattr(args, dest, spec[section][key])
-
-
-def resume_command(manifest: RunManifest, location: Location) -> str:
-    """The command that goes on with (or, finished, prints again) the compare run at
-    `location`: `tune-app compare A B --resume --name NAME --storage STORAGE`, A and B as the
-    run recorded them (older runs, which did not: `A B`, to fill in)."""
-    import shlex
-
-    named = [str(arm.get("argument") or arm["label"]) for arm in manifest.arms] or ["A", "B"]
-    flags = ["--resume", "--name", location.name, "--storage", location.parent.uri]
-    return "tune-app compare " + shlex.join([*named, *flags])
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -96,7 +96,7 @@ def _refuse_a_compare_run(run: Any, command: str) -> None:
     """
     import shlex
 
-    from tune_app.cli.compare import resume_command
+    from tune_app.cli.commands import resume_command
     from tune_app.runs.records import MANIFEST, CompareResult, RunManifest
 
     if run.kind != "compare":
