@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from tiny import TRAIN_FLAGS, export_train_checkpoint
@@ -650,3 +651,67 @@ def test_certify_says_in_its_own_words_what_the_launch_refused(
     assert "--name" not in err and "--storage" not in err
     if raised == "claimed":
         assert "is held by another command (pid 4242 on elsewhere)" in err
+
+
+def _announced(workdir: Path, monkeypatch, capsys, argv: list[str]) -> str:  # type: ignore[no-untyped-def]
+    """What compare prints as its cost estimate, Ray having "started" in 7 s on 2 slots."""
+    from tune_app.tune import compare
+
+    def announcing(spec, table, arms, seeds, launch, announce=None):  # type: ignore[no-untyped-def]
+        announce(2, 7.0)
+        raise Reached(spec, arms, seeds, launch)
+
+    monkeypatch.setattr(compare, "run_compare", announcing)
+    with pytest.raises(Reached):
+        main(argv)
+    return capsys.readouterr().out
+
+
+def test_the_cost_estimate_counts_the_fixed_costs(workdir: Path, monkeypatch, capsys):
+    from tune_app.cli import cost
+
+    out = _announced(
+        workdir, monkeypatch, capsys, ["compare", "seed", "seed", *TINY, "--seeds", "3"]
+    )
+    assert "6 trials of 5 epochs (30 epochs to run in all), 2 at a time" in out
+    startup = cost.WORKER_START_S + cost.TRIAL_SETUP_S * 3  # 3 rounds of 2 trials
+    scoring = cost.SCORE_SETUP_S + cost.SCORE_TRIAL_S * 6
+    assert f"Ray start 7 s, trial start-up ~{startup:.0f} s" in out
+    assert f"scoring 6 trials on the test split ~{scoring:.0f} s" in out
+    assert f"fixed costs ~{7 + startup + scoring:.0f} s" in out
+
+
+def test_the_cost_estimate_with_an_exports_epoch_time_adds_training(workdir, monkeypatch, capsys):
+    from tune_app.cli import cost
+
+    out = _announced(
+        workdir,
+        monkeypatch,
+        capsys,
+        ["compare", "seed", "export3", "--phase-epochs", "1", "--seeds", "2"],
+    )
+    seconds = float(pd.read_parquet(workdir / "export3" / "metrics.parquet")["seconds"].median())
+    training = 4 * 5 * seconds / 2
+    fixed = (
+        7
+        + cost.WORKER_START_S
+        + cost.TRIAL_SETUP_S * 2
+        + cost.SCORE_SETUP_S
+        + 4 * cost.SCORE_TRIAL_S
+    )
+    assert f"about {max(training + fixed, 1):.0f} s (training ~" in out, out
+
+
+def test_the_cost_estimate_of_a_resumed_run_counts_only_what_is_left(workdir, monkeypatch, capsys):
+    """The "failed" run: A-1001 stopped at epoch 3 of 5, the other three trials finished."""
+    from tune_app.cli import cost
+
+    argv = ["compare", "seed", "seed", "--resume", "--name", "failed"]
+    out = _announced(workdir, monkeypatch, capsys, argv)
+    assert (
+        "3 trial(s) ended before and are kept; to run: 1 trial of 5 epochs (2 epochs to run in all)"
+        in out
+    )
+    startup = cost.WORKER_START_S + cost.TRIAL_SETUP_S
+    assert f"trial start-up ~{startup:.0f} s, scoring 4 trials" in out  # all 4 scored again
+    assert "training ~" in out  # timed by the run's own epochs

@@ -51,7 +51,7 @@ def test_a_plan_compared_with_itself_differs_by_exactly_zero(ray_local, storage:
     assert [s.mse_z for s in comparison.a_scores] == [s.mse_z for s in comparison.b_scores]
     assert comparison.a_scores[0].mse_z != comparison.a_scores[1].mse_z  # the seeds differ
     out = capsys.readouterr().out
-    assert "compare: 2 plans x 2 seeds = 4 trials of 10 epochs" in out
+    assert "compare: 2 plans x 2 seeds: 4 trials of 10 epochs (40 epochs to run in all)" in out
     assert "verdict (test mse_z): no difference between B and A beyond seed noise" in out
     folders = sorted(p.name for p in (storage / "same").iterdir() if p.is_dir())
     assert folders == ["A-1000", "A-1001", "B-1000", "B-1001"]

@@ -11,7 +11,6 @@ Each part that has finished is not run again; one cut short goes on with `--resu
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time
@@ -21,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from tune_app.cli.compare import (
     add_seed_args,
     check_seed_count,
-    cost_line,
     failed_trials,
     score_and_write,
 )
+from tune_app.cli.cost import Cost, cost_line, epoch_seconds, remaining
 from tune_app.errors import InputError, Interrupted, NothingToResume, RunClaimed, RunFailed
 
 if TYPE_CHECKING:
@@ -129,18 +128,6 @@ def _seeds(
     return seeds
 
 
-def _plan_seconds(run: Run) -> float | None:
-    """The search's median seconds per epoch (its epochs ran under the same load)."""
-    values = [
-        float(v)
-        for t in run.trials
-        if "seconds" in t.metrics
-        for v in t.metrics["seconds"]
-        if math.isfinite(float(v))
-    ]
-    return sorted(values)[len(values) // 2] if values else None
-
-
 def _check_same_arms(folder: Location, manifest: RunManifest | None, arms: list[Any]) -> None:
     from tune_app.runs.records import CERTIFICATE
 
@@ -174,10 +161,11 @@ def _compare(
     spec, table, seconds, what = context
     launch = Launch(name=folder.name, resume=state == "started", **launch_args)
     epochs = spec.plan.total_epochs
+    left, left_epochs, ended = remaining(folder, [a.label for a in arms], seeds, epochs)
+    cost = Cost(left, left_epochs, epochs, len(arms) * len(seeds), ended, seconds)
 
-    def announce(slots: int) -> None:
-        trials = len(arms) * len(seeds)
-        print(f"certify: {what} x {len(seeds)} seeds = {cost_line(trials, epochs, slots, seconds)}")
+    def announce(slots: int, ray_start: float) -> None:
+        print(f"certify: {what} x {len(seeds)} seeds: {cost_line(cost, slots, ray_start)}")
 
     certify_again = f"tune-app certify {shlex.quote(folder.parent.uri)}"
     try:
@@ -310,7 +298,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         "gpus_per_trial": args.gpus_per_trial,
         "max_failures": args.max_failures,
     }
-    seconds = _plan_seconds(run)
+    seconds = epoch_seconds(run)  # the search's epochs ran under the same load
     try:
         what = f"the control's and the winner's plan ({label} at epoch {checkpoint.epoch})"
         context = (spec, table, seconds, what)

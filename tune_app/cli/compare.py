@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -34,7 +33,6 @@ __all__ = [
     "adopt_recorded",
     "check_plans",
     "check_seed_count",
-    "cost_line",
     "score_and_write",
 ]
 
@@ -255,22 +253,6 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
         )
 
 
-def cost_line(trials: int, epochs: int, slots: int, seconds: float | None) -> str:
-    """The cost estimate printed before the first trial starts."""
-    text = (
-        f"{trials} trials of {epochs} epochs ({trials * epochs} epochs in all), "
-        f"{min(slots, trials)} at a time"
-    )
-    if seconds:
-        total = math.ceil(trials / slots) * epochs * seconds
-        took = f"{total / 60:.0f} min" if total >= 90 else f"{max(total, 1):.0f} s"
-        text += f": about {took} at {seconds:.2g} s an epoch"
-    return text + (
-        ". Ctrl-C stops it and prints the command that resumes it; a resumed run repeats no "
-        "finished trial."
-    )
-
-
 def failed_trials(grid: Any) -> list[str]:
     """One line per trial that failed (Ray's traceback stays in its folder's error.txt)."""
     lines = []
@@ -387,6 +369,7 @@ def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from tune_app.analysis.certification import comparison_lines
+    from tune_app.cli.cost import Cost, cost_line, epoch_seconds, remaining
     from tune_app.cli.runs import _launch
     from tune_app.runs.records import MANIFEST
     from tune_app.tune.compare import Arm, run_compare
@@ -411,15 +394,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         count = resumed.manifest.seeds or count
     given = {"A": args.a, "B": args.b}
     arms = [Arm(which, s.plan, s.source, given[which]) for which, s in sources.items()]
-    seconds = next((s.seconds for s in sources.values() if s.seconds), None)
-    epochs = spec.plan.total_epochs
-
-    def announce(slots: int) -> None:
-        print(f"compare: 2 plans x {count} seeds = {cost_line(2 * count, epochs, slots, seconds)}")
-
     seeds = list(range(offset, offset + count))
     launch = replace(launch, name=launch.run_name("compare"))  # named now: Ctrl-C's advice
     location = launch.location("compare")
+    epochs = spec.plan.total_epochs
+    left, left_epochs, ended = remaining(location, [a.label for a in arms], seeds, epochs)
+    seconds = next((s.seconds for s in sources.values() if s.seconds), None)
+    if resumed is not None and seconds is None:
+        from tune_app.runs.results import open_run
+
+        seconds = epoch_seconds(open_run(location.uri))  # the run's own epochs so far
+    cost = Cost(left, left_epochs, epochs, len(arms) * len(seeds), ended, seconds)
+
+    def announce(slots: int, ray_start: float) -> None:
+        print(f"compare: 2 plans x {count} seeds: {cost_line(cost, slots, ray_start)}")
+
     flags: dict[str, str | None] = {
         "--resume": None,
         "--name": location.name,

@@ -12,6 +12,7 @@ from its last checkpoint. Scoring the trials on the test split happens afterward
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -95,7 +96,7 @@ def run_compare(
     arms: Sequence[Arm],
     seeds: Sequence[int],
     launch: Launch,
-    announce: Callable[[int], None] | None = None,
+    announce: Callable[[int, float], None] | None = None,
 ) -> tuple[tune.ResultGrid, Location]:
     """Train every plan of `arms` on every seed of `seeds`, one Tune trial each.
 
@@ -107,8 +108,9 @@ def run_compare(
         seeds: the seeds, consecutive from the first (the manifest records the first and the
             count).
         launch: storage, name, cluster, resources, resume.
-        announce: called with the number of trials that run at once, after Ray started and
-            before any trial does (for the cost estimate).
+        announce: called with the number of trials that run at once and the seconds Ray took
+            to start (or join), after Ray started and before any trial does (for the cost
+            estimate).
 
     Returns:
         Tune's result grid and the run's folder.
@@ -120,9 +122,10 @@ def run_compare(
     """
     location = launch.location("compare")
     claim(location, launch)
+    started = time.perf_counter()
     init_ray(launch.address)
     if announce is not None:
-        announce(slots(launch.cpus_per_trial, launch.gpus_per_trial))
+        announce(slots(launch.cpus_per_trial, launch.gpus_per_trial), time.perf_counter() - started)
     base = spec.with_plan(arms[0].plan)
     trainable = tune.with_resources(
         tune.with_parameters(run_arm, table=table),
