@@ -78,6 +78,27 @@ def test_phase_1_lr_x_001_is_certified_worse(ray_local, storage: Path, capsys):
     assert "B is worse than A by" in capsys.readouterr().out
 
 
+def test_a_plan_that_diverges_loses_its_seeds_and_the_comparison_is_written(
+    ray_local, storage: Path, capsys
+):
+    """Every phase at lr 1000 (gradient clip 1000): its trials' loss explodes in the first
+    epochs (the trainer's divergence monitor ends them); each seed is a loss for that plan."""
+    raw, _ = read_plan_dict(None)
+    for phase in raw["phases"]:
+        phase["lr"], phase["grad_clip"] = {"constant": 1e3}, 1e3
+    wild = storage / "wild.yaml"
+    wild.write_text(yaml.safe_dump(raw))
+    argv = ["compare", "seed", str(wild), *TINY, "--seeds", "2", "--storage", str(storage)]
+    assert main([*argv, "--name", "wild"]) == 0
+    (comparison,) = _result(storage / "wild").comparisons
+    assert [s.status for s in comparison.b_scores] == ["diverged", "diverged"]
+    assert [s.mse_z is not None for s in comparison.a_scores] == [True, True]
+    assert comparison.mean.failed_b == (1000, 1001) and comparison.mean.verdict == "worse"
+    out = capsys.readouterr().out
+    assert "B is worse than A: B diverged or failed on seeds 1000, 1001, A on none" in out
+    assert out.count("B diverged: a loss for B") == 2
+
+
 @pytest.fixture(scope="module")
 def certified(ray_local, storage: Path) -> Path:
     argv = [*TINY, "--population", "3", "--cpus-per-trial", "0.5", "--storage", str(storage)]

@@ -127,16 +127,17 @@ def _p_text(p: float, nonzero: int) -> str:
     return text
 
 
+def _seed_list(seeds: Sequence[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def _failed_text(difference: PairedDifference, names: tuple[str, str]) -> str:
     """`B diverged or failed on seed 1003`, both plans' where both have such seeds; empty
     without any."""
     parts = []
     for name, seeds in zip(names, (difference.failed_a, difference.failed_b), strict=True):
         if seeds:
-            listed = ", ".join(map(str, seeds))
-            parts.append(
-                f"{name} diverged or failed on seed{'s' if len(seeds) > 1 else ''} {listed}"
-            )
+            parts.append(f"{name} diverged or failed on {_seed_list(seeds)}")
     return " and ".join(parts)
 
 
@@ -257,10 +258,11 @@ def _verdict(d: PairedDifference, names: tuple[str, str]) -> tuple[str, str]:
     one wholly above 0 (or this plan failing more often)."""
     first, second = names
     count = len(d.seeds)
-    failed = _failed_text(d, names)
     if len(d.failed_a) != len(d.failed_b):
-        loser, winner = (second, first) if len(d.failed_b) > len(d.failed_a) else (first, second)
-        verdict = "worse" if loser == second else "better"
+        b_lost = len(d.failed_b) > len(d.failed_a)
+        loser, winner = (second, first) if b_lost else (first, second)
+        lost, other = (d.failed_b, d.failed_a) if b_lost else (d.failed_a, d.failed_b)
+        verdict = "worse" if b_lost else "better"
         head = (
             f"{second} is worse than {first}" if verdict == "worse" else f"{second} beats {first}"
         )
@@ -268,9 +270,11 @@ def _verdict(d: PairedDifference, names: tuple[str, str]) -> tuple[str, str]:
             f"; on the seeds where both have a score: {_numbers(d)}" if d.mean is not None else ""
         )
         return verdict, (
-            f"{head}: {failed} (counted against {loser}; {winner} diverged or failed on fewer "
-            f"seeds){rest}"
+            f"{head}: {loser} diverged or failed on {_seed_list(lost)}, {winner} on "
+            f"{_seed_list(other) if other else 'none'} (each a seed lost by the plan that "
+            f"failed there){rest}"
         )
+    failed = _failed_text(d, names)
     tail = f"; {failed}" if failed else ""
     if d.mean is None:
         return "no result", f"no seed where both {second} and {first} have a score{tail}"
