@@ -17,7 +17,7 @@ epoch times against N x T.
     .venv/bin/python benchmarks/search_efficiency.py [--phase-epochs 6] [--hidden 64]
         [--series 24] [--length 400] [--stride 1]
 
-`--loaded` measures instead what a busy machine does to each (README: A shared machine), side by
+`--loaded` measures instead what a busy machine does to each (docs/shared-machine.md), side by
 side in one run: one member in-process and a search of N = 2, each alone and each beside two
 busy processes (`python -c "while True: pass"`, at the default priority, as another job or a
 notebook would be). Each slowdown is beside / alone; the search's is compared with the member's

@@ -34,7 +34,7 @@
    forward pass was 2.4e-7 off nn.GRU's (inductor's own fused kernels; the same from run to
    run), batch 33 after batch 64 compiled for another 2.5 minutes, and `dynamic=True` (one
    compile for all batch sizes) ran at 0.83x the hand-written pass after a 4.5-minute compile
-   (hidden 32). Whether it pays depends on the run's length (README, Development).
+   (hidden 32). Whether it pays depends on the run's length (docs/benchmarks.md).
 
     .venv/bin/python benchmarks/trainer_overhead.py [--rounds 3] [--epochs 10] \
         [--before a43c440] [--speed-rounds 3] [--speed-epochs 4] [--gru-hidden 32,64] \

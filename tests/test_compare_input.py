@@ -647,7 +647,7 @@ def test_certify_says_in_its_own_words_what_the_launch_refused(
     err = capsys.readouterr().err
     advised, parsed = _parses(err)
     assert advised[0] == "certify" and Path(parsed.run) == workdir / "results" / "done"
-    assert parsed.resume == (raised == "claimed")
+    assert bool(parsed.resume) == (raised == "claimed")  # not typed: None
     assert "--name" not in err and "--storage" not in err
     if raised == "claimed":
         assert "is held by another command (pid 4242 on elsewhere)" in err

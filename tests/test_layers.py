@@ -1,5 +1,6 @@
-"""The layers of DESIGN.md hold: imports point downward only, no import cycles, torch never
-under plan/, ray only under tune/ (imports inside functions count too)."""
+"""The layers of ARCHITECTURE.md (at the repository's root) hold: imports point downward only,
+no import cycles, torch never under plan/, ray only under tune/ (imports inside functions count
+too). tests/test_architecture.py checks that ARCHITECTURE.md states the same order as LAYERS."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tune_app"
-# a layer may import itself and the layers after it in this list (plus the shared modules)
+# a layer may import itself and the layers after it in this list (plus the shared modules);
+# ARCHITECTURE.md draws it as `cli → analysis → tune → runs → training → plan`
 LAYERS = ["cli", "analysis", "tune", "runs", "training", "plan"]
 SHARED = {"tune_app", "tune_app.errors", "tune_app.plans", "tune_app.search_spaces"}
 

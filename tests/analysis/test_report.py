@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from tiny import TINY_DATA, TINY_MODEL, train_tiny
 
-from tune_app.analysis.report import plateaus
+from tune_app.analysis.outcome import plateaus
 from tune_app.cli import main
 from tune_app.plan.plan import load_plan
 from tune_app.training.data import build_dataset, series_from_arrow
@@ -190,7 +190,7 @@ def test_report_names_each_exploit_and_its_change(named, tmp_path: Path):
 
 
 def test_evidence_of_what_helped_follows_each_exploit_to_the_next_round(named, tmp_path: Path):
-    from tune_app.analysis.search_summary import exploit_effects, winner_modifications
+    from tune_app.analysis.text import exploit_effects, winner_modifications
     from tune_app.runs.results import open_run
 
     path, dataset = named
@@ -240,7 +240,7 @@ def test_report_names_a_pb2_search_pb2(named, tmp_path: Path):
 
 def test_search_summary_names_members_as_the_report_does(named, tmp_path: Path):
     """The lines `tune-app search` ends with: rounds, the winner's lineage, against the control."""
-    from tune_app.analysis.search_summary import search_summary
+    from tune_app.analysis.text import search_summary
     from tune_app.runs.results import open_run
 
     path, dataset = named
@@ -392,3 +392,41 @@ def test_best_carries_the_certificate_of_its_checkpoint(named, same_checkpoint, 
         assert copied == json.loads((run / "certificate.json").read_text())
     else:
         assert "the run's certificate is about trial another" in out and "not copied" in out
+
+
+def test_capacity_importances_use_the_space_the_run_recorded(named, tmp_path: Path):
+    """Issue 23: the importances loaded the package's capacity.yaml, not the run's --space, so
+    a capacity outside the package's bounds (hidden 16-128) made Optuna raise."""
+    from tune_app.analysis.importances import parameter_importances, recorded_space
+    from tune_app.analysis.outcome import trial_metrics
+    from tune_app.plan.search_space import parse_space
+    from tune_app.runs.results import open_run
+
+    path, dataset = named
+    run = fake_run(tmp_path, dataset, "capacity", trials=3, data_path=path)
+    space = parse_space(
+        {
+            "kind": "capacity",
+            "params": {
+                "hidden": {"type": "int", "low": 160, "high": 512, "log": True},
+                "layers": {"type": "int", "low": 1, "high": 3},
+            },
+        },
+        "wide.yaml",
+        "capacity",
+    )
+    manifest = json.loads((run / "tune_app_run.json").read_text())
+    manifest |= {"space": "wide.yaml", "space_file": "wide.yaml", "space_content": space.to_dict()}
+    (run / "tune_app_run.json").write_text(json.dumps(manifest))
+    for index, trial in enumerate(sorted(run.glob("member-*"))):
+        capacity = {"hidden": 200 + 100 * index, "layers": 1 + index % 2}
+        (trial / "params.json").write_text(json.dumps({"capacity": capacity}))
+    opened = open_run(str(run))
+    assert recorded_space(opened, "capacity.yaml", "capacity").params == space.params
+    table = parameter_importances(opened, trial_metrics(opened))
+    assert table is not None and sorted(table["parameter"]) == ["hidden", "layers"]
+    assert table["importance"].sum() == pytest.approx(1.0, abs=1e-3)
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    shown = markdown[markdown.index("## Parameter importances") :]
+    assert "![Parameter importances](importances.png)" in shown and "| hidden |" in shown

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tune_app.analysis.search_summary import (
+from tune_app.analysis.text import (
     exploit_effects,
     readable_effects,
     search_summary,
@@ -19,7 +20,7 @@ from tune_app.analysis.search_summary import (
 from tune_app.cli import main
 from tune_app.plan.modifications import Modification
 from tune_app.plan.plan import load_plan
-from tune_app.runs.results import lineage, open_run
+from tune_app.runs.results import find_best, lineage, open_run
 
 PLAN = load_plan(phase_epochs=2)  # 5 phases of 2 epochs
 
@@ -293,7 +294,7 @@ def test_a_rule_at_the_boundary_where_the_member_then_copies_is_not_a_copy(tmp_p
     ],
 )
 def test_a_change_reads_as_a_change(before: Any, after: Any, shown: str):
-    from tune_app.analysis.report_search import change_label
+    from tune_app.analysis.text import change_label
     from tune_app.runs.records import JournalEvent
 
     event = JournalEvent(
@@ -346,7 +347,7 @@ def test_a_copy_that_changes_no_plan_field_still_splits_the_lineage(tmp_path: Pa
     ],
 )
 def test_the_summary_and_report_name_the_selection_rule(tmp_path: Path, selection, first_line):
-    from tune_app.analysis.report_answer import _what_ran
+    from tune_app.analysis.answer import _what_ran
 
     event = _round(2, {1: 0.9, 0: 1.0}, [])
     if selection is not None:
@@ -356,3 +357,16 @@ def test_the_summary_and_report_name_the_selection_rule(tmp_path: Path, selectio
     assert f"ranked at each round by {selection or 'truncation'} selection" in _what_ran(
         run, [], 10
     )
+
+
+def test_a_trial_with_checkpoints_but_no_params_json_still_counts(four_rounds):
+    """The driver syncs params.json after a worker persists its checkpoints: after a full disk
+    or a killed driver a trial folder may hold checkpoints alone (the storage-full fault test)."""
+    (four_rounds / "member-02" / "params.json").unlink()
+    (four_rounds / "member-01" / "params.json").unlink()
+    shutil.rmtree(four_rounds / "member-01" / "checkpoint_000000")
+    shutil.rmtree(four_rounds / "member-01" / "checkpoint_000001")
+    run = open_run(str(four_rounds))
+    assert sorted(t.location.name for t in run.trials) == ["member-00", "member-02", "member-03"]
+    trial, checkpoint = find_best(run)
+    assert (trial.location.name, checkpoint.epoch) == ("member-02", 10)

@@ -74,7 +74,7 @@ FAULTS = [
 ]
 COMMANDS = [  # (command, the module whose atomic_write_bytes fails, at which call)
     ("best", "tune_app.runs.results", 3),  # after the weights and the plan
-    ("report", "tune_app.analysis.report", 2),  # after the plots and report.html
+    ("report", "tune_app.analysis.page", 2),  # after the plots and report.html
 ]
 
 

@@ -180,7 +180,7 @@ def test_levers_taken_at_a_boundary_replay_exactly(tiny_dataset, tmp_path: Path)
 
 
 def test_the_lineage_says_what_each_lever_does():
-    from tune_app.analysis.run_summary import describe_modification
+    from tune_app.analysis.answer import describe_modification
 
     plan = load_plan(phase_epochs=2).apply(
         Modification(5, lr_scale=3.0, weight_decay_scale=0.25, noise_scale=2.0, grad_clip_scale=0.5)

@@ -81,11 +81,15 @@ REFUSED = [
     ),
     ({}, "the cluster requires Ray's authentication token and none was found here"),
     ({"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": "x" * 32}, "but RAY_AUTH_MODE=disabled here"),
-    ({"RAY_AUTH_TOKEN_PATH": "/nonexistent/token"}, "RAY_AUTH_TOKEN_PATH is set but file"),
+    ({"RAY_AUTH_TOKEN_PATH": "/nonexistent/token"}, "RAY_AUTH_TOKEN_PATH=/nonexistent/token"),
+    # Ray's client aborted the process here (exit 1, nothing on the screen)
+    ({"RAY_AUTH_MODE": "token"}, "RAY_AUTH_MODE=token here, but no Ray token was found"),
 ]
 
 
-@pytest.mark.parametrize(("setting", "says"), REFUSED, ids=["wrong", "none", "disabled", "no-file"])
+@pytest.mark.parametrize(
+    ("setting", "says"), REFUSED, ids=["wrong", "none", "disabled", "no-file", "token-none"]
+)
 def test_a_refused_token_is_one_line_within_seconds(
     token_cluster: Cluster, tmp_path: Path, setting: dict[str, str], says: str
 ):
@@ -107,6 +111,33 @@ def test_a_refused_token_is_one_line_within_seconds(
     named = re.search(r"Ray's messages: (\S+)\)", lines[0])
     if named:  # Ray's repeated GCS warnings went to the log the line names, not the screen
         assert "InvalidAuthToken" in Path(named.group(1)).read_text()
+
+
+@pytest.mark.parametrize("named", ["HOST:PORT", "auto"])
+@pytest.mark.parametrize("here", ["token", "disabled"])
+def test_an_authentication_mode_the_cluster_does_not_run_is_one_line(
+    open_cluster: Cluster, token_cluster: Cluster, tmp_path: Path, here: str, named: str
+):
+    """RAY_AUTH_MODE=token against a cluster without authentication (its trials died before
+    they started: tracebacks, exit 1, and advice on learning rates), and the reverse: one
+    line naming the mismatch and the fix, before the run's folder exists."""
+    cluster = open_cluster if here == "token" else token_cluster
+    env = {**cluster.env, "RAY_AUTH_MODE": here, "RAY_AUTH_TOKEN": cluster.token or "f" * 64}
+    storage = tmp_path / "storage"
+    address = "auto" if named == "auto" else cluster.address
+    began = time.monotonic()
+    run = _run(["baseline", "--address", address, "--storage", str(storage), *TINY], env, 120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    says = (
+        "RAY_AUTH_MODE=token here, but the cluster has authentication disabled"
+        if here == "token"
+        else "the cluster requires Ray's authentication token, but RAY_AUTH_MODE=disabled here"
+    )
+    assert says in lines[0] and "unset RAY_AUTH_MODE" in lines[0], lines[0]
+    assert time.monotonic() - began < 15
+    assert not storage.exists()
 
 
 def test_a_cluster_without_authentication_is_joined_by_a_driver_with_a_token(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tiny import assert_inside, space_with_a_choice
 
 from tune_app.plan.search_space import SearchSpace, load_space, parse_space
-from tune_app.tune.explore import Observation, explore
+from tune_app.tune.explore import Exploit, Observation, explore_pb2
 from tune_app.tune.pbt import population
 
 SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
@@ -39,17 +39,8 @@ def test_pb2_stays_inside_the_bounds_over_many_rounds(seed: int, rounds: int):
     history = _history(rng, 4, rounds, EVERY_KIND)
     donor = EVERY_KIND.sample(rng)
     for _ in range(2):
-        params, how = explore(
-            "pb2",
-            EVERY_KIND,
-            donor,
-            rng,
-            0.25,
-            history=history,
-            epoch=2 * rounds,
-            donor_score=1.0,
-            others=[EVERY_KIND.sample(rng)],
-        )
+        exploit = Exploit(donor, 1.0, 2 * rounds, history, [EVERY_KIND.sample(rng)])
+        params, how = explore_pb2(EVERY_KIND, exploit, rng, 0.25)
         assert how == "pb2"
         assert_inside(EVERY_KIND, params)
         history.append(Observation("t9", 2 * rounds, 1.0, params))
@@ -57,7 +48,7 @@ def test_pb2_stays_inside_the_bounds_over_many_rounds(seed: int, rounds: int):
 
 
 def test_pb2_without_data_perturbs_and_says_so():
-    params, how = explore("pb2", EVERY_KIND, EVERY_KIND.neutral(), random.Random(0), 0.25)
+    params, how = explore_pb2(EVERY_KIND, Exploit(EVERY_KIND.neutral()), random.Random(0), 0.25)
     assert how == "pbt (pb2: no data yet)"
     assert_inside(EVERY_KIND, params)
 
@@ -65,7 +56,9 @@ def test_pb2_without_data_perturbs_and_says_so():
 def test_pb2_is_deterministic_per_seed():
     history = _history(random.Random(3), 4, 3)
     runs = [
-        explore("pb2", SPACE, SPACE.neutral(), random.Random(7), 0.25, history=history, epoch=6)
+        explore_pb2(
+            SPACE, Exploit(SPACE.neutral(), epoch=6, history=history), random.Random(7), 0.25
+        )
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
@@ -111,7 +104,9 @@ def test_pb2_values_read_as_written_in_the_exported_plan(monkeypatch):
 
     monkeypatch.setattr(_ray_internals, "pb2_select_config", select)
     history = _history(random.Random(1), 4, 2)
-    params, how = explore("pb2", SPACE, SPACE.neutral(), random.Random(0), 0.25, history=history)
+    params, how = explore_pb2(
+        SPACE, Exploit(SPACE.neutral(), history=history), random.Random(0), 0.25
+    )
     assert how == "pb2"
     assert {name: params[name] for name in chosen} == chosen  # exactly, not to float32 noise
     params["lr_restart"] = True
@@ -139,7 +134,7 @@ def test_pb2_takes_over_from_the_second_round(monkeypatch):
     rng = random.Random(5)
     for rounds, expected in ((1, "pbt (pb2: no data yet)"), (2, "pb2"), (3, "pb2")):
         history = _history(rng, 4, rounds)  # what the journal holds at round `rounds`
-        _, how = explore("pb2", SPACE, SPACE.neutral(), rng, 0.25, history=history)
+        _, how = explore_pb2(SPACE, Exploit(SPACE.neutral(), history=history), rng, 0.25)
         assert how == expected, rounds
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tune_app.errors import InputError
 from tune_app.tune.cluster import local_system_config
+from tune_app.tune.ray_env import check_niceness
 
 
 @pytest.mark.parametrize(
@@ -26,6 +28,50 @@ from tune_app.tune.cluster import local_system_config
 )
 def test_a_runs_own_ray_starts_workers_at_the_drivers_niceness(environ, expected):
     assert local_system_config(environ) == expected
+
+
+GOOD = ["15", "0", "-1", "+3", " 3", "\t4", "99"]
+BAD = ["abc", "1.5", "", "3 ", "0x3", "1_0", "\uff13"]  # the last: a full-width digit 3
+
+
+@pytest.mark.parametrize("value", GOOD + BAD)
+def test_a_niceness_is_read_as_ray_reads_it(value: str):
+    if value in GOOD:
+        check_niceness({"RAY_worker_niceness": value})
+    else:
+        with pytest.raises(InputError, match=r"RAY_worker_niceness=.*not a whole number"):
+            check_niceness({"RAY_worker_niceness": value})
+
+
+def test_the_values_refused_are_those_that_crash_import_ray():
+    """Ray's C++ config reader parses the variable when `ray` is imported; what it cannot
+    parse ends the process (a segmentation fault), what it can is imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    for value in ["abc", "3 ", " 3", "+3", "1_0"]:
+        done = subprocess.run(
+            [sys.executable, "-c", "import ray"],
+            env={**env, "RAY_worker_niceness": value},
+            capture_output=True,
+            timeout=120,
+        )
+        assert (done.returncode == 0) == (value not in BAD), (value, done.returncode)
+
+
+def test_a_niceness_ray_cannot_read_is_one_line_before_ray_starts(tmp_path: Path):
+    """Today `import ray` segfaults on it (exit 139, nothing said)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    argv = [sys.executable, "-m", "tune_app.cli", "baseline", "--storage", str(tmp_path / "s")]
+    done = subprocess.run(
+        [*argv, "--phase-epochs", "1"],
+        env={**env, "RAY_worker_niceness": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "RAY_worker_niceness='abc': not a whole number" in lines[0]
+    assert not (tmp_path / "s").exists()
 
 
 def _niceness(pid: int) -> int:

@@ -192,3 +192,62 @@ def test_a_busy_machine_shows_in_the_printed_table():
     table.report([_sharing(0.05)], True)  # the final table: the run is over, nothing to say
     first, last = stream.getvalue().split("== ")[1:]
     assert "machine too busy" in first and "machine too busy" not in last
+
+
+def _reported_shares(epochs: list[tuple[float, float]], monkeypatch: pytest.MonkeyPatch) -> list:  # type: ignore[type-arg]
+    """The `cpu_share` a CPU trial's reports carry, for epochs of (wall seconds, CPU seconds)
+    on a hand-made clock."""
+    from tune_app.tune import trainable
+
+    clock = {"cpu": 100.0, "wall": 5000.0}
+    monkeypatch.setattr(
+        trainable,
+        "time",
+        SimpleNamespace(process_time=lambda: clock["cpu"], perf_counter=lambda: clock["wall"]),
+    )
+    report = trainable._TuneReport(writer=None, on_cpu=True)  # type: ignore[arg-type]
+    shares = []
+    for wall, cpu in epochs:
+        clock["wall"] += wall
+        clock["cpu"] += cpu
+        shares.append(report._with_cpu_share({"epoch": len(shares) + 1})["cpu_share"])
+    return shares
+
+
+def test_the_busy_note_does_not_flicker_with_single_epochs(monkeypatch: pytest.MonkeyPatch):
+    """Epochs of 1 s, every other one writing a checkpoint (0.2 s of CPU instead of 0.9): the
+    trial gets 55 % of its core. Measured per epoch, the note came and went every other epoch."""
+    from tune_app.tune.progress import busy_note
+
+    shares = _reported_shares([(1.0, 0.9 if n % 2 else 0.2) for n in range(1, 121)], monkeypatch)
+    notes = [busy_note([_sharing(share)]) for share in shares]
+    assert notes == [None] * len(shares), shares
+    assert shares[-1] == pytest.approx(0.55, abs=0.02)
+
+
+def test_the_busy_note_shows_from_the_first_epochs_timing(monkeypatch: pytest.MonkeyPatch):
+    """Beside two busy processes at Ray's niceness 15: 28 s for the first epoch, 1.1 s of CPU."""
+    from tune_app.tune.progress import busy_note
+
+    (share,) = _reported_shares([(28.0, 1.1)], monkeypatch)
+    assert share == pytest.approx(0.039, abs=0.001)
+    assert "got 4% of the CPU they asked for" in str(busy_note([_sharing(share)]))
+
+
+def test_the_cpu_share_spans_at_least_30_seconds_once_a_trial_has_run_them():
+    """Epochs of 10 s on a whole core for a minute, then the machine gets busy (1 s of CPU an
+    epoch): the share follows within the window, never from one epoch alone."""
+    from tune_app.tune.progress import CpuShare
+
+    share = CpuShare(cpu=0.0, wall=0.0, window_s=30.0)
+    cpu, got = 0.0, []
+    for epoch in range(1, 10):
+        cpu += 10.0 if epoch <= 6 else 1.0
+        got.append(share.add(cpu, 10.0 * epoch))
+    # to 60 s: a whole core; then over 40..70 s, 50..80 s, 60..90 s
+    assert got == pytest.approx([1.0] * 6 + [21 / 30, 12 / 30, 3 / 30])
+    uneven = CpuShare(cpu=0.0, wall=0.0, window_s=30.0)
+    for wall in (7.0, 14.0, 21.0, 28.0, 35.0, 42.0):
+        last = uneven.add(wall / 2, wall)
+    assert uneven.marks[0][1] == 7.0  # 42 - 7 = 35 s >= 30 s: the newest mark that old
+    assert last == pytest.approx(0.5)

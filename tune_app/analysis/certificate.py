@@ -18,6 +18,7 @@ from tune_app.runs.results import CheckpointRecord, Run, TrialRecord, lineage
 
 __all__ = [
     "CONTROL",
+    "NAMES",
     "SELECTION",
     "WINNER",
     "ablation_lines",

@@ -16,11 +16,12 @@ from typing import Any
 
 from tune_app.analysis.certification import compare_scores
 from tune_app.analysis.evaluate import dataset_for, evaluate, load_model
-from tune_app.analysis.run_summary import best_checkpoint
+from tune_app.analysis.outcome import best_checkpoint
 from tune_app.errors import InputError
 from tune_app.runs.records import ARM_KEY, ArmScore, Comparison
 from tune_app.runs.results import Run, TrialRecord
 from tune_app.training.data import Dataset
+from tune_app.training.metrics import RANK_METRIC
 
 __all__ = ["Naive", "arm_of", "comparisons", "score_trials"]
 
@@ -96,7 +97,7 @@ def score_trials(run: Run) -> tuple[list[ArmScore], Naive]:
                 seed=arm[1],
                 trial=trial.trial_id,
                 epoch=checkpoint.epoch,
-                val_free_loss=float(checkpoint.meta.metrics["val_free_loss"]),
+                val_free_loss=float(checkpoint.meta.metrics[RANK_METRIC]),
                 mse_z=float(model["mean"]["mse_z"]),
                 components={c: float(model[c]["mse_z"]) for c in report["components"]},
             )

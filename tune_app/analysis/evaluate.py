@@ -28,7 +28,17 @@ from tune_app.training.model import ModelConfig, Seq2Seq
 from tune_app.training.normalisation import Normalisation
 from tune_app.training.resumable import export_folder, open_checkpoint
 
-__all__ = ["LoadedModel", "evaluate", "generate", "headline", "load_model", "naive_forecasts"]
+__all__ = [
+    "LoadedModel",
+    "dataset_for",
+    "evaluate",
+    "format_scores",
+    "generate",
+    "headline",
+    "load_model",
+    "naive_forecasts",
+    "plot_generation",
+]
 
 
 @dataclass
@@ -377,14 +387,25 @@ def _duration(seconds: float) -> str:
 def plot_generation(
     frame: pd.DataFrame, context: np.ndarray, components: list[str], path: Path
 ) -> Path:
-    import matplotlib
+    """The generated continuation against the truth, one panel per component, the context
+    before it in grey (matplotlib's object API: the process's backend is left as it was).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        frame: `generate`'s table (step, series_id, each component and its `<name>_true`).
+        context: the observed steps before the first generated one, (steps, components), in
+            the data's units.
+        components: the components' names, one panel each.
+        path: the PNG file to write (its folder is made).
 
-    fig, axes = plt.subplots(
-        len(components), 1, figsize=(10, 2.6 * len(components)), sharex=True, squeeze=False
-    )
+    Returns:
+        `path`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 2.6 * len(components)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(components), 1, sharex=True, squeeze=False)
     first = int(frame["step"].iloc[0])
     for i, (ax, name) in enumerate(zip(axes[:, 0], components, strict=True)):
         if len(context):
@@ -400,5 +421,4 @@ def plot_generation(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

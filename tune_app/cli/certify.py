@@ -17,14 +17,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.compare import (
-    add_seed_args,
-    check_seed_count,
-    failed_trials,
-    score_and_write,
-)
+from tune_app.cli.args import add_field, settings
+from tune_app.cli.compare import add_seed_args, check_seed_count, failed_trials, score_and_write
 from tune_app.cli.cost import Cost, cost_line, epoch_seconds, remaining
 from tune_app.errors import InputError, Interrupted, NothingToResume, RunClaimed, RunFailed
+from tune_app.tune.options import CompareOptions, Launch
 
 if TYPE_CHECKING:
     from tune_app.runs.records import Comparison, RunManifest
@@ -107,10 +104,10 @@ def _seeds(
     from tune_app.runs.records import CERTIFICATE
 
     given: frozenset[str] = getattr(args, "given", frozenset())
+    asked = settings(CompareOptions, args)
     if recorded is not None and recorded.seeds and recorded.seed_offset is not None:
         seeds = list(range(recorded.seed_offset, recorded.seed_offset + recorded.seeds))
-        asked = (args.seed_offset, args.seeds)
-        if {"seeds", "seed_offset"} & given and asked != (seeds[0], len(seeds)):
+        if {"seeds", "seed_offset"} & given and asked.seed_list != seeds:
             raise InputError(
                 f"--seeds/--seed-offset: this run is being certified on seeds {seeds[0]}-"
                 f"{seeds[-1]}; drop the flags, or move {run.join(CERTIFY).uri}, "
@@ -118,10 +115,10 @@ def _seeds(
                 "other seeds"
             )
         return seeds
-    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    seeds = asked.seed_list
     if search_seed in seeds:
         raise InputError(
-            f"--seed-offset {args.seed_offset}: the seeds {seeds[0]}-{seeds[-1]} include the "
+            f"--seed-offset {asked.seed_offset}: the seeds {seeds[0]}-{seeds[-1]} include the "
             f"search's own seed {search_seed}; a certificate needs seeds the search did not use: "
             f"e.g. --seed-offset {search_seed + 1}"
         )
@@ -148,18 +145,18 @@ def _compare(
     state: str,
     arms: list[Any],
     seeds: list[int],
-    launch_args: dict[str, Any],
+    base: Launch,
     context: tuple[RunSpec, SeriesTable, float | None, str],
 ) -> list[str]:
-    """Run (or resume) the compare run in `folder` unless it is done. Returns one line per
-    trial that failed (it counts against its plan; `--resume` runs it again)."""
+    """Run (or resume) the compare run in `folder` unless it is done, as `base` says where
+    and how (its name and resume set here). Returns one line per trial that failed (it counts
+    against its plan; `--resume` runs it again)."""
     from tune_app.tune.compare import run_compare
-    from tune_app.tune.runner import Launch
 
     if state == "done":
         return []
     spec, table, seconds, what = context
-    launch = Launch(name=folder.name, resume=state == "started", **launch_args)
+    launch = replace(base, name=folder.name, resume=state == "started")
     epochs = spec.plan.total_epochs
     left, left_epochs, ended = remaining(folder, [a.label for a in arms], seeds, epochs)
     cost = Cost(left, left_epochs, epochs, len(arms) * len(seeds), ended, seconds)
@@ -220,6 +217,27 @@ def _ablations(
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
+    """`tune-app certify RUN`: the control's plan against the winner's, trained from scratch on
+    fresh seeds inside the search run (`RUN/certify/`; with `--ablate` also the winner's plan
+    less one family of modifications at a time, `RUN/ablate/`), written as
+    `RUN/certificate.json`; prints the comparison and the verdicts.
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 once the certificate is written (also when the winner is the plan as written: a
+        certificate saying so, nothing trained).
+
+    Raises:
+        InputError: not a finished search run, its data gone or changed, a part cut short
+            without `--resume`, other seeds or plans than the part started with, or resources
+            no node has, or `--seeds` under 2.
+        RunFailed: a trial failed (counted against its plan; the certificate is written all
+            the same), with the flag that runs it again (`--resume`).
+        Interrupted: Ctrl-C, with the flag that resumes it (`--resume`); during the ablations
+            the certificate is already written and kept.
+    """
     from tune_app.analysis.certificate import (
         CONTROL,
         WINNER,
@@ -228,20 +246,18 @@ def cmd_certify(args: argparse.Namespace) -> int:
         rule_epochs,
     )
     from tune_app.analysis.certification import comparison_lines
-    from tune_app.analysis.run_summary import member_label
+    from tune_app.analysis.outcome import member_label
     from tune_app.plan.ablation import families_in, without
     from tune_app.plan.plan import Plan
     from tune_app.runs.records import CERTIFICATE, Certificate
     from tune_app.runs.results import find_best
     from tune_app.tune.compare import Arm
+    from tune_app.tune.preflight import check_trial_resources
     from tune_app.tune.resources import check_resources
 
     check_seed_count(args)
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise InputError(
-            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got {args.cpus_per_trial}, "
-            f"{args.gpus_per_trial})"
-        )
+    base: Launch = settings(Launch, args)
+    check_trial_resources(base)
     run = _open_search(args.run)
     trial, checkpoint = find_best(run)
     label = member_label(trial)
@@ -270,7 +286,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     folders = {name: run.location.join(name) for name in (CERTIFY, ABLATE)}
     states = {name: _state(folder) for name, folder in folders.items()}
     for name, (state, _) in states.items():
-        if state == "started" and not args.resume:
+        if state == "started" and not base.resume:
             raise InputError(
                 f"RUN {args.run}: its {name} run ({folders[name].uri}) was cut short; pass "
                 "--resume to go on with it (finished trials are kept)"
@@ -290,19 +306,13 @@ def cmd_certify(args: argparse.Namespace) -> int:
         )
     if ablated:
         _check_same_arms(folders[ABLATE], states[ABLATE][1], ablated)
-    check_resources(args.address, args.cpus_per_trial, args.gpus_per_trial, args.wait_for_resources)
-    launch_args = {
-        "storage": run.location.uri,
-        "address": args.address,
-        "cpus_per_trial": args.cpus_per_trial,
-        "gpus_per_trial": args.gpus_per_trial,
-        "max_failures": args.max_failures,
-    }
+    check_resources(base.address, base.cpus_per_trial, base.gpus_per_trial, base.wait_for_resources)
+    base = replace(base, storage=run.location.uri)
     seconds = epoch_seconds(run)  # the search's epochs ran under the same load
     try:
         what = f"the control's and the winner's plan ({label} at epoch {checkpoint.epoch})"
         context = (spec, table, seconds, what)
-        failures = _compare(folders[CERTIFY], states[CERTIFY][0], arms, seeds, launch_args, context)
+        failures = _compare(folders[CERTIFY], states[CERTIFY][0], arms, seeds, base, context)
         main = _main_verdict(folders[CERTIFY], states[CERTIFY][0])
     except KeyboardInterrupt:  # Ctrl-C in the certify run or while scoring it: certify --resume
         raise Interrupted({"--resume": None}) from None
@@ -317,9 +327,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         labels = ", ".join(a.label for a in ablated)
         try:
             context = (spec, table, seconds, f"the winner's plan less one family each ({labels})")
-            failures += _compare(
-                folders[ABLATE], states[ABLATE][0], ablated, seeds, launch_args, context
-            )
+            failures += _compare(folders[ABLATE], states[ABLATE][0], ablated, seeds, base, context)
             ablations = _ablations(folders[ABLATE], main, arms, ablated)
         except KeyboardInterrupt:  # the certificate is kept; --resume goes on with the ablations
             raise Interrupted(
@@ -350,6 +358,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def add_certify_command(commands: Any) -> None:
+    """Register `tune-app certify RUN` (seeds, `--ablate`, Ray's launch flags).
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     certify = commands.add_parser(
         "certify",
         help="a search's winner against its control, trained on fresh seeds: certificate.json",
@@ -359,22 +372,36 @@ def add_certify_command(commands: Any) -> None:
     certify.add_argument(
         "--ablate",
         action="store_true",
+        default=None,  # typed means not None (`args.given`)
         help="also the winner's plan with one family of modifications removed at a time, each "
         "against the full winner's plan on the same seeds: which one carried the gain",
     )
     group = certify.add_argument_group("Ray Tune")
-    group.add_argument(
-        "--resume", action="store_true", help="go on with a certification that was cut short"
+    add_field(
+        group,
+        Launch,
+        "resume",
+        action="store_true",
+        help="go on with a certification that was cut short",
     )
-    group.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT")
-    group.add_argument("--cpus-per-trial", type=float, default=1.0)
-    group.add_argument("--gpus-per-trial", type=float, default=0.0)
-    group.add_argument("--max-failures", type=int, default=2)
-    group.add_argument(
-        "--wait-for-resources",
+    add_field(
+        group, Launch, "address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT"
+    )
+    add_field(group, Launch, "cpus_per_trial", type=float, help="CPUs per trial")
+    add_field(group, Launch, "gpus_per_trial", type=float, help="GPUs per trial")
+    add_field(
+        group,
+        Launch,
+        "max_failures",
+        type=int,
+        help="retries of a crashed trial from its last checkpoint",
+    )
+    add_field(
+        group,
+        Launch,
+        "wait_for_resources",
         type=float,
-        default=60.0,
         metavar="SECONDS",
-        help="on a cluster, how long to wait for a node with a trial's resources (default 60)",
+        help="on a cluster, how long to wait for a node with a trial's resources",
     )
     certify.set_defaults(handler=cmd_certify)

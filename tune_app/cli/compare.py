@@ -15,12 +15,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.args import add_run_args, build_spec, non_negative_int
+from tune_app.cli.args import add_field, add_run_args, flag, non_negative_int, settings
 from tune_app.errors import InputError, Interrupted, RunFailed
+from tune_app.tune.options import CompareOptions, Launch
 
 if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
@@ -30,14 +31,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_compare_commands",
+    "add_seed_args",
     "adopt_recorded",
     "check_plans",
     "check_seed_count",
+    "failed_trials",
     "score_and_write",
 ]
 
 SEED = "seed"  # the word for the shipped plan
-DEFAULT_SEEDS, DEFAULT_OFFSET = 5, 1000
 MIN_SEEDS = 2  # the fewest seeds a t interval can be computed from
 # the flags an export's config.json fixes: flag dest -> (section of ExportConfig, key)
 FIXED = {
@@ -128,6 +130,15 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
     shortens the shipped plan and a plan file without modifications (an export's or a
     modified plan's epochs are fixed).
 
+    Args:
+        which: "A" or "B", for messages.
+        text: the command line's plan argument.
+        phase_epochs: `--phase-epochs`, or None.
+
+    Returns:
+        The plan, where it came from in words, and the export (with its settings and epoch
+        time) when it is one.
+
     Raises:
         InputError: nothing of the kind at `text`, or a plan that does not load.
     """
@@ -158,13 +169,13 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
     return PlanSource(plan, f"plan file {text}, {plan.shape}")
 
 
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
-
-
 def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> None:
     """Fill the flags left out with the settings the exports among `sources` trained with
     (model, window lengths, stride, batch size, ranking objective, components, data file).
+
+    Args:
+        args: the parsed command line; changed in place.
+        sources: "A" and "B"'s plans (`resolve_plan`).
 
     Raises:
         InputError: two exports with different settings, or a flag given that differs from an
@@ -187,7 +198,7 @@ def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> N
             problems.append(f"A and B were trained with different {dest}: {shown}")
         elif dest in given and getattr(args, dest) != values[0]:
             problems.append(
-                f"{_flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
+                f"{flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
                 f"trained with {values[0]!r}; drop the flag)"
             )
         elif dest not in given:
@@ -208,6 +219,11 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
     """Refuse plans that cannot be compared on `table` (before Ray starts): plans for other
     components (an export trained on other columns, component weights of another length), an
     export's data file changed since, or plans of different shapes (phases' lengths).
+
+    Args:
+        sources: "A" and "B"'s plans (`resolve_plan`).
+        table: the data both train on.
+        data_given: `--data` was typed (an export's changed data is then not refused).
 
     Raises:
         InputError: naming the plan, what is wrong and the fix.
@@ -254,7 +270,14 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
 
 
 def failed_trials(grid: Any) -> list[str]:
-    """One line per trial that failed (Ray's traceback stays in its folder's error.txt)."""
+    """What the trials that failed said (Ray's traceback stays in the trial folder's error.txt).
+
+    Args:
+        grid: Ray Tune's ResultGrid.
+
+    Returns:
+        One line per failed trial: its error's last line, at most 300 characters.
+    """
     lines = []
     for result in grid:
         try:
@@ -312,33 +335,15 @@ def _check_resumed_arms(manifest: Any, sources: dict[str, PlanSource]) -> None:
         )
 
 
-# flag dest -> (section of the recorded RunSpec, key): what a resumed compare run goes on with
-RECORDED = {
-    "input_len": ("data", "input_len"),
-    "output_len": ("data", "output_len"),
-    "stride": ("data", "stride"),
-    "fill": ("data", "fill"),
-    "hidden": ("model", "hidden"),
-    "layers": ("model", "layers"),
-    "dropout": ("model", "dropout"),
-    "cell": ("model", "cell"),
-    "batch_size": ("train", "batch_size"),
-    "checkpoint_every": ("train", "checkpoint_every"),
-    "rank_alpha": ("train", "rank_alpha"),
-    "rank_max_lag": ("train", "rank_max_lag"),
-    "threads": ("train", "threads"),
-}
-
-
 def _recorded_run(args: argparse.Namespace) -> RunManifest | None:
     """The manifest of the compare run `--resume --name` names, None where there is none (the
     launch's checks then say why: no run there, or a run of another kind)."""
     from tune_app.runs.records import MANIFEST, RunManifest
-    from tune_app.runs.storage import locate
 
-    if not args.resume or not args.name:
+    launch: Launch = settings(Launch, args)
+    if not launch.resume or not launch.name:
         return None
-    location = locate(args.storage).join(args.name)
+    location = launch.location("compare")
     if not location.join(MANIFEST).exists():
         return None
     manifest = RunManifest.read(location)
@@ -346,10 +351,19 @@ def _recorded_run(args: argparse.Namespace) -> RunManifest | None:
 
 
 def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
-    """Fill the flags left out of a `--resume` with the compare run's own settings: its phase
-    length (which `seed` and plan files are shortened to), data file, components, window,
-    model and trainer settings, so A and B resolve to the plans it trains and the data is its
-    own. The flags given are left as they are: `resume_run` refuses those that differ."""
+    """Fill the flags left out of a `--resume` that shape the plans and the data before the
+    launch: the compare run's phase length (which `seed` and plan files are shortened to), its
+    data file, components and window, so A and B resolve to the plans it trains and the plans
+    are checked against its own data (which `resume_run` then reads once). The flags given are
+    left as they are: `resume_run` refuses those that differ, and goes on with the run's own
+    model and trainer settings.
+
+    Args:
+        args: the parsed command line; changed in place.
+        manifest: the compare run's record (`tune_app_run.json`).
+    """
+    from tune_app.training.configs import DataConfig
+
     given: frozenset[str] = getattr(args, "given", frozenset())
     spec = manifest.spec
     lengths = {int(p["epochs"]) for arm in manifest.arms for p in arm["plan"]["phases"]}
@@ -357,20 +371,37 @@ def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
         args.phase_epochs = lengths.pop()
     if "data" not in given:
         args.data = spec.get("data_path")
+    recorded = spec.get("data") or {}
     if not {"components", "component"} & given:
-        components = (spec.get("data") or {}).get("components")
+        components = recorded.get("components")
         args.components, args.component = None, list(components) if components else None
-    if "model_config" not in given:
-        args.model_config = None
-    for dest, (section, key) in RECORDED.items():
-        if dest not in given and key in (spec.get(section) or {}):
-            setattr(args, dest, spec[section][key])
+    for key in (f.name for f in fields(DataConfig) if f.name != "components"):
+        if key not in given and hasattr(args, key) and recorded.get(key) is not None:
+            setattr(args, key, recorded[key])
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """`tune-app compare A B`: plans A and B trained from scratch on paired seeds as Ray Tune
+    trials, each scored on the test split; prints the cost before, the comparison and its
+    verdict after, and writes `comparison.json` in the run.
+
+    Args:
+        args: the parsed command line (its `given`: the flags typed, for `--resume`).
+
+    Returns:
+        0 with the comparison written.
+
+    Raises:
+        InputError: a plan, export, flag or data that cannot be compared, or `--seeds` under 2
+            (before Ray starts).
+        RunFailed: a trial failed (counted against its plan; `--resume` retries it), or no
+            trial of either plan has a score.
+        Interrupted: Ctrl-C anywhere in the run or its scoring, with this run's own
+            `--resume --name --storage` (a note instead where nothing was saved yet).
+    """
     from tune_app.analysis.certification import comparison_lines
     from tune_app.cli.cost import Cost, cost_line, epoch_seconds, remaining
-    from tune_app.cli.runs import _launch
+    from tune_app.cli.runs import prepare_run
     from tune_app.runs.records import MANIFEST
     from tune_app.tune.compare import Arm, run_compare
 
@@ -384,18 +415,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     }
     data_given = "data" in getattr(args, "given", frozenset())
     adopt_exports(args, sources)
-    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    check_plans(sources, table, data_given)
-    launch, spec, table, resumed = _launch(args, "compare", spec, table)
-    offset, count = args.seed_offset, args.seeds
+    run = prepare_run(
+        args, "compare", check=lambda run: check_plans(sources, run.table, data_given)
+    )
+    resumed, spec, table = run.resumed, run.spec, run.table
     if resumed is not None:
         _check_resumed_arms(resumed.manifest, sources)
-        offset = resumed.manifest.seed_offset or offset
-        count = resumed.manifest.seeds or count
     given = {"A": args.a, "B": args.b}
     arms = [Arm(which, s.plan, s.source, given[which]) for which, s in sources.items()]
-    seeds = list(range(offset, offset + count))
-    launch = replace(launch, name=launch.run_name("compare"))  # named now: Ctrl-C's advice
+    seeds: list[int] = run.options.seed_list  # a resumed run's own (`resume_run`)
+    launch = replace(run.launch, name=run.launch.run_name("compare"))  # named now: Ctrl-C's advice
     location = launch.location("compare")
     epochs = spec.plan.total_epochs
     left, left_epochs, ended = remaining(location, [a.label for a in arms], seeds, epochs)
@@ -407,7 +436,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cost = Cost(left, left_epochs, epochs, len(arms) * len(seeds), ended, seconds)
 
     def announce(slots: int, ray_start: float) -> None:
-        print(f"compare: 2 plans x {count} seeds: {cost_line(cost, slots, ray_start)}")
+        print(f"compare: 2 plans x {len(seeds)} seeds: {cost_line(cost, slots, ray_start)}")
 
     flags: dict[str, str | None] = {
         "--resume": None,
@@ -443,36 +472,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def check_seed_count(args: argparse.Namespace) -> None:
     """Refuse `--seeds` under 2 before any work: an interval over seeds needs two.
 
+    Args:
+        args: the parsed command line (`--seeds`, None when not given: the default).
+
     Raises:
         InputError: one line, naming the value and the fix.
     """
-    if args.seeds < MIN_SEEDS:
+    seeds = settings(CompareOptions, args).seeds
+    if seeds < MIN_SEEDS:
         raise InputError(
-            f"--seeds {args.seeds}: a confidence interval needs at least {MIN_SEEDS} seeds (each "
+            f"--seeds {seeds}: a confidence interval needs at least {MIN_SEEDS} seeds (each "
             f"plan trains once on each); pass --seeds {MIN_SEEDS} or more (default "
-            f"{DEFAULT_SEEDS})"
+            f"{CompareOptions().seeds})"
         )
 
 
 def add_seed_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--seeds",
+    """Add `--seeds` and `--seed-offset` (`CompareOptions`' fields).
+
+    Args:
+        parser: the command's parser (compare, certify).
+    """
+    add_field(
+        parser,
+        CompareOptions,
+        "seeds",
         type=int,
-        default=DEFAULT_SEEDS,
-        help=f"paired seeds, >= {MIN_SEEDS}: each plan trains once on each (default "
-        f"{DEFAULT_SEEDS}; with 5 seeds Wilcoxon's p cannot go below 0.0625, the verdict rests "
-        "on the t interval)",
+        help=f"paired seeds, >= {MIN_SEEDS}: each plan trains once on each (with 5 seeds "
+        "Wilcoxon's p cannot go below 0.0625, the verdict rests on the t interval)",
     )
-    parser.add_argument(
-        "--seed-offset",
+    add_field(
+        parser,
+        CompareOptions,
+        "seed_offset",
         type=non_negative_int,
-        default=DEFAULT_OFFSET,
-        help=f"the first seed (default {DEFAULT_OFFSET}, away from a search's seeds)",
+        help="the first seed, away from a search's seeds",
     )
 
 
 def add_compare_commands(commands: Any) -> None:
-    from tune_app.cli.runs import _add_launch_args
+    """Register `tune-app compare A B` (seeds, the run flags but the plan's, Ray's launch flags).
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
+    from tune_app.cli.runs import add_launch_args
 
     compare = commands.add_parser(
         "compare",
@@ -482,5 +526,5 @@ def add_compare_commands(commands: Any) -> None:
     compare.add_argument("b", metavar="B", help="plan YAML, `tune-app best` export, or seed")
     add_seed_args(compare)
     add_run_args(compare, plans_given=True)
-    _add_launch_args(compare)
+    add_launch_args(compare)
     compare.set_defaults(handler=cmd_compare)

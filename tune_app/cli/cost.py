@@ -105,8 +105,16 @@ def cost_line(cost: Cost, slots: int, ray_start: float) -> str:
 
 
 def epoch_seconds(run: Run) -> float | None:
-    """The median seconds an epoch took in `run`'s trials (their checkpoints' metrics), None
-    without any: a search's epochs time its certification, a compare run's its resumption."""
+    """The median seconds an epoch took in `run`'s trials (their checkpoints' metrics): a
+    search's epochs time its certification, a compare run's its resumption.
+
+    Args:
+        run: a run (`open_run`), its trials read.
+
+    Returns:
+        Seconds per epoch (the median over every trial's finite epoch times), or None where no
+        trial recorded one.
+    """
     values = [
         float(v)
         for t in run.trials

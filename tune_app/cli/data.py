@@ -13,6 +13,18 @@ __all__ = ["add_data_commands"]
 
 
 def cmd_data_make(args: argparse.Namespace) -> int:
+    """`tune-app data make-synthetic --out FILE`: write the built-in synthetic data set.
+
+    Args:
+        args: the parsed command line (`--out`, `--series`, `--length`, `--components`,
+            `--seed`).
+
+    Returns:
+        0, after printing what was written.
+
+    Raises:
+        InputError: `--out` is neither .parquet nor .csv.
+    """
     from tune_app.training.checkpoint import atomic_write_bytes
     from tune_app.training.synthetic import make_synthetic
 
@@ -29,6 +41,15 @@ def cmd_data_make(args: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
+    """`tune-app data inspect FILE`: print the file's series, lengths, components, statistics
+    and problems (gaps and irregular timestamps listed, not refused).
+
+    Args:
+        args: the parsed command line (the file, components, `--fill`).
+
+    Returns:
+        0, after printing the description.
+    """
     from tune_app.training.data import DataConfig, read_series
     from tune_app.training.summary import describe
 
@@ -38,6 +59,11 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def add_data_commands(commands: Any) -> None:
+    """Register `tune-app data make-synthetic` and `tune-app data inspect`.
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     data = commands.add_parser("data", help="make or inspect data")
     data_cmds = data.add_subparsers(dest="data_command", required=True)
     make = data_cmds.add_parser("make-synthetic", help="write the built-in synthetic data set")

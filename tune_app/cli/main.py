@@ -7,6 +7,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
+from tune_app.cli.args import typed
 from tune_app.cli.certify import add_certify_command
 from tune_app.cli.compare import add_compare_commands
 from tune_app.cli.data import add_data_commands
@@ -22,6 +23,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `tune-app` parser: every command group registers its subcommands, each with its
+    handler (`set_defaults(handler=...)`).
+
+    Returns:
+        The parser.
+    """
     parser = argparse.ArgumentParser(
         prog="tune-app",
         description="Run a multi-phase training plan as a Ray Tune trial, search the plan's "
@@ -41,30 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def given_flags(argv: Sequence[str]) -> frozenset[str]:
-    """The options typed in `argv` (their `dest`s), not those argparse filled with defaults:
-    `--resume` compares only these with the run's settings.
+    """The arguments typed in `argv` (their dests), not the defaults: `--resume` compares only
+    these with the run's settings. Every flag the run commands compare defaults to None, so
+    typed means not None (`args.typed`).
 
     Args:
         argv: a command line that `build_parser()` accepts.
 
     Returns:
-        The dests of the options given, abbreviations included.
+        The dests of the arguments given, abbreviations resolved.
     """
-    parser = build_parser()
-    options: set[str] = set()
-    parsers = [parser]
-    while parsers:  # the parser and every subcommand's: a default that is never set
-        for action in parsers.pop()._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                parsers.extend(action.choices.values())
-            elif action.option_strings:
-                action.default = argparse.SUPPRESS
-                options.add(action.dest)
-    return frozenset(dest for dest in vars(parser.parse_args(argv)) if dest in options)
+    return typed(build_parser().parse_args(argv))
 
 
 def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
-    """`argv` with `flags` set: each one's old occurrence (and value) dropped, then appended."""
+    """A command line with `flags` set: each one's old occurrence (and its value) dropped, then
+    the flag appended, so the printed command resumes the run it names.
+
+    Args:
+        argv: the command line as typed (without `tune-app`).
+        flags: flag -> value (None: a switch, such as `--resume`).
+
+    Returns:
+        The new command line.
+    """
     out, skip = [], False
     for token in argv:
         if skip:
@@ -81,7 +88,15 @@ def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
 
 
 def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
-    """What to run after Ctrl-C: tune_app's own command that resumes the run."""
+    """What to run after Ctrl-C.
+
+    Args:
+        argv: the command line as typed (without `tune-app`).
+        exc: the interrupt; an `Interrupted` carries the flags (or a note) that resume the run.
+
+    Returns:
+        `resume with: tune-app ...`, the interrupt's note, or that nothing was saved yet.
+    """
     if isinstance(exc, Interrupted) and exc.flags:
         command = "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
         return f"{exc.note}; {command}" if exc.note else command
@@ -91,12 +106,26 @@ def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`tune-app`: parse the command line, run the command's handler, and turn what it raises
+    into one line on stderr and an exit code.
+
+    Args:
+        argv: the arguments after `tune-app` (None: `sys.argv[1:]`).
+
+    Returns:
+        The exit code: 0 ok, 2 bad input (`InputError`, before any work; argparse's own
+        usage errors exit 2 too), 1 a failed or diverged run or a file that could not be
+        read or written, 130 Ctrl-C (with the command that resumes, where there is one), 141
+        when the reader of the output left (`| head`).
+    """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    args.given = given_flags(argv)
+    args.given = typed(args)
     handler: Handler = args.handler
     try:
+        if "address" in vars(args):  # a Ray command (each has --address): checked before Ray
+            _check_ray_setup(args)
         code = handler(args)
         sys.stdout.flush()  # a reader that left (`| head`) shows here, not at interpreter exit
         return code
@@ -117,6 +146,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"tune-app: could not read or write{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def _check_ray_setup(args: argparse.Namespace) -> None:
+    """What a Ray command checks first, before Tune, torch or the data are loaded: the
+    environment Ray reads when it is imported (tune/ray_env.py), and the cluster the run
+    joins, if any (its address, the token, the cluster's answer: tune/cluster.py), so that a
+    join that cannot work fails in seconds, not after the data are read.
+
+    Raises:
+        InputError: one line naming the setting and the fix.
+    """
+    import os
+
+    from tune_app.tune.ray_env import check_environment, target
+
+    check_environment(os.environ)  # before Ray is imported: some settings crash its import
+    if where := target(args.address):
+        from tune_app.tune.cluster import check_cluster  # Ray's core only: not Tune, not torch
+
+        check_cluster(where)
 
 
 def _closed_pipe() -> int:

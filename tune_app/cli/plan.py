@@ -15,10 +15,23 @@ __all__ = ["add_plan_commands"]
 
 
 def cmd_plan_show(args: argparse.Namespace) -> int:
+    """`tune-app plan show`: the plan's phases and every knob at chosen epochs, as a table or
+    JSON; `--plot` draws every schedule to a PNG.
+
+    Args:
+        args: the parsed command line (plan flags, `--epochs`, `--steps-per-epoch`, `--json`,
+            `--plot`).
+
+    Returns:
+        0, after printing.
+
+    Raises:
+        InputError: a plan that does not load, or an epoch outside it.
+    """
     from tune_app.plan.plan import load_plan
     from tune_app.plan.view import default_epochs, plan_rows, plan_table, plot_plan
 
-    plan = load_plan(args.plan, args.overrides, args.phase_epochs)
+    plan = load_plan(args.plan, args.overrides or (), args.phase_epochs)
     epochs = args.epochs or default_epochs(plan)
     bad = [e for e in epochs if not 1 <= e <= plan.total_epochs]
     if bad:
@@ -33,6 +46,15 @@ def cmd_plan_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plan_validate(args: argparse.Namespace) -> int:
+    """`tune-app plan validate FILE`: load a plan, listing every problem at once.
+
+    Args:
+        args: the parsed command line (the file).
+
+    Returns:
+        0 when the plan loads (its phases and epochs printed); a bad plan raises InputError
+        from `load_plan`, which `main` turns into exit 2.
+    """
     from tune_app.plan.plan import load_plan
 
     plan = load_plan(args.file)
@@ -41,6 +63,11 @@ def cmd_plan_validate(args: argparse.Namespace) -> int:
 
 
 def add_plan_commands(commands: Any) -> None:
+    """Register `tune-app plan show` and `tune-app plan validate`.
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     plan = commands.add_parser("plan", help="show, plot or validate a training plan")
     plan_cmds = plan.add_subparsers(dest="plan_command", required=True)
     show = plan_cmds.add_parser("show", help="the plan's phases and every knob at chosen epochs")

@@ -9,6 +9,7 @@ from typing import Any
 
 from tune_app.cli.args import positive_int, print_notes
 from tune_app.errors import InputError
+from tune_app.training.metrics import RANK_METRIC, RANK_MODE
 
 __all__ = ["add_result_commands"]
 
@@ -52,7 +53,7 @@ def _wrapped(head: str, items: list[str], width: int = 100) -> list[str]:
 def _print_modification_evidence(run: Any) -> None:
     import textwrap
 
-    from tune_app.analysis.search_summary import (
+    from tune_app.analysis.text import (
         EFFECTS_EXPLAINED,
         exploit_effects,
         readable_effects,
@@ -134,6 +135,18 @@ def _refuse_a_compare_run(run: Any, command: str) -> None:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    """`tune-app best RUN`: export the run's best checkpoint (weights, plan.yaml that replays it,
+    config.json, lineage.json, metrics.parquet, and a search's certificate when it is about
+    this checkpoint) into `--out`, whole or not at all; a search also prints the trials, the
+    winner against the control (selection scores), its lineage and what followed each
+    exploit.
+
+    Args:
+        args: the parsed command line (the run, `--out`, `--metric`, `--mode`).
+
+    Returns:
+        0, after printing where the export is.
+    """
     from tune_app.runs.results import export_best, open_run
 
     run = open_run(args.run)
@@ -181,6 +194,17 @@ def _carry_certificate(run: Any, config: Any, out: Path) -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`tune-app evaluate CHECKPOINT`: score free-running forecasts against persistence and
+    seasonal naive, per component and as their mean, on a split of the data (read and
+    normalised as the model was trained).
+
+    Args:
+        args: the parsed command line (checkpoint, `--data`, `--fill`, `--split`, `--season`,
+            `--json`).
+
+    Returns:
+        0, after printing the scores (a table, or JSON).
+    """
     from tune_app.analysis.evaluate import dataset_for, evaluate, format_scores, load_model
 
     loaded = load_model(args.checkpoint)
@@ -192,6 +216,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """`tune-app generate CHECKPOINT --series ID`: a free-running continuation of one series next
+    to the truth, printed or written to `--out`; `--plot` draws it.
+
+    Args:
+        args: the parsed command line (checkpoint, `--data`, `--fill`, `--series`, `--steps`,
+            `--out`, `--plot`).
+
+    Returns:
+        0, after printing or writing the steps.
+    """
     from tune_app.analysis.evaluate import dataset_for, generate, load_model, plot_generation
     from tune_app.training.checkpoint import atomic_write_bytes
 
@@ -210,7 +244,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tune_app.analysis.report import write_report
+    """`tune-app report RUN`: one self-contained HTML page and a Markdown twin (`analysis/page.py`)
+    into `--out`, whole or not at all.
+
+    Args:
+        args: the parsed command line (the run, `--out`).
+
+    Returns:
+        0, after printing the two files' paths.
+    """
+    from tune_app.analysis.page import write_report
     from tune_app.runs.results import open_run
 
     run = open_run(args.run)
@@ -222,6 +265,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_result_commands(commands: Any) -> None:
+    """Register `tune-app best`, `report`, `evaluate` and `generate`.
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     best = commands.add_parser(
         "best", help="export the best checkpoint of a run, with its plan and lineage"
     )
@@ -229,8 +277,8 @@ def add_result_commands(commands: Any) -> None:
     best.add_argument(
         "--out", help="export directory (default RUN/best, or ./best for remote runs)"
     )
-    best.add_argument("--metric", default="val_free_loss")
-    best.add_argument("--mode", default="min", choices=["min", "max"])
+    best.add_argument("--metric", default=RANK_METRIC, help=f"(default {RANK_METRIC})")
+    best.add_argument("--mode", default=RANK_MODE, choices=["min", "max"])
     best.set_defaults(handler=cmd_best)
 
     report = commands.add_parser("report", help="an HTML page and a Markdown twin about a run")

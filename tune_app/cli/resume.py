@@ -1,12 +1,17 @@
-"""`--resume` of baseline, search and capacity: a resumed run goes on with its own settings.
+"""`--resume` of baseline, search, capacity and compare: a run goes on with its own settings.
 
 Ray restores a run's trials, scheduler and run config from its storage; flags that describe the
 run (plan, data, model, trainer, search settings) would be ignored without a word. So a flag given
 on the command line whose value differs from what the run recorded in `tune_app_run.json` is
 refused (exit 2) before Ray starts, and the trials go on with the run's own data, never the
 command line's default. Flags left out never count: only the ones typed are compared
-(`args.given`, see `main.given_flags`). Where and with what resources the run goes on (--storage,
---address, --cpus-per-trial, ...) may change.
+(`args.given`: the flags not None). Which flags describe the run comes from the dataclasses: the
+fields of ModelConfig, DataConfig and TrainConfig, and the fields each command's options and
+`Launch` make with `options.kept` (what the manifest records). Where and with what resources the
+run goes on (--storage, --address, --cpus-per-trial, ...) may change.
+
+`resume_run` is the one function that decides: given the run's record and the flags typed, it
+returns what the run goes on with (its spec, data, search space and settings) or refuses.
 
 A search or capacity run also goes on with the search space it started with, whatever its file
 says now: Ray restores the scheduler (PBT) or searcher (Optuna) pickled in the run's `tuner.pkl`
@@ -17,10 +22,10 @@ compared with the space the manifest recorded, and a change is refused, each par
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +37,16 @@ from tune_app.plan.search_space import SearchSpace, load_space, space_changes
 from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec, load_model_config
 from tune_app.runs.storage import Location
+from tune_app.training.configs import DataConfig, ModelConfig, TrainConfig
 from tune_app.training.data import SeriesTable, open_series
+from tune_app.tune.options import OPTIONS, Launch, from_record, kept_settings
 
-__all__ = ["Resumed", "resume_run"]
+__all__ = ["SPACES", "Resumed", "resume_run"]
 
-_MODEL = ("hidden", "layers", "dropout", "cell")
-_DATA = ("input_len", "output_len", "stride", "fill")
-_TRAIN = ("seed", "batch_size", "checkpoint_every", "rank_alpha", "rank_max_lag", "threads")
-# the command's own settings, as the manifest records them
-_SETTINGS = {
-    "search": (
-        "population",
-        "perturb_every",
-        "quantile_fraction",
-        "scheduler",
-        "selection",
-        "max_failures",
-    ),
-    "baseline": ("max_failures",),
-    "capacity": ("trials", "grace_epochs", "max_concurrent", "max_failures"),
-    "compare": ("seeds", "seed_offset", "max_failures"),
-}
+# the spec's sections that flags set, by field (`components` is the data's, named by two flags)
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 # the command's search space: the package's default file and the space's kind
-_SPACES = {"search": ("modifications.yaml", "pbt"), "capacity": ("capacity.yaml", "capacity")}
+SPACES = {"search": ("modifications.yaml", "pbt"), "capacity": ("capacity.yaml", "capacity")}
 
 
 Conflict = tuple[str, Any]  # (the flag as given, the run's own value)
@@ -62,13 +54,15 @@ Conflict = tuple[str, Any]  # (the flag as given, the run's own value)
 
 @dataclass(frozen=True)
 class Resumed:
-    """The run to resume: its manifest, its own spec, its own data and (a search or capacity
-    run that recorded it) its own search space."""
+    """The run to resume: its manifest, its own spec, its own data, (a search or capacity
+    run that recorded it) its own search space, and its command's own settings (None for a
+    baseline), as recorded."""
 
     manifest: RunManifest
     spec: RunSpec
     table: SeriesTable
     space: SearchSpace | None = None
+    options: Any = None
 
 
 def _flag(dest: str) -> str:
@@ -93,30 +87,29 @@ def _value_at(raw: Any, path: str) -> Any:
     return node
 
 
-def _plan_conflicts(
-    args: argparse.Namespace, given: frozenset[str], recorded: dict[str, Any]
-) -> list[Conflict]:
+def _plan_conflicts(given: Mapping[str, Any], recorded: dict[str, Any]) -> list[Conflict]:
     """The plan flags given that the run's plan contradicts."""
     out: list[Conflict] = []
+    phase_epochs, overrides = given.get("phase_epochs"), list(given.get("overrides") or [])
     if "phase_epochs" in given:
         lengths = {phase.get("epochs") for phase in recorded.get("phases") or []}
-        if lengths != {args.phase_epochs}:
-            out.append((f"--phase-epochs {args.phase_epochs}", Plan.from_dict(recorded).shape))
+        if lengths != {phase_epochs}:
+            out.append((f"--phase-epochs {phase_epochs}", Plan.from_dict(recorded).shape))
     if "plan" in given:
-        raw, _ = read_plan_dict(args.plan)
-        plan = Plan.from_dict(apply_overrides(raw, list(args.overrides)), str(args.plan))
+        raw, _ = read_plan_dict(given["plan"])
+        plan = Plan.from_dict(apply_overrides(raw, overrides), str(given["plan"]))
         lengths = {phase.get("epochs") for phase in recorded.get("phases") or []}
         if "phase_epochs" in given:
-            candidates = [plan.with_phase_epochs(args.phase_epochs)]
+            candidates = [plan.with_phase_epochs(int(given["phase_epochs"]))]
         elif len(lengths) == 1 and not plan.modifications:  # the run may have been shortened
             candidates = [plan, plan.with_phase_epochs(int(next(iter(lengths))))]
         else:
             candidates = [plan]
         if not any(_plain(c.to_dict()) == _plain(recorded) for c in candidates):
             named = f"'{recorded.get('name', 'plan')}', {Plan.from_dict(recorded).shape}"
-            out.append((f"--plan {args.plan}", f"another plan ({named})"))
+            out.append((f"--plan {given['plan']}", f"another plan ({named})"))
     elif "overrides" in given:
-        for item in args.overrides:
+        for item in overrides:
             path = item.partition("=")[0]
             changed = apply_overrides(copy.deepcopy(recorded), [item])
             if _plain(Plan.from_dict(changed).to_dict()) != _plain(recorded):
@@ -125,28 +118,28 @@ def _plan_conflicts(
 
 
 def _spec_conflicts(
-    args: argparse.Namespace, given: frozenset[str], built: RunSpec, manifest: RunManifest
+    given: Mapping[str, Any], built: RunSpec, manifest: RunManifest
 ) -> list[Conflict]:
     """The flags given that describe the run (plan, model, data, trainer) and differ from it."""
     recorded = manifest.spec
-    out = _plan_conflicts(args, given, recorded.get("plan") or {})
+    out = _plan_conflicts(given, recorded.get("plan") or {})
     mine = built.to_dict()
-    for section, keys in (("model", _MODEL), ("data", _DATA), ("train", _TRAIN)):
-        for key in keys:
+    for section, cls in _SECTIONS.items():
+        for key in (f.name for f in fields(cls) if f.name != "components"):
             if key not in given:
                 continue
             value, theirs = mine[section][key], (recorded.get(section) or {}).get(key)
             if key == "checkpoint_every" and manifest.kind == "search" and not value:
                 value = manifest.perturb_every  # a search checkpoints at every round by default
             if _plain(value) != _plain(theirs):
-                out.append((f"{_flag(key)} {getattr(args, key)}", theirs))
-    named = given & {"components", "component"}
+                out.append((f"{_flag(key)} {given[key]}", theirs))
+    named = given.keys() & {"components", "component"}
     if named and tuple(built.data.components or ()) != manifest.components:
         shown = ", ".join(repr(c) for c in built.data.components or ())
         out.append((f"--component(s) {shown}", ", ".join(repr(c) for c in manifest.components)))
     if "model_config" in given:
         # the values the file sets, unless a flag given sets them (compared on their own)
-        model_raw, data_raw = load_model_config(args.model_config)
+        model_raw, data_raw = load_model_config(given["model_config"])
         fixed = [("model", k) for k in model_raw if k not in given]
         if "input_len" in data_raw and "input_len" not in given:
             fixed.append(("data", "input_len"))
@@ -156,13 +149,12 @@ def _spec_conflicts(
             if _plain(mine[section].get(key)) != _plain((recorded.get(section) or {}).get(key))
         ]
         if differ:
-            out.append((f"--model-config {args.model_config}", ", ".join(differ)))
+            out.append((f"--model-config {given['model_config']}", ", ".join(differ)))
     return out
 
 
 def _own_table(
-    args: argparse.Namespace,
-    given: frozenset[str],
+    given: Mapping[str, Any],
     manifest: RunManifest,
     spec: RunSpec,
     built: tuple[RunSpec, SeriesTable],
@@ -171,7 +163,7 @@ def _own_table(
     The table the flags' spec already read (`built`) is used again where it was read the same
     way (--data given, the same data settings): a large file is not read twice."""
     recorded_path = manifest.spec.get("data_path")
-    path = args.data if "data" in given else recorded_path
+    path = given.get("data", recorded_path)
     built_spec, built_table = built
     try:
         if path == built_spec.data_path and spec.data == built_spec.data:
@@ -190,7 +182,7 @@ def _own_table(
         return table, None
     own = recorded_path or "the built-in synthetic data"
     if "data" in given:
-        return None, (f"--data {args.data}", f"{own} (other data: its fingerprint differs)")
+        return None, (f"--data {given['data']}", f"{own} (other data: its fingerprint differs)")
     raise InputError(
         f"--resume: the run's data {own} changed since the run started (its fingerprint differs); "
         "put back the file it trained on, or start a new run with another --name"
@@ -198,39 +190,38 @@ def _own_table(
 
 
 def _setting_conflicts(
-    args: argparse.Namespace, given: frozenset[str], manifest: RunManifest, kind: str
+    given: Mapping[str, Any], manifest: RunManifest, options: Any
 ) -> list[Conflict]:
-    """The command's own settings given (--population, --scheduler, ...) that differ."""
-    out: list[Conflict] = []
-    for key in _SETTINGS[kind]:
-        if key not in given:
-            continue
-        theirs = getattr(manifest, key, None)
-        if theirs is None:
-            out.append((f"{_flag(key)} {getattr(args, key)}", "not recorded (an older run)"))
-        elif _plain(getattr(args, key)) != _plain(theirs):
-            out.append((f"{_flag(key)} {getattr(args, key)}", theirs))
-    if "space" in given and args.space != manifest.space:
-        out.append((f"--space {args.space}", manifest.space))
+    """The command's own settings given (--population, --scheduler, ...) that differ from what
+    the run goes on with: its recorded ones (an older run's unrecorded ones: what it went on
+    with, `options.kept`)."""
+    own = kept_settings(*([options] if options is not None else []), from_record(Launch, manifest))
+    out: list[Conflict] = [
+        (f"{_flag(key)} {given[key]}", "not recorded (an older run)" if theirs is None else theirs)
+        for key, theirs in own.items()
+        if key in given and _plain(given[key]) != _plain(theirs)
+    ]
+    if "space" in given and given["space"] != manifest.space:
+        out.append((f"--space {given['space']}", manifest.space))
     return out
 
 
 def _own_space(
-    args: argparse.Namespace, given: frozenset[str], manifest: RunManifest, kind: str
+    given: Mapping[str, Any], manifest: RunManifest, kind: str
 ) -> tuple[SearchSpace | None, str | None, list[str]]:
     """The run's own search space (from its manifest), the file that would be loaded now (None:
     the package's), and what that file changes in the run's space (one line a parameter).
     A run that recorded no space (an older one, or a baseline) goes on unchecked, as before."""
-    if kind not in _SPACES or manifest.space_content is None:
+    if kind not in SPACES or manifest.space_content is None:
         return None, None, []
-    default, space_kind = _SPACES[kind]
+    default, space_kind = SPACES[kind]
     own = SearchSpace.from_dict(
         manifest.space_content, f"{manifest.space} (as the run recorded it)", manifest.space_file
     )
     if "space" in given:
-        if args.space != manifest.space:
-            return own, args.space, []  # another file: named among the flags that differ
-        path: str | None = args.space
+        if given["space"] != manifest.space:
+            return own, given["space"], []  # another file: named among the flags that differ
+        path: str | None = given["space"]
     else:
         path = manifest.space_file
         if path is not None and not Path(path).is_file():
@@ -245,7 +236,7 @@ def _space_message(
     if path is not None:
         where, fix = f"{path} differs from it now", f"restore {path}"
     else:  # the package's own space: changed by an upgrade, or by an edit of the package
-        default = _SPACES[kind][0]
+        default = SPACES[kind][0]
         started = manifest.tune_app_version or "an older version"
         where = f"the package's search_spaces/{default} differs from it"
         fix = f"restore tune_app/search_spaces/{default}"
@@ -260,23 +251,24 @@ def _space_message(
 
 
 def resume_run(
-    args: argparse.Namespace,
     kind: str,
     location: Location,
+    given: Mapping[str, Any],
     built: RunSpec,
     built_table: SeriesTable,
 ) -> Resumed:
-    """The run at `location` to resume with `tune-app KIND --resume`.
+    """The run at `location` to resume with `tune-app KIND --resume`: what it keeps, or why not.
 
     Args:
-        args: the parsed command line; `args.given` names the flags typed on it.
-        kind: "baseline", "search" or "capacity".
+        kind: "baseline", "search", "capacity" or "compare".
         location: the run's folder (--storage and --name).
+        given: the flags typed on the command line, by dest, with their values.
         built: the spec the flags describe (`build_spec`), for the values of the flags given.
         built_table: the data `build_spec` read, used again where the run reads the same.
 
     Returns:
-        The run's manifest, its own spec, its own data and its own search space.
+        The run's manifest, its own spec, its own data, its own search space and its command's
+        own settings (`options.from_record`).
 
     Raises:
         InputError: no run there, a run of another kind, its data unreadable or changed,
@@ -294,14 +286,15 @@ def resume_run(
             f"--name {location.name}: a {manifest.kind} run, not a {kind} run; resume it with "
             f"`{resume_command(manifest, location)}`"
         )
-    given: frozenset[str] = getattr(args, "given", frozenset())
     spec = RunSpec.from_dict(manifest.spec)
-    table, data_conflict = _own_table(args, given, manifest, spec, (built, built_table))
-    conflicts = _spec_conflicts(args, given, built, manifest)
-    conflicts += _setting_conflicts(args, given, manifest, kind)
-    if data_conflict:
-        conflicts.insert(0, data_conflict)
-    space, space_path, changes = _own_space(args, given, manifest, kind)
+    options = from_record(OPTIONS[kind], manifest) if kind in OPTIONS else None
+    table, data_conflict = _own_table(given, manifest, spec, (built, built_table))
+    conflicts = [
+        *([data_conflict] if data_conflict else []),
+        *_spec_conflicts(given, built, manifest),
+    ]
+    conflicts += _setting_conflicts(given, manifest, options)
+    space, space_path, changes = _own_space(given, manifest, kind)
     problems = []
     if conflicts:
         lines = "\n".join(f"  - {flag} (the run's: {theirs})" for flag, theirs in conflicts)
@@ -315,4 +308,4 @@ def resume_run(
     if problems:
         raise InputError("\n".join(problems))
     assert table is not None
-    return Resumed(manifest, spec, table, space)
+    return Resumed(manifest, spec, table, space, options)

@@ -1,84 +1,143 @@
-"""The Ray Tune commands of `tune-app`: baseline (and, later, search and capacity)."""
+"""The Ray Tune commands of `tune-app`: baseline, search and capacity.
+
+Each turns its flags into a `Prepared` run once, here at the top (`prepare_run`: the spec, the
+data, the launch, the command's settings and search space; with --resume the run's own), then
+hands it down to the runner (tune/runner.py), which checks it, launches it and reads it back.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.args import add_run_args, build_spec
-from tune_app.errors import InputError
-from tune_app.tune.selection import DEFAULT_SELECTION, SELECTIONS
+from tune_app.cli.args import add_field, add_run_args, build_spec, given_values, settings
+from tune_app.training.metrics import DIVERGED, EPOCH
+from tune_app.tune.options import (
+    OPTIONS,
+    SCHEDULERS,
+    CapacityOptions,
+    Launch,
+    SearchOptions,
+)
+from tune_app.tune.selection import SELECTIONS
 
 if TYPE_CHECKING:
     from tune_app.cli.resume import Resumed
+    from tune_app.plan.search_space import SearchSpace
     from tune_app.runs.spec import RunSpec
     from tune_app.training.data import SeriesTable
 
-__all__ = ["add_run_commands"]
+__all__ = ["Prepared", "add_launch_args", "add_run_commands", "prepare_run"]
 
 
-def _add_launch_args(parser: argparse.ArgumentParser) -> None:
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of where and how a Ray run goes (`Launch`'s fields).
+
+    Args:
+        parser: the command's parser.
+    """
     group = parser.add_argument_group("Ray Tune")
-    group.add_argument(
-        "--name", help="run name (default KIND-TIMESTAMP); with --resume, the run to continue"
+    add_field(
+        group,
+        Launch,
+        "name",
+        help="run name (default KIND-TIMESTAMP); with --resume, the run to continue",
     )
-    group.add_argument(
-        "--storage", default="results", help="local path or URI (s3://bucket/prefix)"
+    add_field(group, Launch, "storage", help="local path or URI (s3://bucket/prefix)")
+    add_field(
+        group, Launch, "address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT"
     )
-    group.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT")
-    group.add_argument("--cpus-per-trial", type=float, default=1.0)
-    group.add_argument(
-        "--gpus-per-trial",
+    add_field(group, Launch, "cpus_per_trial", type=float, help="CPUs per trial")
+    add_field(
+        group,
+        Launch,
+        "gpus_per_trial",
         type=float,
-        default=0.0,
         help="GPUs per trial; trials train on cuda when > 0",
     )
-    group.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run (--name required)"
+    add_field(
+        group,
+        Launch,
+        "resume",
+        action="store_true",
+        help="continue an interrupted run (--name required)",
     )
-    group.add_argument(
-        "--wait-for-resources",
+    add_field(
+        group,
+        Launch,
+        "wait_for_resources",
         type=float,
-        default=60.0,
         metavar="SECONDS",
-        help="on a cluster, how long to wait for a node with a trial's resources (default 60)",
+        help="on a cluster, how long to wait for a node with a trial's resources",
     )
-    group.add_argument(
-        "--max-failures",
+    add_field(
+        group,
+        Launch,
+        "max_failures",
         type=int,
-        default=2,
         help="retries of a crashed trial from its last checkpoint",
     )
 
 
-def _launch(
-    args: argparse.Namespace, kind: str, spec: RunSpec, table: SeriesTable
-) -> tuple[Any, RunSpec, SeriesTable, Resumed | None]:
-    """Where the run goes, checked before Ray starts. With --resume: the run's own spec and
-    data (and the run, with its manifest and search space), flags that differ from them and a
-    space file changed since refused (see cli/resume.py)."""
-    from tune_app.cli.resume import resume_run
-    from tune_app.tune.runner import Launch
+@dataclass(frozen=True)
+class Prepared:
+    """A Ray run as its flags ask for it, checked before Ray starts: its spec and data, where
+    it goes, its command's settings (None for a baseline) and search space (None outside a
+    search or capacity run); with --resume, the run's own (`resumed`)."""
 
-    if args.resume and not args.name:
-        raise InputError("--resume: also pass --name of the run to continue")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise InputError(
-            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got {args.cpus_per_trial}, {args.gpus_per_trial})"
-        )
+    spec: RunSpec
+    table: SeriesTable
+    launch: Launch
+    options: Any = None
+    space: SearchSpace | None = None
+    resumed: Resumed | None = None
+
+
+def prepare_run(
+    args: argparse.Namespace,
+    kind: str,
+    check: Callable[[Prepared], None] | None = None,
+) -> Prepared:
+    """The run the flags describe, built once: spec and data, launch, the command's settings and
+    search space; with --resume, what the run keeps (cli/resume.py), flags that differ from it
+    and a space file changed since refused. Resources no node has are refused too: they would
+    keep every trial PENDING forever.
+
+    Args:
+        args: the parsed flags (`args.given`: those typed).
+        kind: "baseline", "search", "capacity" or "compare".
+        check: the command's own check of the run the flags describe, before the launch's.
+
+    Returns:
+        The run to launch.
+
+    Raises:
+        InputError: anything bad in the flags, before Ray starts.
+    """
+    from tune_app.cli.resume import SPACES, resume_run
+    from tune_app.plan.search_space import load_space
+    from tune_app.tune.preflight import check_launch
     from tune_app.tune.resources import check_resources
 
-    flags = ("name", "storage", "address", "cpus_per_trial", "gpus_per_trial", "resume")
-    launch = Launch(**{flag: getattr(args, flag) for flag in flags}, max_failures=args.max_failures)
-    launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
+    launch: Launch = settings(Launch, args)
+    options = settings(OPTIONS[kind], args) if kind in OPTIONS else None
+    space = load_space(args.space, *SPACES[kind]) if kind in SPACES else None
+    spec, table = build_spec(args, device=launch.device)
+    if check is not None:
+        check(Prepared(spec, table, launch, options, space))
+    check_launch(launch)
     resumed = None
     if launch.resume:
-        resumed = resume_run(args, kind, launch.location(kind), spec, table)
-        spec, table = resumed.spec, resumed.table
-    # resources no node has would keep every trial PENDING forever: refused here
-    check_resources(args.address, args.cpus_per_trial, args.gpus_per_trial, args.wait_for_resources)
-    return launch, spec, table, resumed
+        resumed = resume_run(kind, launch.location(kind), given_values(args), spec, table)
+        spec, table, options = resumed.spec, resumed.table, resumed.options
+        space = resumed.space or space  # (Ray restores its scheduler, and with it the space)
+    check_resources(
+        launch.address, launch.cpus_per_trial, launch.gpus_per_trial, launch.wait_for_resources
+    )
+    return Prepared(spec, table, launch, options, space, resumed)
 
 
 def _last_line(error: BaseException) -> str:
@@ -89,7 +148,7 @@ def _last_line(error: BaseException) -> str:
 def _diverged_at(result: Any) -> int | None:
     """The epoch a trial diverged at (the trainable reports `diverged`), else None."""
     metrics = getattr(result, "metrics", None) or {}
-    return int(metrics.get("epoch", 0)) if metrics.get("diverged") else None
+    return int(metrics.get(EPOCH, 0)) if metrics.get(DIVERGED) else None
 
 
 def _finish(grid: Any, location: Any) -> int:
@@ -97,7 +156,7 @@ def _finish(grid: Any, location: Any) -> int:
     trial folders' error.txt) and divergences, and where the run is. Exit 1 when no trial
     finished: every one failed or diverged, or when the run's folder is gone."""
     from tune_app.runs.records import MANIFEST
-    from tune_app.tune.runner import gone
+    from tune_app.runs.stopped import gone
 
     if not location.join(MANIFEST).exists():
         print(f"tune-app: the run at {location.uri} stopped: {gone(location)}", file=sys.stderr)
@@ -136,139 +195,148 @@ def _finish(grid: Any, location: Any) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from tune_app.tune.runner import run_baseline
+    """`tune-app baseline`: the whole plan as one Ray Tune trial.
 
-    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    launch, spec, table, _ = _launch(args, "baseline", spec, table)
-    grid, location = run_baseline(spec, table, launch)
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The exit code: 0, or 1 when no trial finished (see `_finish`).
+    """
+    from tune_app.tune import runner
+
+    run = prepare_run(args, "baseline")
+    grid, location = runner.run_baseline(run.spec, run.table, run.launch)
     return _finish(grid, location)
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from tune_app.plan.search_space import load_space
-    from tune_app.tune.runner import SearchOptions, run_search
+def _space_trains(run: Prepared) -> None:
+    """A new search's space in which no member trains differently from the control is refused
+    (a resumed run goes on with its own space)."""
+    from tune_app.tune.preflight import check_space_trains
 
-    space = load_space(args.space, "modifications.yaml", "pbt")
-    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    if not args.resume:  # (a resumed run goes on with its own space)
-        _refuse_inert_space(space, spec, table, args.perturb_every)
-    launch, spec, table, resumed = _launch(args, "search", spec, table)
-    if not 0.0 < args.quantile_fraction <= 0.5:
-        raise InputError(
-            f"--quantile-fraction: must lie in (0, 0.5] (got {args.quantile_fraction})"
-        )
-    options = SearchOptions(
-        population=args.population,
-        perturb_every=args.perturb_every,
-        quantile_fraction=args.quantile_fraction,
-        scheduler=args.scheduler,
-        selection=args.selection,
-    )
-    if resumed is not None:  # --resume: checked against the run's own settings and space
-        manifest, space = resumed.manifest, resumed.space or space
-        options = SearchOptions(
-            population=manifest.population or options.population,
-            perturb_every=manifest.perturb_every or options.perturb_every,
-            quantile_fraction=manifest.quantile_fraction or options.quantile_fraction,
-            scheduler=manifest.scheduler or options.scheduler,
-            selection=manifest.selection or "truncation",  # an older run's: truncation
-        )
-    grid, location = run_search(spec, table, space, options, launch)
+    if not run.launch.resume and run.space is not None:
+        check_space_trains(run.space, run.spec, run.table.components, run.options.perturb_every)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """`tune-app search`: PBT over the plan's modifications, then the search's summary.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The exit code: 0, or 1 when no trial finished (see `_finish`).
+    """
+    from tune_app.tune import runner
+
+    run = prepare_run(args, "search", check=_space_trains)
+    assert run.space is not None
+    grid, location = runner.run_search(run.spec, run.table, run.space, run.options, run.launch)
     code = _finish(grid, location)
     if code == 0:
-        from tune_app.analysis.search_summary import search_summary
+        from tune_app.analysis.text import search_summary
         from tune_app.runs.results import open_run
 
         print("\n".join(search_summary(open_run(location.uri))))
     return code
 
 
-def _refuse_inert_space(
-    space: Any, spec: RunSpec, table: SeriesTable, perturb_every: int | None
-) -> None:
-    """A space in which no member trains differently from the control is refused before Ray
-    starts (plan/effects.py); an interval run_search refuses is left to it."""
-    from tune_app.plan.effects import refuse_inert_space
-
-    interval = perturb_every or min(p.epochs for p in spec.plan.phases)
-    if interval >= 1:
-        refuse_inert_space(
-            space.expand(table.components),
-            spec.plan,
-            interval,
-            table.components,
-            spec.train.plateau_epochs,
-            spec.train.seed,
-        )
-
-
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from tune_app.plan.search_space import load_space
-    from tune_app.tune.runner import CapacityOptions, run_capacity
+    """`tune-app capacity`: Optuna (TPE) + ASHA over the model's capacity.
 
-    space = load_space(args.space, "capacity.yaml", "capacity")
-    spec, table = build_spec(args, device="cuda" if args.gpus_per_trial > 0 else "cpu")
-    launch, spec, table, resumed = _launch(args, "capacity", spec, table)
-    if resumed is not None and resumed.space is not None:
-        space = resumed.space  # the run's own (Ray restores its searcher, and with it the space)
-    options = CapacityOptions(
-        trials=args.trials, grace_epochs=args.grace_epochs, max_concurrent=args.max_concurrent
-    )
-    grid, location = run_capacity(spec, table, space, options, launch)
-    print(f"best capacity: {location.uri}/best_model_config.json (use it with --model-config)")
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The exit code: 0, or 1 when no trial finished (see `_finish`).
+    """
+    from tune_app.runs.records import BEST_MODEL_CONFIG
+    from tune_app.tune import runner
+
+    run = prepare_run(args, "capacity")
+    assert run.space is not None
+    grid, location = runner.run_capacity(run.spec, run.table, run.space, run.options, run.launch)
+    print(f"best capacity: {location.uri}/{BEST_MODEL_CONFIG} (use it with --model-config)")
     return _finish(grid, location)
 
 
+def _add_search_args(search: argparse.ArgumentParser) -> None:
+    """A search's own flags: its space and `SearchOptions`' fields."""
+    search.add_argument(
+        "--space", help="search space YAML (default search_spaces/modifications.yaml)"
+    )
+    add_field(
+        search, SearchOptions, "population", type=int, help="trials, the control included (>= 2)"
+    )
+    add_field(
+        search,
+        SearchOptions,
+        "perturb_every",
+        type=int,
+        help="epochs between exploit/explore (default: one phase)",
+    )
+    add_field(
+        search,
+        SearchOptions,
+        "quantile_fraction",
+        type=float,
+        help="bottom fraction that copies the top fraction at each boundary",
+    )
+    add_field(
+        search,
+        SearchOptions,
+        "scheduler",
+        choices=SCHEDULERS,
+        help="the explore step at each round: pbt (random perturbation) or pb2 (GP bandit, "
+        "Parker-Holder et al. 2020); both copy the best members' checkpoints",
+    )
+    add_field(
+        search,
+        SearchOptions,
+        "selection",
+        choices=SELECTIONS,
+        help="what a round ranks members on: truncation (val_free_loss at the round's epoch), "
+        "recent (its mean over the last half of the interval) or improvement (projected to "
+        "the next round at its recent rate, after FIRE-PBT)",
+    )
+
+
+def _add_capacity_args(capacity: argparse.ArgumentParser) -> None:
+    """A capacity search's own flags: its space and `CapacityOptions`' fields."""
+    capacity.add_argument("--space", help="search space YAML (default search_spaces/capacity.yaml)")
+    add_field(capacity, CapacityOptions, "trials", type=int, help="trials Optuna proposes")
+    add_field(
+        capacity,
+        CapacityOptions,
+        "grace_epochs",
+        type=int,
+        help="ASHA's first rung in epochs (default: one phase)",
+    )
+    add_field(capacity, CapacityOptions, "max_concurrent", type=int, help="trials at once, at most")
+
+
 def add_run_commands(commands: Any) -> None:
+    """Add `baseline`, `search` and `capacity`.
+
+    Args:
+        commands: the subparsers of `tune-app`.
+    """
     baseline = commands.add_parser("baseline", help="the whole plan as one Ray Tune trial")
     add_run_args(baseline)
-    _add_launch_args(baseline)
+    add_launch_args(baseline)
     baseline.set_defaults(handler=cmd_baseline)
 
     search = commands.add_parser(
         "search", help="PBT over the plan's modifications, the plan itself as control"
     )
     add_run_args(search)
-    _add_launch_args(search)
-    search.add_argument(
-        "--space", help="search space YAML (default search_spaces/modifications.yaml)"
-    )
-    search.add_argument(
-        "--population", type=int, default=4, help="trials, the control included (>= 2)"
-    )
-    search.add_argument(
-        "--perturb-every", type=int, help="epochs between exploit/explore (default: one phase)"
-    )
-    search.add_argument(
-        "--quantile-fraction",
-        type=float,
-        default=0.25,
-        help="bottom fraction that copies the top fraction at each boundary",
-    )
-    search.add_argument(
-        "--scheduler",
-        choices=("pbt", "pb2"),
-        default="pbt",
-        help="the explore step at each round: pbt (random perturbation) or pb2 (GP bandit, "
-        "Parker-Holder et al. 2020); both copy the best members' checkpoints (default pbt)",
-    )
-    search.add_argument(
-        "--selection",
-        choices=SELECTIONS,
-        default=DEFAULT_SELECTION,
-        help="what a round ranks members on: truncation (val_free_loss at the round's epoch), "
-        "recent (its mean over the last half of the interval) or improvement (projected to "
-        f"the next round at its recent rate, after FIRE-PBT) (default {DEFAULT_SELECTION})",
-    )
+    add_launch_args(search)
+    _add_search_args(search)
     search.set_defaults(handler=cmd_search)
 
     capacity = commands.add_parser("capacity", help="Optuna (TPE) + ASHA over model capacity")
     add_run_args(capacity)
-    _add_launch_args(capacity)
-    capacity.add_argument("--space", help="search space YAML (default search_spaces/capacity.yaml)")
-    capacity.add_argument("--trials", type=int, default=8)
-    capacity.add_argument(
-        "--grace-epochs", type=int, help="ASHA's first rung in epochs (default: one phase)"
-    )
-    capacity.add_argument("--max-concurrent", type=int, default=2)
+    add_launch_args(capacity)
+    _add_capacity_args(capacity)
     capacity.set_defaults(handler=cmd_capacity)

@@ -13,11 +13,23 @@ from tune_app.cli.args import (
     default_out,
     positive_int,
 )
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, VAL_FREE_LOSS
 
 __all__ = ["add_train_commands"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`tune-app train`: run a plan in this process (no Ray), with a progress bar; `--resume`
+    goes on from a checkpoint, `--replay` reruns a `tune-app best` export.
+
+    Args:
+        args: the parsed command line (the run flags, `--out`, `--resume`, `--replay`,
+            `--stop-after`, `--progress-every`, `--allow-other-data`).
+
+    Returns:
+        0, after printing the last and best val_free_loss (a diverged run raises
+        DivergedError, which `main` turns into exit 1).
+    """
     from tune_app.runs.local import run_train
 
     stop_after = args.stop_after
@@ -42,8 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     last = result.history[-1] if result.history else {}
     print(
-        f"done: {out}  val_free_loss {last.get('val_free_loss', float('nan')):.5f}  "
-        f"best {last.get('best_val_free_loss', float('nan')):.5f}"
+        f"done: {out}  val_free_loss {last.get(VAL_FREE_LOSS, float('nan')):.5f}  "
+        f"best {last.get(BEST_VAL_FREE_LOSS, float('nan')):.5f}"
     )
     return 0
 
@@ -70,6 +82,16 @@ def _defaults_from_checkpoint(args: argparse.Namespace) -> None:
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
+    """`tune-app continue`: the seed's `continue_training.py`, flag for flag: more epochs from a
+    checkpoint with a cosine learning rate from `--start_lr` to `--min_lr`.
+
+    Args:
+        args: the parsed command line (`--model_path`, `--epochs`, `--start_lr`, `--min_lr`,
+            `--output_dir`, `--data`, `--allow-other-data`).
+
+    Returns:
+        0, after printing where best_model_combined.pth is and its val_free_loss.
+    """
     from tune_app.runs.local import run_continue
 
     result = run_continue(
@@ -82,7 +104,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
         progress_every=args.progress_every,
         allow_other_data=args.allow_other_data,
     )
-    best = result.history[-1]["best_val_free_loss"]
+    best = result.history[-1][BEST_VAL_FREE_LOSS]
     print(
         f"done: {Path(args.output_dir) / 'best_model_combined.pth'} (best val_free_loss {best:.5f})"
     )
@@ -90,6 +112,11 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
 
 def add_train_commands(commands: Any) -> None:
+    """Register `tune-app train` and `tune-app continue`.
+
+    Args:
+        commands: the parser's subcommands (`add_subparsers`).
+    """
     train = commands.add_parser("train", help="run a plan in this process (no Ray)")
     add_run_args(train)
     train.add_argument("--out", help="run directory (default results/train-TIMESTAMP)")

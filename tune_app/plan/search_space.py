@@ -16,7 +16,7 @@ from tune_app.errors import ErrorList, InputError
 from tune_app.plan import registry
 from tune_app.plan.schedules import as_number
 
-__all__ = ["Param", "SearchSpace", "load_space", "space_changes"]
+__all__ = ["Param", "SearchSpace", "load_space", "space_changes", "to_optuna"]
 
 TYPES = ("float", "int", "bool", "choice")
 MUTATIONS = ("shift", "scale", "resample")

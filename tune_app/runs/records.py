@@ -16,11 +16,15 @@ from tune_app.training.normalisation import Normalisation
 
 __all__ = [
     "ARM_KEY",
+    "BEST_MODEL_CONFIG",
     "CAPACITY_KEY",
     "CERTIFICATE",
     "CHECKPOINT_PREFIX",
     "COMPARISON",
     "EXPORT_CONFIG",
+    "EXPORT_LINEAGE",
+    "EXPORT_PLAN",
+    "EXPORT_WEIGHTS",
     "INTERVAL_LOSSES",
     "JOURNAL",
     "MANIFEST",
@@ -29,6 +33,7 @@ __all__ = [
     "METRICS_FILE",
     "ROUNDS_KEY",
     "SPEC_KEY",
+    "TRIAL_PARAMS",
     "ArmScore",
     "Certificate",
     "CheckpointMeta",
@@ -41,6 +46,7 @@ __all__ = [
     "RoundEvent",
     "RunManifest",
     "SearchMember",
+    "read_events",
     "read_journal",
     "read_rounds",
     "scan_checkpoints",
@@ -56,6 +62,7 @@ EXPORT_PLAN = "plan.yaml"
 EXPORT_LINEAGE = "lineage.json"
 COMPARISON = "comparison.json"  # in a compare run (and a search's certify/ and ablate/ runs)
 CERTIFICATE = "certificate.json"  # in a certified search run, and in its `tune-app best` export
+BEST_MODEL_CONFIG = "best_model_config.json"  # in a capacity run: its best trial's model
 TRIAL_PARAMS = "params.json"  # Tune's copy of a trial's config
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders inside a trial folder
 # keys of a trial's Tune config
@@ -224,26 +231,37 @@ def _journal_lines(run: Location) -> list[dict[str, Any]]:
     return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 
+def _event(raw: dict[str, Any]) -> RoundEvent | JournalEvent | None:
+    """A journal line as its record: a round, an exploit (older journals hold only these,
+    without an `event` field), or None for a line of neither kind."""
+    if raw.get("event") == "round":
+        known = _known(RoundEvent, raw)
+        for key in ("ranking", "exploits", "left_alone"):
+            known[key] = tuple(known.get(key) or ())
+        return RoundEvent(**known)
+    if raw.get("event", "exploit") == "exploit" and raw.get("donor") is not None:
+        return JournalEvent(**_known(JournalEvent, raw))
+    return None
+
+
+def read_events(run: Location) -> list[RoundEvent | JournalEvent]:
+    """Every round and exploit of a search run, in the journal's order (oldest first).
+
+    Raises:
+        ValueError: a line that is not JSON (the journal is rewritten whole and atomically, so
+            only a file damaged from outside has one).
+    """
+    return [event for raw in _journal_lines(run) if (event := _event(raw)) is not None]
+
+
 def read_journal(run: Location) -> list[JournalEvent]:
-    """The exploit events of a search run, oldest first (older journals hold only these,
-    without an `event` field)."""
-    return [
-        JournalEvent(**_known(JournalEvent, raw))
-        for raw in _journal_lines(run)
-        if raw.get("event", "exploit") == "exploit" and raw.get("donor") is not None
-    ]
+    """The exploit events of a search run, oldest first."""
+    return [event for event in read_events(run) if isinstance(event, JournalEvent)]
 
 
 def read_rounds(run: Location) -> list[RoundEvent]:
     """The PBT rounds of a search run, oldest first."""
-    rounds = []
-    for raw in _journal_lines(run):
-        if raw.get("event") == "round":
-            known = _known(RoundEvent, raw)
-            for key in ("ranking", "exploits", "left_alone"):
-                known[key] = tuple(known.get(key) or ())
-            rounds.append(RoundEvent(**known))
-    return rounds
+    return [event for event in read_events(run) if isinstance(event, RoundEvent)]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, EPOCH, TRAIN_LOSS, VAL_FREE_LOSS, VAL_LOSS
 from tune_app.training.monitors import Callback, EpochState
 
 __all__ = ["ProgressPrinter", "TensorBoardWriter", "progress_line"]
@@ -17,10 +18,10 @@ __all__ = ["ProgressPrinter", "TensorBoardWriter", "progress_line"]
 
 def progress_line(metrics: dict[str, float], total: int) -> str:
     return (
-        f"epoch {int(metrics['epoch']):>4}/{total} phase {int(metrics['phase'])} "
+        f"epoch {int(metrics[EPOCH]):>4}/{total} phase {int(metrics['phase'])} "
         f"lr {metrics['lr']:.2e} tf {metrics['teacher_forcing']:.3f} alpha {metrics['alpha']:.2f} "
-        f"train {metrics['train_loss']:.4f} val {metrics['val_loss']:.4f} "
-        f"free {metrics['val_free_loss']:.4f} gap {metrics['gap']:+.4f} "
+        f"train {metrics[TRAIN_LOSS]:.4f} val {metrics[VAL_LOSS]:.4f} "
+        f"free {metrics[VAL_FREE_LOSS]:.4f} gap {metrics['gap']:+.4f} "
         f"since-best {int(metrics['epochs_since_best'])}"
     )
 
@@ -48,7 +49,7 @@ class ProgressPrinter(Callback):
         return tqdm.format_interval(rate * (self.total - epoch))
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
-        epoch = int(metrics["epoch"])
+        epoch = int(metrics[EPOCH])
         if self.first is None:
             self.first, self.started = epoch, time.perf_counter() - float(metrics["seconds"])
             terminal = self.stream or sys.stderr  # tqdm's stream; lines go to stdout
@@ -64,7 +65,7 @@ class ProgressPrinter(Callback):
             self.bar.update(epoch - self.bar.n)
             self.bar.set_postfix_str(
                 f"phase {int(metrics['phase'])} lr {metrics['lr']:.1e} "
-                f"val_free {metrics['val_free_loss']:.4f} best {metrics['best_val_free_loss']:.4f}"
+                f"val_free {metrics[VAL_FREE_LOSS]:.4f} best {metrics[BEST_VAL_FREE_LOSS]:.4f}"
             )
             if state.checkpoint_due:
                 self.bar.write(f"epoch {epoch}: checkpoint", file=self.bar.fp)
@@ -95,9 +96,9 @@ class TensorBoardWriter(Callback):
         self.writer = SummaryWriter(str(logdir))
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
-        epoch = int(metrics["epoch"])
+        epoch = int(metrics[EPOCH])
         for key, value in metrics.items():
-            if key != "epoch":
+            if key != EPOCH:
                 self.writer.add_scalar(key, float(value), epoch)
         if state.checkpoint_due:
             self.writer.flush()

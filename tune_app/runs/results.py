@@ -26,6 +26,7 @@ from tune_app.errors import CheckpointError, InputError
 from tune_app.plan.effects import changes_training
 from tune_app.plan.plan import Plan
 from tune_app.runs.records import (
+    BEST_MODEL_CONFIG,
     EXPORT_CONFIG,
     EXPORT_LINEAGE,
     EXPORT_PLAN,
@@ -43,7 +44,7 @@ from tune_app.runs.records import (
     read_rounds,
     scan_checkpoints,
 )
-from tune_app.runs.spec import RunSpec
+from tune_app.runs.spec import RunSpec, with_capacity
 from tune_app.runs.staging import staged_folder
 from tune_app.runs.storage import Location, locate
 from tune_app.training.checkpoint import (
@@ -52,11 +53,20 @@ from tune_app.training.checkpoint import (
     load_state,
     package_versions,
 )
+from tune_app.training.metrics import (
+    BEST_VAL_FREE_LOSS,
+    DIVERGED,
+    EPOCH,
+    RANK_METRIC,
+    RANK_MODE,
+    VAL_FREE_LOSS,
+)
 
 __all__ = [
     "Run",
     "TrialRecord",
     "export_best",
+    "export_capacity",
     "export_checkpoint",
     "find_best",
     "open_run",
@@ -148,17 +158,20 @@ def _trial_status(location: Location) -> tuple[str, bool]:
             except ValueError:
                 break  # a line still being written
     trial_id = str(rows[0]["trial_id"]) if rows else location.name
-    return trial_id, any(row.get("diverged") for row in rows)
+    return trial_id, any(row.get(DIVERGED) for row in rows)
 
 
 def _read_trial(location: Location) -> TrialRecord | None:
+    """A trial folder: Tune's params.json or at least one checkpoint. The driver syncs
+    params.json into storage later than a worker persists its checkpoints, so after a killed
+    driver or a full disk a trial may hold checkpoints and no params.json; it still counts."""
     params_file = location.join(TRIAL_PARAMS)
-    if not params_file.exists():
+    checkpoints = [CheckpointRecord(child, meta) for child, meta in scan_checkpoints(location)]
+    if not params_file.exists() and not checkpoints:
         return None
     trial_id, diverged = _trial_status(location)
-    checkpoints = [CheckpointRecord(child, meta) for child, meta in scan_checkpoints(location)]
     try:
-        params = json.loads(params_file.read_text())
+        params = json.loads(params_file.read_text()) if params_file.exists() else {}
     except ValueError:
         params = {}  # cut short (a full disk, a killed driver): the trial's results still count
     return TrialRecord(trial_id, location, params, diverged, checkpoints)
@@ -180,7 +193,7 @@ def open_run(uri: str) -> Run:
 
 
 def find_best(
-    run: Run, metric: str = "val_free_loss", mode: str = "min"
+    run: Run, metric: str = RANK_METRIC, mode: str = RANK_MODE
 ) -> tuple[TrialRecord, CheckpointRecord]:
     """The trial and checkpoint with the best `metric` at a checkpoint."""
     if mode not in ("min", "max"):
@@ -274,11 +287,42 @@ def lineage(run: Run, trial: TrialRecord, checkpoint: CheckpointRecord) -> dict[
 
 
 def export_best(
-    run: Run, out: Path, metric: str = "val_free_loss", mode: str = "min"
+    run: Run, out: Path, metric: str = RANK_METRIC, mode: str = RANK_MODE
 ) -> ExportConfig:
     """Write best_model.pth, plan.yaml, config.json, lineage.json, metrics.parquet into `out`."""
     trial, checkpoint = find_best(run, metric, mode)
     return export_checkpoint(run, trial, checkpoint, out, metric)
+
+
+def export_capacity(
+    location: Location, spec: RunSpec, capacity: dict[str, Any] | None, metrics: dict[str, Any]
+) -> Location:
+    """Write a capacity run's `best_model_config.json`, which baseline and search take as
+    --model-config: the best trial's model and input window, its best val_free_loss and id.
+
+    Args:
+        location: the capacity run's folder.
+        spec: the run's spec, which the trial's choices change.
+        capacity: the best trial's choices (its `CAPACITY_KEY` config; None: the spec's own).
+        metrics: the best trial's last reported metrics.
+
+    Returns:
+        The file written.
+    """
+    chosen = with_capacity(spec, capacity)
+    out = location.join(BEST_MODEL_CONFIG)
+    out.write_bytes(
+        json.dumps(
+            {
+                "model": chosen.model.to_dict(),
+                "data": {"input_len": chosen.data.input_len},
+                VAL_FREE_LOSS: metrics.get(BEST_VAL_FREE_LOSS),
+                "trial": metrics.get("trial_id"),
+            },
+            indent=2,
+        ).encode()
+    )
+    return out
 
 
 def export_checkpoint(
@@ -286,7 +330,7 @@ def export_checkpoint(
     trial: TrialRecord,
     checkpoint: CheckpointRecord,
     out: Path,
-    metric: str = "val_free_loss",
+    metric: str = RANK_METRIC,
 ) -> ExportConfig:
     """Export one checkpoint of a run (see `export_best`), whole or not at all.
 
@@ -365,7 +409,7 @@ def replay_spec(export_dir: Path) -> tuple[RunSpec, int]:
     return spec, config.epoch
 
 
-def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]:
+def trial_table(run: Run, metric: str = RANK_METRIC) -> list[dict[str, Any]]:
     """One row per trial: id, folder name (`member-02`, `trial-03`), whether it is the control,
     its best metric and epoch, its member's params; from each trial's checkpoint history (see
     the module docstring)."""
@@ -379,7 +423,7 @@ def trial_table(run: Run, metric: str = "val_free_loss") -> list[dict[str, Any]]
                 "trial": trial.trial_id,
                 "folder": trial.location.name,
                 "control": bool(member and member.control),
-                "epochs": int(frame["epoch"].max()) if "epoch" in frame and len(frame) else 0,
+                "epochs": int(frame[EPOCH].max()) if EPOCH in frame and len(frame) else 0,
                 f"best_{metric}": float(best),
                 "diverged": trial.diverged,
                 "params": member.params if member else {},

@@ -25,7 +25,7 @@ from tune_app.training.data import (
 from tune_app.training.model import ModelConfig
 from tune_app.training.trainer import TrainConfig
 
-__all__ = ["RunSpec", "load_model_config"]
+__all__ = ["RunSpec", "load_model_config", "with_capacity"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,17 @@ class RunSpec:
                 f"--model-config or choose columns with --components"
             )
         return build_dataset(table, self.data, normalisation)
+
+
+def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
+    """The spec with a capacity search's choices (a trial's `CAPACITY_KEY` config): its model
+    fields, and the window lengths."""
+    if not capacity:
+        return spec
+    model_fields = {k: v for k, v in capacity.items() if k in ModelConfig.__dataclass_fields__}
+    data_fields = {k: v for k, v in capacity.items() if k in ("input_len", "output_len")}
+    model = ModelConfig.from_dict({**spec.model.to_dict(), **model_fields})
+    return replace(spec, model=model, data=replace(spec.data, **data_fields))
 
 
 def load_model_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -58,7 +58,17 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory, then rename."""
+    """Write a file whole or not at all: through a temporary file in the same directory, synced,
+    then renamed over `path` (a crash or a full disk never leaves half a file under its name).
+
+    Args:
+        path: the file to write; its folder is made if missing.
+        data: the file's bytes.
+
+    Raises:
+        OSError: the write failed (a full disk, no permission), naming `path`; the temporary
+            file is removed and any older `path` is left as it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -84,6 +94,13 @@ def _naming(path: Path) -> Iterator[None]:
 
 
 def get_rng_state() -> dict[str, Any]:
+    """The random generators' states, to store in a checkpoint (`set_rng_state` restores them).
+
+    Returns:
+        {"torch": torch's CPU generator state (a uint8 tensor), "numpy": numpy's legacy global
+        state as plain lists, "python": the `random` module's state}: all loadable with
+        `torch.load(weights_only=True)`.
+    """
     legacy: tuple[Any, ...] = tuple(np.random.get_state())
     return {
         "torch": torch.get_rng_state(),
@@ -93,6 +110,12 @@ def get_rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the random generators to a state `get_rng_state` returned, so a resumed run draws
+    the same numbers (batch order, noise, dropout) as an uninterrupted one.
+
+    Args:
+        state: `get_rng_state`'s dict, as a checkpoint stored it.
+    """
     torch.set_rng_state(state["torch"])
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
@@ -101,8 +124,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any], files: dict[str, bytes]) -> Path:
-    """Write `state.pt` and the caller's `files` (name -> bytes) into `directory`, atomically
-    as a whole: under a temporary name, then renamed over any older version."""
+    """Write `state.pt` and the caller's `files` into `directory`, atomically as a whole: under a
+    temporary name, synced, then renamed over any older version.
+
+    Args:
+        directory: the checkpoint folder (its parent is made if missing).
+        state: what `state.pt` holds (model and optimizer state dicts, RNG states, epoch, plan
+            as plain data, ...), saved with the checkpoint format tag (`state_bytes`).
+        files: other files to write beside it, name -> bytes (`meta.json`, `metrics.parquet`).
+
+    Returns:
+        `directory`.
+
+    Raises:
+        OSError: a write failed (a full disk, no permission), naming the file; nothing is left
+            under `directory`'s name that was not there before.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -132,14 +169,34 @@ def save_checkpoint(directory: Path, state: dict[str, Any], files: dict[str, byt
 
 
 def state_bytes(state: dict[str, Any]) -> bytes:
-    """`state` as the bytes of a `state.pt` (tagged with the checkpoint format)."""
+    """A checkpoint's state as the bytes of a `state.pt`.
+
+    Args:
+        state: the state dict (tensors and plain data only, so it loads with
+            `weights_only=True`).
+
+    Returns:
+        `torch.save`'s bytes of `state`, tagged with the checkpoint format.
+    """
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buffer)
     return buffer.getvalue()
 
 
 def load_state(directory: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load `state.pt` safely. Raises CheckpointError with what is wrong and what to do."""
+    """Load a checkpoint's `state.pt` safely (`torch.load(..., weights_only=True)`).
+
+    Args:
+        directory: a checkpoint folder, or the state file itself.
+        map_location: where the tensors go (`"cpu"` by default).
+
+    Returns:
+        The state dict `save_checkpoint` wrote (model, optimizer, RNG states, epoch, plan, ...).
+
+    Raises:
+        CheckpointError: no state file there, not a tune_app checkpoint (another format), or
+            unreadable (`load_torch_file`): the message says what is wrong and what to pass.
+    """
     path = Path(directory)
     file = path / STATE_FILE if path.is_dir() else path
     if not file.is_file():
@@ -156,7 +213,19 @@ def load_state(directory: Path | str, map_location: str | torch.device = "cpu") 
 
 
 def load_torch_file(file: Path, map_location: str | torch.device = "cpu") -> Any:
-    """`torch.load(file, weights_only=True)`; CheckpointError (unsafe, corrupt) on failure."""
+    """`torch.load(file, weights_only=True)`: a file that would run code is refused, never loaded.
+
+    Args:
+        file: a torch file (`state.pt`, `best_model.pth`, `best_model_combined.pth`).
+        map_location: where the tensors go.
+
+    Returns:
+        What the file holds (a state dict, or a dict of them).
+
+    Raises:
+        CheckpointError: the file holds objects that could run code, is corrupt or truncated,
+            or is not a torch file at all.
+    """
     try:
         return torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -183,7 +252,12 @@ def load_torch_file(file: Path, map_location: str | torch.device = "cpu") -> Any
 
 @cache
 def code_fingerprint() -> str:
-    """sha256 of the package's Python sources: which code produced a checkpoint."""
+    """Which code produced a checkpoint, recorded in its `meta.json`.
+
+    Returns:
+        The sha256 hex digest of every Python source of the tune_app package (its relative path
+        and bytes, in sorted order); computed once per process.
+    """
     root = Path(__file__).parents[1]  # the whole tune_app package, not only training/
     digest = hashlib.sha256()
     for file in sorted(root.rglob("*.py")):
@@ -194,6 +268,12 @@ def code_fingerprint() -> str:
 
 @cache
 def package_versions() -> dict[str, str]:
+    """The versions of the packages a run depends on, recorded with its checkpoints and exports.
+
+    Returns:
+        {package: version} for tune_app, torch, ray, optuna, numpy and pyarrow ("not installed"
+        for one that is not); computed once per process.
+    """
     versions = {}
     for name in ("tune_app", "torch", "ray", "optuna", "numpy", "pyarrow"):
         try:

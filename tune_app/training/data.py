@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ import pyarrow as pa
 import torch
 
 from tune_app.errors import InputError
+from tune_app.training.configs import DataConfig
 from tune_app.training.gaps import Gap, fill, find_gaps, refuse_gaps
 from tune_app.training.normalisation import Normalisation
 from tune_app.training.tables import (
@@ -42,33 +42,12 @@ __all__ = [
     "Normalisation",
     "SeriesTable",
     "Windows",
+    "build_dataset",
     "find_gaps",
     "load_dataset",
+    "open_series",
     "read_series",
 ]
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    input_len: int = 48
-    output_len: int = 24
-    stride: int = 1
-    train_frac: float = 0.70
-    val_frac: float = 0.15
-    components: tuple[str, ...] | None = None
-    fill: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["components"] = list(self.components) if self.components else None
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> DataConfig:
-        raw = dict(raw)
-        if raw.get("components"):
-            raw["components"] = tuple(raw["components"])
-        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -111,6 +90,15 @@ class Windows:
         return int(self.inputs.shape[0])
 
     def to(self, device: torch.device | str) -> Windows:
+        """The same windows on another device.
+
+        Args:
+            device: where the tensors go (`"cpu"`, `"cuda"`, a torch.device).
+
+        Returns:
+            New Windows whose tensors (inputs, targets, difficulty) are on `device`; `series` and
+            `starts` stay numpy arrays.
+        """
         return Windows(
             self.inputs.to(device),
             self.targets.to(device),
@@ -136,10 +124,12 @@ class Dataset:
 
     @property
     def components(self) -> tuple[str, ...]:
+        """The component names, in the order of the values' last axis."""
         return self.table.components
 
     @property
     def fingerprint(self) -> str:
+        """The data's fingerprint (`SeriesTable.fingerprint`), recorded with every checkpoint."""
         return self.table.fingerprint
 
     @property
@@ -153,6 +143,14 @@ class Dataset:
         return np.asarray(self.normalisation.std)
 
     def to(self, device: torch.device | str) -> Dataset:
+        """The same data set with its windows on another device.
+
+        Args:
+            device: where the windows' tensors go.
+
+        Returns:
+            A new Dataset; the table, config, statistics and notes are shared.
+        """
         return Dataset(
             self.table,
             self.config,
@@ -164,11 +162,25 @@ class Dataset:
         )
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
-        """[..., C] values -> float32 z-scores (mean subtracted in float64)."""
+        """Values in the data's units as z-scores under the training statistics.
+
+        Args:
+            values: [..., C] values, C the data set's components in its order.
+
+        Returns:
+            [..., C] float32 z-scores (the mean subtracted in float64).
+        """
         return self.normalisation.apply(values)
 
     def denormalise(self, values: np.ndarray) -> np.ndarray:
-        """[..., C] z-scores -> float64 values in the data's units."""
+        """Z-scores back in the data's units.
+
+        Args:
+            values: [..., C] z-scores under the training statistics.
+
+        Returns:
+            [..., C] float64 values in the data's units.
+        """
         return self.normalisation.invert(values)
 
 
@@ -179,12 +191,26 @@ def read_series(
     allow_gaps: bool = False,
     selected_by: str = "named by --components/--component",
 ) -> SeriesTable:
-    """Read and validate a long-format file. Raises InputError naming the column/series and the fix.
+    """Read and validate a long-format file (parquet or CSV).
 
     A series with missing steps (or a timestamp that jumps) is refused unless `config.fill`
     fills the steps, or `allow_gaps` (for `data inspect`, which lists them in
-    `SeriesTable.gaps` and `SeriesTable.irregular`). `selected_by` names who chose
-    `config.components`, for the message when the file lacks one."""
+    `SeriesTable.gaps` and `SeriesTable.irregular`).
+
+    Args:
+        path: the file.
+        config: the data settings (`components`: which columns, None for every numeric one;
+            `fill`: "ffill" to fill missing steps and NaNs).
+        allow_gaps: list gaps and irregular timestamps instead of refusing them.
+        selected_by: who chose `config.components`, for the message when the file lacks one.
+
+    Returns:
+        The validated series.
+
+    Raises:
+        InputError: the file is missing or unreadable, or a column or series is invalid: the
+            message names the column or series and the fix.
+    """
     return series_from_arrow(
         read_arrow(Path(path)),
         config,
@@ -216,7 +242,24 @@ def series_from_arrow(
     allow_gaps: bool = False,
     selected_by: str = "named by --components/--component",
 ) -> SeriesTable:
-    """Validate a long-format Arrow table into per-series arrays (see `read_series`)."""
+    """Validate a long-format Arrow table into per-series arrays in step order (see `read_series`).
+
+    Args:
+        table: the file's table: `series_id`, `step`, one numeric column per component, an
+            optional `timestamp`.
+        config: the data settings (`components`, `fill`).
+        path: how messages name the data (`--data FILE`, "built-in synthetic data").
+        allow_gaps: list gaps and irregular timestamps instead of refusing them.
+        selected_by: who chose `config.components`, for the message when the table lacks one.
+
+    Returns:
+        The validated series: float64 values, fingerprint, gaps, timestamps, notes.
+
+    Raises:
+        InputError: no rows, a missing or duplicated column, a step that is not a whole number
+            or comes twice, NaN/inf without `--fill`, a gap or an irregular timestamp (each
+            named, with the fix).
+    """
     if table.num_rows == 0:
         raise InputError(f"{path}: the file holds no rows")
     names = table.column_names
@@ -372,6 +415,18 @@ def build_dataset(
 
 
 def load_dataset(path: str | Path, config: DataConfig = DataConfig()) -> Dataset:
+    """Read a file and cut it into normalised train / val / test windows.
+
+    Args:
+        path: a long-format parquet or CSV file.
+        config: the data settings (window lengths, stride, splits, components, fill).
+
+    Returns:
+        The data set (`build_dataset` of `read_series`).
+
+    Raises:
+        InputError: the file or its columns are invalid (see `read_series`).
+    """
     return build_dataset(read_series(path, config), config)
 
 
@@ -380,7 +435,19 @@ def open_series(
     config: DataConfig = DataConfig(),
     selected_by: str = "named by --components/--component",
 ) -> SeriesTable:
-    """The file at `path`, or the built-in synthetic data set when `path` is None."""
+    """The file at `path`, or the built-in synthetic data set when `path` is None.
+
+    Args:
+        path: a long-format parquet or CSV file; None for `make_synthetic()`'s data.
+        config: the data settings (`components`, `fill`).
+        selected_by: who chose `config.components`, for the message when the file lacks one.
+
+    Returns:
+        The validated series.
+
+    Raises:
+        InputError: the file or its columns are invalid (see `read_series`).
+    """
     if path is None:
         from tune_app.training.synthetic import make_synthetic
 

@@ -24,7 +24,15 @@ class Gap:
 
 
 def find_gaps(frame: pd.DataFrame) -> list[Gap]:
-    """Every run of missing steps inside each series of a frame sorted by (series_id, step)."""
+    """Every run of missing steps inside each series.
+
+    Args:
+        frame: a long-format frame sorted by (series_id, step).
+
+    Returns:
+        One Gap per run of missing steps (series, first missing step, how many), in the
+        frame's order; empty when every series' steps are consecutive.
+    """
     steps = frame[STEP].to_numpy(dtype=np.int64)
     ids = frame[ID].to_numpy()
     jump = np.diff(steps)
@@ -33,9 +41,21 @@ def find_gaps(frame: pd.DataFrame) -> list[Gap]:
 
 
 def fill(frame: pd.DataFrame, columns: list[str], how: str) -> pd.DataFrame:
-    """Missing steps become rows; NaN/inf take the series' last value (its first, at the start);
-    a new row's `timestamp` (int64 ns, if there is one) is interpolated from its neighbours'.
-    `frame` is sorted by (series_id, step)."""
+    """Fill a frame's missing steps and non-finite values (`--fill ffill`): missing steps become
+    rows; NaN/inf take the series' last value (its first, at the start); a new row's
+    `timestamp` (int64 ns, if there is one) is interpolated from its neighbours'.
+
+    Args:
+        frame: a long-format frame sorted by (series_id, step).
+        columns: the component columns to fill.
+        how: the fill; only "ffill" exists.
+
+    Returns:
+        The filled frame, one row per step of each series from its first to its last.
+
+    Raises:
+        InputError: `how` is not "ffill".
+    """
     if how != "ffill":
         raise InputError(
             f"--fill {how!r}: unknown; the only fill is 'ffill' (carry the last value forward)"
@@ -60,6 +80,11 @@ def fill(frame: pd.DataFrame, columns: list[str], how: str) -> pd.DataFrame:
 
 def refuse_gaps(gaps: list[Gap], irregular: list[Irregular], path: str) -> None:
     """Refuse missing steps, then irregular timestamp intervals, naming the first three.
+
+    Args:
+        gaps: the file's missing steps (`find_gaps`).
+        irregular: its timestamp intervals far from their series' usual one.
+        path: how the message names the data (`--data FILE`).
 
     Raises:
         InputError: with what to do (fill the file, --fill ffill, drop the timestamp column).

@@ -25,7 +25,16 @@ class LossParts:
 
 
 def autocorrelation(x: torch.Tensor, max_lag: int) -> torch.Tensor:
-    """Autocorrelation of x [B, T, C] along T at lags 1..min(max_lag, T-1) -> [B, C, L]."""
+    """The autocorrelation of each sequence along time, by FFT (zero-padded, so linear, not
+    circular), each lag's autocovariance over the lag-0 one.
+
+    Args:
+        x: [B, T, C] sequences.
+        max_lag: the largest lag; at most T - 1 are computed.
+
+    Returns:
+        [B, C, L] autocorrelations at lags 1..L, L = min(max_lag, T - 1).
+    """
     steps = x.shape[1]
     lags = min(max_lag, steps - 1)
     centred = (x - x.mean(dim=1, keepdim=True)).transpose(1, 2)  # [B, C, T]
@@ -43,7 +52,25 @@ def combined_loss(
     max_lag: int,
     component_weights: tuple[float, ...] | None = None,
 ) -> LossParts:
-    """Combined loss of pred and target [B, T, C]."""
+    """The plan's loss `alpha * MSE + (1 - alpha) * temporal` of a prediction, where temporal is
+    the mean squared difference of the autocorrelations (lags 1..max_lag) of prediction and
+    target, per component.
+
+    Args:
+        pred: [B, T, C] predictions, in z-units.
+        target: [B, T, C] targets, in z-units.
+        alpha: the MSE's weight, in [0, 1].
+        max_lag: the largest autocorrelation lag compared.
+        component_weights: one weight per component (C of them): the total is then
+            `sum(w_c * loss_c) / sum(w_c)`; None weighs the components alike.
+
+    Returns:
+        LossParts: total (the scalar objective), mse and temporal (scalars, unweighted) and
+        per_component ([C], each component's `alpha * mse_c + (1 - alpha) * temporal_c`).
+
+    Raises:
+        ValueError: `component_weights` does not have one entry per component.
+    """
     squared = (pred - target).square()
     mse_c = squared.mean(dim=(0, 1))
     if pred.shape[1] > 1:

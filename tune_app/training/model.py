@@ -2,53 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from tune_app.errors import InputError
 from tune_app.training import gru_bptt
+from tune_app.training.configs import CELL_NAMES, ModelConfig
 
 __all__ = ["ModelConfig", "Seq2Seq"]
 
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    components: int = 3
-    hidden: int = 64
-    layers: int = 1
-    dropout: float = 0.0
-    cell: str = "gru"
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.cell not in CELLS:
-            problems.append(f"cell: {self.cell!r} is not one of {', '.join(CELLS)}")
-        if self.hidden < 1 or self.layers < 1 or self.components < 1:
-            problems.append(
-                f"hidden, layers and components must be >= 1 (got {self.hidden}, {self.layers}, {self.components})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout: must lie in [0, 1) (got {self.dropout})")
-        if problems:
-            raise InputError("model config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(
-                f"model config: unknown key(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(cls.__dataclass_fields__)}"
-            )
-        return cls(**raw)
+CELLS = dict(zip(CELL_NAMES, (nn.GRU, nn.LSTM), strict=True))  # the modules, by name
 
 
 class Seq2Seq(nn.Module):
@@ -87,8 +51,16 @@ class Seq2Seq(nn.Module):
         )
 
     def encode(self, x: torch.Tensor) -> Any:
-        """The encoder's final state for x [B, T_in, C] (torch's module; what `forward` takes as
-        `encoded` to share one encoding between several decodings of the same inputs)."""
+        """The encoder's final state, to share one encoding between several decodings of the same
+        inputs (`forward`'s `encoded`).
+
+        Args:
+            x: [B, T_in, C] inputs, z-scored.
+
+        Returns:
+            torch's recurrent state: [layers, B, hidden] for a GRU, a (h, c) pair of them for an
+            LSTM.
+        """
         return self.encoder(x)[1]
 
     def forward(
@@ -101,18 +73,27 @@ class Seq2Seq(nn.Module):
         generator: torch.Generator | None = None,
         encoded: Any = None,
     ) -> torch.Tensor:
-        """Generate `steps` values [B, steps, C] from x [B, T_in, C].
+        """Generate `steps` values from x, each step fed back as the next input (free-running) or,
+        with `teacher_forcing`, the truth instead.
 
         Args:
-            x: the inputs, z-scored.
+            x: [B, T_in, C] inputs, z-scored.
             steps: how many values to generate.
-            target: the truth [B, steps, C], for teacher forcing.
+            target: [B, steps, C] truth, for teacher forcing (None: free-running).
             teacher_forcing: each step of each sample feeds the truth with this probability,
                 else the model's own previous prediction (scheduled sampling; Bengio et al.,
                 2015, "Scheduled Sampling for Sequence Prediction with Recurrent Neural Networks").
             noise: standard deviation of Gaussian noise added to the inputs (training only).
             generator: the random source for noise and teacher-forcing draws.
             encoded: `encode(x)`, when the caller already has it (no noise then).
+
+        Returns:
+            [B, steps, C] predictions, z-scored. Training one GRU layer without dropout on
+            the CPU, the backward pass is `gru_bptt`'s hand-written one (same forward values).
+
+        Raises:
+            ValueError: `encoded` given with input noise while training (the noise would not
+                reach the encoding).
         """
         if encoded is not None and noise > 0.0 and self.training:
             raise ValueError("encoded inputs cannot take input noise")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tune_app.plan.plan import Plan
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, EPOCH, TRAIN_LOSS, VAL_FREE_LOSS, VAL_LOSS
 
 __all__ = [
     "EXPLOSION_FACTOR",
@@ -45,21 +46,54 @@ class Callback:
     """A hook per moment of the loop (Lightning's shape); every hook does nothing by default."""
 
     def on_train_start(self, history: list[dict[str, float]]) -> None:
-        """Before the first epoch; `history` holds the epochs a resumed run already did."""
+        """Before the first epoch.
+
+        Args:
+            history: the metrics of the epochs a resumed run already did (empty for a new run).
+        """
 
     def on_validation_end(self, metrics: dict[str, float]) -> dict[str, float]:
-        """After validation: the metrics this callback adds to the epoch's."""
+        """After validation, before the epoch is reported.
+
+        Args:
+            metrics: the epoch's metrics so far (losses, settings).
+
+        Returns:
+            The metrics this callback adds to the epoch's (none by default).
+        """
         return {}
 
     def on_phase_end(self, epoch: int, history: list[dict[str, float]], plan: Plan) -> Plan | None:
-        """At a phase boundary: the plan from `epoch + 1` on, or None to keep it."""
+        """At a phase boundary.
+
+        Args:
+            epoch: the phase's last epoch.
+            history: every epoch's metrics so far.
+            plan: the plan in force.
+
+        Returns:
+            The plan from `epoch + 1` on, or None to keep it.
+        """
         return None
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
-        """The epoch's metrics and state: report them, save them."""
+        """At the end of an epoch: report it, save it.
+
+        Args:
+            metrics: the epoch's metrics, every callback's additions included.
+            state: the epoch, plan, history, whether a checkpoint is due, and how to build the
+                state to save.
+        """
 
     def should_stop(self, epoch: int) -> bool:
-        """True to end training after `epoch`."""
+        """Whether training ends after this epoch.
+
+        Args:
+            epoch: the epoch just finished.
+
+        Returns:
+            True to stop (never, by default).
+        """
         return False
 
 
@@ -70,6 +104,14 @@ class StopAfter(Callback):
         self.epoch = epoch
 
     def should_stop(self, epoch: int) -> bool:
+        """Whether training ends after this epoch.
+
+        Args:
+            epoch: the epoch just finished.
+
+        Returns:
+            True from the epoch given at construction on; never without one.
+        """
         return self.epoch is not None and epoch >= self.epoch
 
 
@@ -80,6 +122,16 @@ class BoundaryRule(Callback):
         self.rule = rule
 
     def on_phase_end(self, epoch: int, history: list[dict[str, float]], plan: Plan) -> Plan | None:
+        """Apply the rule at a phase boundary.
+
+        Args:
+            epoch: the phase's last epoch.
+            history: every epoch's metrics so far.
+            plan: the plan in force.
+
+        Returns:
+            The rule's plan from `epoch + 1` on, or None where it does not act.
+        """
         return self.rule(epoch, history, plan)
 
 
@@ -106,12 +158,21 @@ class PlateauMonitor(_Monitor):
         self.best_epoch = 0
 
     def update(self, metrics: dict[str, float]) -> dict[str, float]:
-        epoch = int(metrics["epoch"])
-        if metrics["val_free_loss"] < self.best:
-            self.best, self.best_epoch = metrics["val_free_loss"], epoch
+        """Track the best free-running validation loss.
+
+        Args:
+            metrics: the epoch's metrics (`epoch`, `val_free_loss`).
+
+        Returns:
+            `best_val_free_loss`, `epochs_since_best`, and `plateau` (1.0 when that exceeds the
+            patience, else 0.0).
+        """
+        epoch = int(metrics[EPOCH])
+        if metrics[VAL_FREE_LOSS] < self.best:
+            self.best, self.best_epoch = metrics[VAL_FREE_LOSS], epoch
         since = epoch - self.best_epoch
         return {
-            "best_val_free_loss": self.best,
+            BEST_VAL_FREE_LOSS: self.best,
             "epochs_since_best": since,
             "plateau": float(since > self.patience),
         }
@@ -125,7 +186,15 @@ class GapMonitor(_Monitor):
         self.recent: deque[float] = deque(maxlen=window + 1)
 
     def update(self, metrics: dict[str, float]) -> dict[str, float]:
-        gap = metrics["val_loss"] - metrics["train_loss"]
+        """The train/val gap and how it moved.
+
+        Args:
+            metrics: the epoch's metrics (`val_loss`, `train_loss`).
+
+        Returns:
+            `gap` (val_loss - train_loss) and `gap_change` (its growth over the window's epochs).
+        """
+        gap = metrics[VAL_LOSS] - metrics[TRAIN_LOSS]
         self.recent.append(gap)
         return {"gap": gap, "gap_change": gap - self.recent[0]}
 
@@ -145,14 +214,26 @@ class DivergenceMonitor:
         self.first: dict[str, float] = {}
 
     def start_from(self, history: list[dict[str, float]]) -> None:
-        """Take the first epoch's losses from a resumed run's history."""
+        """Take the first epoch's losses (the references) from a resumed run's history.
+
+        Args:
+            history: the metrics of the epochs already done, oldest first.
+        """
         for name, value in (history[0] if history else {}).items():
             if isinstance(value, int | float) and math.isfinite(value):
                 self.first[name] = float(value)
 
     def check(self, name: str, value: float) -> str | None:
-        """Why `value` of loss `name` at this epoch means divergence, or None while it does not.
-        The first finite value seen becomes the reference."""
+        """Whether a loss has diverged; the first finite value seen of each loss is its reference.
+
+        Args:
+            name: the loss (`train_loss`, `val_loss`, ...).
+            value: its value at this epoch.
+
+        Returns:
+            Why it counts as divergence (NaN/inf, or above the factor times the first epoch's), or
+            None while it does not.
+        """
         if not math.isfinite(value):
             return f"{name} = {value}"
         first = self.first.setdefault(name, value)
@@ -162,5 +243,12 @@ class DivergenceMonitor:
 
 
 def monitors(plateau_epochs: int) -> list[Callback]:
-    """The plan's monitors, in the order their metrics are added: the gap, then plateaus."""
+    """The plan's monitors, in the order their metrics are added: the gap, then plateaus.
+
+    Args:
+        plateau_epochs: epochs without a new best that make a plateau (`--plateau-epochs`).
+
+    Returns:
+        A GapMonitor and a PlateauMonitor.
+    """
     return [GapMonitor(), PlateauMonitor(plateau_epochs)]

@@ -74,13 +74,27 @@ class Normalisation:
         return cls(tuple(components), tuple(map(float, mean)), tuple(map(float, std)))
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        """z-scores of `values` ([..., C] in the data's units): the mean is subtracted in
-        float64 before the float32 cast, so large offsets keep their digits."""
+        """Z-scores of values in the data's units: the mean is subtracted in float64 before the
+        float32 cast, so large offsets keep their digits.
+
+        Args:
+            values: [..., C] values, C the statistics' components in their order.
+
+        Returns:
+            [..., C] float32 z-scores.
+        """
         centred = np.asarray(values, dtype=np.float64) - np.asarray(self.mean)
         return (centred / np.asarray(self.std)).astype(np.float32)
 
     def invert(self, z: np.ndarray) -> np.ndarray:
-        """Values in the data's units (float64) from z-scores ([..., C])."""
+        """Values in the data's units from z-scores.
+
+        Args:
+            z: [..., C] z-scores.
+
+        Returns:
+            [..., C] float64 values.
+        """
         return np.asarray(z, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
 
     def cast_notes(self, values: Sequence[np.ndarray]) -> list[str]:
@@ -110,6 +124,12 @@ class Normalisation:
         return notes
 
     def to_dict(self) -> dict[str, Any]:
+        """The statistics as plain data, as checkpoints and exports store them.
+
+        Returns:
+            {"components": names, "mean": per-component means, "std": per-component standard
+            deviations}, lists in the components' order.
+        """
         return {
             "components": list(self.components),
             "mean": list(self.mean),
@@ -118,8 +138,15 @@ class Normalisation:
 
     @classmethod
     def from_dict(cls, raw: Any) -> Normalisation | None:
-        """The statistics as a checkpoint or export stored them; None when absent or unusable
-        (a checkpoint from before they were stored)."""
+        """The statistics as a checkpoint or export stored them.
+
+        Args:
+            raw: `to_dict`'s mapping, or whatever an older file holds there (None, ...).
+
+        Returns:
+            The statistics; None when absent or unusable (a checkpoint from before they were
+            stored, a length mismatch, a non-finite mean or a standard deviation <= 0).
+        """
         if not isinstance(raw, dict):
             return None
         try:

@@ -33,7 +33,15 @@ _EXPORT_KEYS = ("model", "data", "train", "epoch")
 
 
 def export_folder(path: Path | str) -> Path | None:
-    """The `tune-app best` export that `path` names (the folder or its best_model.pth), else None."""
+    """The `tune-app best` export that `path` names, if it names one.
+
+    Args:
+        path: a folder, or a file in one.
+
+    Returns:
+        The export's folder (it holds best_model.pth and config.json) when `path` is that
+        folder or its best_model.pth; else None.
+    """
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     names_it = path.is_dir() or path.name == EXPORT_WEIGHTS
@@ -130,7 +138,16 @@ def open_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
 
 
 def fresh_optimizer(state: dict[str, Any], path: Path | str) -> str | None:
-    """The one line to print when resuming `state` starts a new optimizer, else None."""
+    """What to tell the user when resuming `state` starts a new optimizer.
+
+    Args:
+        state: a loaded checkpoint state (`load_state`).
+        path: where it was loaded from, for the message.
+
+    Returns:
+        One line (an export holds weights and config only: AdamW's moments restart), or None
+        when the state holds the optimizer's.
+    """
     if "optimizer" in state:
         return None
     return (

@@ -35,7 +35,21 @@ def _latents(rng: np.random.Generator, length: int, difficulty: float) -> np.nda
 def make_synthetic(
     series: int = 6, length: int = 400, components: int = 3, seed: int = 0
 ) -> pd.DataFrame:
-    """Long-format frame: `series_id`, `step`, then `c0..c{components-1}` (float32)."""
+    """The built-in data set, deterministic per seed.
+
+    Args:
+        series: how many series (`s00`, `s01`, ...), >= 1.
+        length: steps per series, >= 2.
+        components: components per series, >= 1.
+        seed: the random seed.
+
+    Returns:
+        A long-format frame: `series_id`, `step` (0..length-1), then `c0..c{components-1}`
+        (float32), one row per series and step.
+
+    Raises:
+        ValueError: a count below its minimum.
+    """
     if series < 1 or length < 2 or components < 1:
         raise ValueError("series >= 1, length >= 2 and components >= 1 are required")
     rng = np.random.default_rng(seed)

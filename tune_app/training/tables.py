@@ -76,8 +76,15 @@ def _decimal_comma_hint(path: Path) -> str:
 def read_arrow(path: Path) -> pa.Table:
     """Read a long-format parquet or CSV file (`series_id` kept as text in a CSV).
 
+    Args:
+        path: the file, `.parquet` or `.csv`.
+
+    Returns:
+        Its Arrow table, as written (no column checked yet but duplicate names).
+
     Raises:
-        InputError: no such file, another format, or a CSV in another dialect (named).
+        InputError: no such file, another format, a duplicated column name, or a CSV in
+            another dialect (named, with the conversion).
     """
     if not path.is_file():
         raise InputError(
@@ -103,7 +110,15 @@ def read_arrow(path: Path) -> pa.Table:
 
 
 def refuse_duplicate_names(names: list[str], path: str) -> None:
-    """A column name given twice is refused, naming it and both positions (1-based)."""
+    """Refuse a column name given twice, naming it and its positions (1-based).
+
+    Args:
+        names: the file's column names, in order.
+        path: how the message names the data (`--data FILE`).
+
+    Raises:
+        InputError: a name appears more than once.
+    """
     twice = [name for name, count in Counter(names).items() if count > 1]
     if twice:
         shown = "; ".join(
@@ -120,7 +135,21 @@ def choose_components(
     names: list[str], wanted: tuple[str, ...] | None, path: str, selected_by: str
 ) -> list[str]:
     """The component columns: `wanted` in that order (by name), else every column but
-    series_id, step and timestamp. Raises InputError naming a wanted column the file lacks."""
+    series_id, step and timestamp.
+
+    Args:
+        names: the file's column names.
+        wanted: the components asked for (`--components`), or None for every one.
+        path: how the message names the data.
+        selected_by: who chose `wanted` (a flag, a checkpoint's names), for the message.
+
+    Returns:
+        The chosen column names, in order.
+
+    Raises:
+        InputError: a wanted column the file lacks, or no component at all, listing what the
+            file has.
+    """
     # pandas stores a filtered frame's index as `__index_level_0__`: not a component
     available = [
         c for c in names if c not in (ID, STEP, TIMESTAMP) and not c.startswith("__index_level_")
@@ -148,6 +177,11 @@ def check_numeric(table: pa.Table, chosen: list[str], path: str) -> None:
     """Refuse a chosen component that is not a number, saying what it looks like: times (name
     the column `timestamp`), numbers with decimal commas, or text to leave out.
 
+    Args:
+        table: the file's table.
+        chosen: the component columns.
+        path: how the message names the data.
+
     Raises:
         InputError: naming the column, its type and the fix.
     """
@@ -172,8 +206,17 @@ def check_numeric(table: pa.Table, chosen: list[str], path: str) -> None:
 
 
 def precision_notes(table: pa.Table, chosen: list[str], path: str) -> list[str]:
-    """A line for each component whose values the file itself stores too coarsely: float32 (or
-    float16) near a large level keeps steps that are not small against the column's spread."""
+    """A note for each component whose values the file itself stores too coarsely: float32 (or
+    float16) near a large level keeps steps that are not small against the column's spread.
+
+    Args:
+        table: the file's table.
+        chosen: the component columns.
+        path: how the note names the data.
+
+    Returns:
+        One line per such column (the level, the step kept, the spread); empty if none.
+    """
     notes = []
     for column in chosen:
         kind = table.schema.field(column).type

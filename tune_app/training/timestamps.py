@@ -76,7 +76,14 @@ def to_utc_ns(column: pd.Series, path: str) -> tuple[np.ndarray, bool]:
 
 
 def format_seconds(seconds: float) -> str:
-    """An interval for a reader: 45 s, 10 min, 10 h, 2 d."""
+    """An interval for a reader.
+
+    Args:
+        seconds: the interval.
+
+    Returns:
+        `45 s`, `10 min`, `10 h`, `2 d` (the largest unit it reaches).
+    """
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
         if abs(seconds) >= size:
             return f"{seconds / size:g} {unit}"
@@ -95,6 +102,11 @@ class Irregular:
     usual: float
 
     def describe(self) -> str:
+        """The interval in words, for messages and `data inspect`.
+
+        Returns:
+            `series 's01': 10 h after step 99 (usually 1 h per step)`.
+        """
         return (
             f"series {self.series_id!r}: {format_seconds(self.seconds)} after step "
             f"{self.after_step} (usually {format_seconds(self.usual)} per step)"
@@ -158,8 +170,15 @@ def irregular_intervals(
 
 
 def step_seconds(times: tuple[np.ndarray, ...] | None) -> float | None:
-    """The typical interval between consecutive rows in seconds (the median over every series),
-    or None without timestamps."""
+    """The typical interval between consecutive rows.
+
+    Args:
+        times: per series, int64 ns timestamps in step order (`SeriesTable.times`), or None.
+
+    Returns:
+        The median positive interval over every series, in seconds; None without timestamps
+        or without a positive interval.
+    """
     if not times:
         return None
     diffs = np.concatenate([np.diff(t) for t in times]).astype(np.float64) / 1e9

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,33 +24,15 @@ from torch import nn
 from tune_app.errors import DivergedError, InputError
 from tune_app.plan.plan import Plan
 from tune_app.training.checkpoint import get_rng_state, set_rng_state
+from tune_app.training.configs import TrainConfig
 from tune_app.training.data import Dataset, Windows
 from tune_app.training.loss import combined_loss
+from tune_app.training.metrics import EPOCH, TRAIN_LOSS, VAL_FREE_LOSS, VAL_FREE_MSE, VAL_LOSS
 from tune_app.training.model import ModelConfig, Seq2Seq
 from tune_app.training.monitors import Callback, DivergenceMonitor, EpochState
 from tune_app.training.resumable import open_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "check_resume", "evaluate_free", "train"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    batch_size: int = 64
-    checkpoint_every: int = 0  # extra checkpoints every N epochs; phase boundaries always
-    rank_alpha: float = 0.6  # the fixed reference objective for val_free_loss (the seed's final)
-    rank_max_lag: int = 20
-    plateau_epochs: int = 30
-    threads: int = 1  # fixed, so a run gives the same numbers in any process
-    device: str = "cpu"
-    eval_batch_size: int = 2048
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -61,6 +43,11 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's global generator and `random`, so a run is repeatable.
+
+    Args:
+        seed: the run's seed (`--seed`); numpy gets it modulo 2**32.
+    """
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
@@ -70,7 +57,20 @@ def seed_everything(seed: int) -> None:
 def evaluate_free(
     model: Seq2Seq, windows: Windows, alpha: float, max_lag: int, batch_size: int = 2048
 ) -> dict[str, Any]:
-    """Free-running combined loss, MSE and per-component losses [C] over every window."""
+    """Free-running scores of a model over every window, under one objective (no teacher
+    forcing, no noise).
+
+    Args:
+        model: the model; it is put in eval mode.
+        windows: the windows to score (a split of a Dataset).
+        alpha: the objective's MSE weight.
+        max_lag: its largest autocorrelation lag.
+        batch_size: windows per forward pass.
+
+    Returns:
+        {"loss": the combined loss, "mse": the MSE (z-units), "per_component": a [C] tensor of
+        each component's loss}, means over the windows.
+    """
     return _validate(model, windows, alpha, max_lag, batch_size)[0]
 
 
@@ -125,8 +125,20 @@ def _admitted(order: torch.Tensor, fraction: float, batch_size: int) -> torch.Te
 
 
 def check_resume(resume: Path, model_cfg: ModelConfig, device: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint to resume from (any kind `open_checkpoint` takes); refuses one that
-    another model config made, or whose weights do not fit its own config."""
+    """Load a checkpoint to resume from (any kind `open_checkpoint` takes).
+
+    Args:
+        resume: a checkpoint folder, state file, best_model_combined.pth or export.
+        model_cfg: the model this run asks for.
+        device: where the tensors go.
+
+    Returns:
+        The checkpoint's state.
+
+    Raises:
+        InputError: another model config made it.
+        CheckpointError: it cannot be read, or its weights do not fit its own config.
+    """
     state = open_checkpoint(resume, map_location=device)
     saved = state.get("model_config")
     if saved != model_cfg.to_dict():
@@ -274,7 +286,7 @@ def train(
         train_loss, mse, temporal = _train_epoch(
             model, optimizer, train_windows, batches, plan, epoch, steps_per_epoch
         )
-        if reason := divergence.check("train_loss", train_loss):
+        if reason := divergence.check(TRAIN_LOSS, train_loss):
             raise DivergedError(epoch, train_loss, None, reason)
 
         free, val_loss = _validate(
@@ -286,12 +298,12 @@ def train(
             forced=(settings, config.seed),
         )
         metrics: dict[str, float] = {
-            "epoch": epoch,
+            EPOCH: epoch,
             "phase": settings.phase,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_free_loss": free["loss"],
-            "val_free_mse": free["mse"],
+            TRAIN_LOSS: train_loss,
+            VAL_LOSS: val_loss,
+            VAL_FREE_LOSS: free["loss"],
+            VAL_FREE_MSE: free["mse"],
             "mse": mse,
             "temporal": temporal,
             **{f"val_c{i}": float(v) for i, v in enumerate(free["per_component"])},
@@ -305,8 +317,8 @@ def train(
             "curriculum": settings.curriculum,
             "train_windows": len(admitted),
         }
-        if reason := divergence.check("val_free_loss", metrics["val_free_loss"]):
-            raise DivergedError(epoch, metrics["val_free_loss"], None, reason)
+        if reason := divergence.check(VAL_FREE_LOSS, metrics[VAL_FREE_LOSS]):
+            raise DivergedError(epoch, metrics[VAL_FREE_LOSS], None, reason)
         for callback in callbacks:
             metrics.update(callback.on_validation_end(metrics))
         metrics["seconds"] = time.perf_counter() - began

@@ -11,12 +11,8 @@
 - Tune's "operation took N s, which may be a performance bottleneck" warnings (`warn_if_slow`,
   logger `ray.tune.utils.util`): four for every round slower than Ray's 0.5 s, which a PB2
   selection alone can make it. `_PB2Slowness` drops those that PB2's selection explains.
-- Joining a cluster (tune/cluster.py): Ray's token loader (`AuthenticationTokenLoader`: is a
-  token there?) and its switch to token mode (`authentication_token_setup._enable_token_auth`,
-  what `ray.init` does itself only for `address="auto"`); `services` to resolve `auto` and to
-  find this machine's raylets; a `GcsClient` to ask the cluster, before `ray.init` does, whether
-  it takes our token and which Ray it runs (`usage_lib.get_cluster_metadata`,
-  `utils.check_version_info`, as `ray health-check` does).
+- Joining a cluster: in `_ray_gcs`, which imports Ray's core only (not Tune, ~1 s more), so
+  that a run checks the cluster before Tune, torch and its data are loaded.
 
 The PBT scheduler itself (tune/pbt.py) subclasses only Ray's public `FIFOScheduler`. A Ray
 upgrade that drops any name below fails with what to install, never silently: the storage names
@@ -29,55 +25,28 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import importlib
 import inspect
 import logging
 import re
-import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import ray
 from ray import tune
 from ray.train._internal.storage import StorageContext
 
+from tune_app.tune._ray_gcs import TESTED_RAY, _missing
+
 __all__ = [
     "TESTED_RAY",
-    "ClusterProbe",
     "check_pb2",
-    "enable_token_auth",
     "next_checkpoint_path",
     "pb2_select_config",
-    "probe_cluster",
-    "resolve_auto",
     "skip_checkpoint_index",
-    "token_available",
     "trial_storage",
 ]
-
-TESTED_RAY = ">=2.60,<2.61"  # as pyproject.toml pins ray[tune]
-
-
-def _missing(names: list[str]) -> ImportError:
-    return ImportError(
-        f"tune_app uses Ray's private {', '.join(names)}, which ray {ray.__version__} lacks; "
-        f"tune_app is tested with ray[tune]{TESTED_RAY}: install that version"
-    )
-
-
-_JOIN_NAMES = (  # what tune/cluster.py reaches through the functions below
-    ("ray._raylet", "AuthenticationTokenLoader"),
-    ("ray._raylet", "GcsClient"),
-    ("ray._private.authentication.authentication_token_setup", "_enable_token_auth"),
-    ("ray._private.services", "canonicalize_bootstrap_address_or_die"),
-    ("ray._private.services", "find_node_ids"),
-    ("ray._private.utils", "check_version_info"),
-    ("ray._common.usage.usage_lib", "get_cluster_metadata"),
-)
 
 
 def _check() -> None:
@@ -86,9 +55,6 @@ def _check() -> None:
         missing.append("StorageContext._make_checkpoint_dir_name")
     if "current_checkpoint_index" not in inspect.signature(StorageContext.__init__).parameters:
         missing.append("StorageContext.current_checkpoint_index")
-    for module, name in _JOIN_NAMES:
-        if not callable(getattr(importlib.import_module(module), name, None)):
-            missing.append(f"{module}.{name}")
     if missing:
         raise _missing(missing)
 
@@ -281,105 +247,3 @@ def _fast_predictions() -> Iterator[None]:
         yield
     finally:
         pb2.optimize_acq = ray_optimize_acq
-
-
-def token_available() -> bool:
-    """Whether Ray finds an authentication token here, the way it looks: `RAY_AUTH_TOKEN`, else
-    the file `RAY_AUTH_TOKEN_PATH` names, else `~/.ray/auth_token`.
-
-    Raises:
-        ray.exceptions.AuthenticationError: `RAY_AUTH_TOKEN_PATH` names a file that is missing
-            or empty.
-    """
-    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
-
-    return bool(AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True))
-
-
-def enable_token_auth() -> None:
-    """Token mode for this process and those it starts (`RAY_AUTH_MODE=token`, and Ray's cached
-    config refreshed so that this process uses it too), as `ray.init` does for `address="auto"`
-    when a token is there."""
-    from ray._private.authentication import authentication_token_setup
-
-    authentication_token_setup._enable_token_auth()
-
-
-def resolve_auto(address: str) -> str:
-    """The GCS address `ray.init(address)` would join: `auto` (or `RAY_ADDRESS`) resolved as Ray
-    does (the latest `ray start` cluster of this machine, else any running GCS here).
-
-    Raises:
-        ConnectionError: no cluster runs on this machine.
-    """
-    from ray._private import services
-
-    return str(services.canonicalize_bootstrap_address_or_die(address))
-
-
-@dataclass(frozen=True)
-class ClusterProbe:
-    """What the cluster's GCS said to an authenticated client: `version_problem` is Ray's
-    "Version mismatch" (None if the versions match), `cluster_versions` the (Ray, Python) the
-    cluster runs, `nodes_here` whether one of its alive nodes runs on this machine."""
-
-    cluster_versions: tuple[str, str]
-    version_problem: str | None
-    nodes_here: bool
-
-
-def probe_cluster(gcs_address: str, timeout_s: float) -> ClusterProbe | None:
-    """Ask the GCS at `gcs_address` what `ray.init` would, once and with a deadline: Ray's
-    `GcsClient` connects (sending the token in token mode), reads the cluster's versions and
-    its alive nodes. `ray.init` does the same in a loop of ~20 one-second tries, each refusal
-    logged, before it gives up with "Failed to connect".
-
-    Args:
-        gcs_address: HOST:PORT of the head's GCS.
-        timeout_s: seconds to wait for an answer (the client is left to Ray's own timeout in a
-            daemon thread after that).
-
-    Returns:
-        The probe, or None when nothing answered within `timeout_s`.
-
-    Raises:
-        ray.exceptions.AuthenticationError: the cluster refused the token (or its absence).
-        ray.exceptions.RpcError: the GCS could not be reached.
-    """
-    from ray._common.usage.usage_lib import get_cluster_metadata
-    from ray._private import services
-    from ray._private.utils import check_version_info
-    from ray._raylet import GcsClient  # type: ignore[attr-defined]
-    from ray.core.generated.gcs_pb2 import GcsNodeInfo  # type: ignore[attr-defined]
-
-    answer: dict[str, Any] = {}
-
-    def ask() -> None:
-        try:
-            client = GcsClient(address=gcs_address)
-            metadata = get_cluster_metadata(client)
-            alive = client.get_all_node_info(
-                timeout=timeout_s, state_filter=GcsNodeInfo.GcsNodeState.ALIVE
-            )
-            answer["probe"] = (metadata, {info.node_id.hex() for info in alive.values()})
-        except BaseException as exc:  # handed to the caller's thread
-            answer["error"] = exc
-
-    asking = threading.Thread(target=ask, name="probe-gcs", daemon=True)
-    asking.start()
-    asking.join(timeout_s)
-    if "error" in answer:
-        raise answer["error"]
-    if "probe" not in answer:
-        return None
-    metadata, alive = answer["probe"]
-    try:
-        check_version_info(metadata, "this machine")
-        problem = None
-    except RuntimeError as exc:
-        problem = str(exc)
-    return ClusterProbe(
-        cluster_versions=(str(metadata["ray_version"]), str(metadata["python_version"])),
-        version_problem=problem,
-        nodes_here=bool(alive & set(services.find_node_ids())),
-    )

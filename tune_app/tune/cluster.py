@@ -23,7 +23,8 @@ machine, or no GCS at the port: each fails at once as one line (`InputError`, ex
 messages while joining go to a log file, which the line names; after a successful join,
 `ray.init`'s are shown as before.
 
-Ray's private calls are in `_ray_internals` (token loader, GCS probe, address resolution).
+Ray's private calls are in `_ray_gcs` (token loader, GCS probe, address resolution), which
+imports Ray's core only: `check_cluster` runs before Tune, torch and the data are loaded.
 """
 
 from __future__ import annotations
@@ -42,10 +43,21 @@ import ray
 from ray.exceptions import AuthenticationError, RpcError
 
 from tune_app.errors import InputError, RunFailed
-from tune_app.tune import _ray_internals
+from tune_app.tune import _ray_gcs
+from tune_app.tune.ray_env import (
+    AUTH_MODE_VARIABLE,
+    NICENESS_VARIABLE,
+    TOKEN_PATH_VARIABLE,
+    TOKEN_VARIABLE,
+    auth_mode,
+    check_join,
+    check_reachable,
+    target,
+)
 
 __all__ = [
     "NICENESS_VARIABLE",
+    "check_cluster",
     "check_reachable",
     "connect",
     "join",
@@ -55,22 +67,9 @@ __all__ = [
     "token_source",
 ]
 
-NICENESS_VARIABLE = "RAY_worker_niceness"
-AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
-TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
-TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
 START_ATTEMPTS = 2  # a local Ray's start, tried again once (see `start_local`)
+KEEP_LOGS = 10  # join logs kept in /tmp/tune_app (Ray's messages while joining failed)
 PROBE_TIMEOUT_S = 10.0  # a GCS answers in milliseconds; something else on the port never does
-GET_TOKEN = (
-    "run `ray get-auth-token` on the head node and set RAY_AUTH_TOKEN to what it prints here "
-    "(or write it to ~/.ray/auth_token, or to a file named by RAY_AUTH_TOKEN_PATH)"
-)
-
-
-def target(address: str | None) -> str | None:
-    """The cluster a run joins: `--address`, else `RAY_ADDRESS` (which `ray job submit` sets for
-    its entrypoint, and which Ray reads the same way), else None: a Ray of the run's own."""
-    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def local_system_config(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -121,25 +120,6 @@ def start_local(**init_kwargs: Any) -> None:
     )
 
 
-def check_reachable(address: str) -> None:
-    """Fail fast (InputError) on an address of the wrong form or one nobody listens on, instead
-    of Ray's long retry loop. `auto` is checked when it is resolved (`join`)."""
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-            "start one with `ray start --head` or leave --address out to run locally"
-        ) from None
-
-
 def _speaks_grpc(gcs_address: str, timeout_s: float = 3.0) -> bool:
     """Whether the server at HOST:PORT answers HTTP/2's connection preface with a SETTINGS frame,
     as every gRPC server (a GCS among them) does at once (RFC 9113, section 3.4). Ray's client
@@ -160,6 +140,47 @@ def _speaks_grpc(gcs_address: str, timeout_s: float = 3.0) -> bool:
     return frame[3] == 4  # the frame's type: SETTINGS
 
 
+def _host(address: str) -> str | None:
+    """The head's host as the user wrote it in `address` (None for `auto`)."""
+    if address == "auto":
+        return None
+    return address.removeprefix("ray://").rpartition(":")[0] or None
+
+
+def _shown(address: str, gcs_address: str) -> str:
+    """The cluster's address as the user gave it. Ray resolves an address before it connects
+    (on Linux it swaps 127.0.0.1 for this machine's own address, say 192.0.2.2), so a message
+    that named Ray's would name an address the user never typed; for `auto`, Ray's is the
+    only one there is."""
+    return gcs_address if address == "auto" else address.removeprefix("ray://")
+
+
+def _users(address: str, gcs_address: str | None, text: str) -> str:
+    """Ray's `text` with the address Ray resolved written as the user gave it."""
+    if gcs_address is None:
+        return text
+    return text.replace(gcs_address, _shown(address, gcs_address))
+
+
+def _get_token(address: str) -> str:
+    """Where the cluster's token comes from, and where to put it here."""
+    host = _host(address)
+    head = f"the head ({host})" if host else "the head node"
+    return (
+        f"run `ray get-auth-token` on {head} and set RAY_AUTH_TOKEN to what it prints here "
+        "(or write it to ~/.ray/auth_token, or to a file named by RAY_AUTH_TOKEN_PATH)"
+    )
+
+
+def _gcs_port(address: str, gcs_address: str) -> str:
+    """How to give the head's GCS port, for this head."""
+    host = _host(address) or gcs_address.rpartition(":")[0]
+    return (
+        f"give the head's GCS port (`ray start --head --port`; without --port: --address "
+        f"{host}:6379)"
+    )
+
+
 def token_source(environ: Mapping[str, str]) -> str:
     """Where Ray takes the token from, in Ray's order, in words (for messages): the variable,
     the file `RAY_AUTH_TOKEN_PATH` names, or the default file."""
@@ -173,17 +194,17 @@ def token_source(environ: Mapping[str, str]) -> str:
 def _token_here(address: str) -> bool:
     """Whether Ray finds a token here; a RAY_AUTH_TOKEN_PATH naming no file is bad input."""
     try:
-        return _ray_internals.token_available()
+        return _ray_gcs.token_available()
     except AuthenticationError as exc:
         first = str(exc.message).split(". ")[0]
-        raise InputError(f"--address {address}: {first}; {GET_TOKEN}") from None
+        raise InputError(f"--address {address}: {first}; {_get_token(address)}") from None
 
 
 def _use_token(address: str) -> str:
     """Token mode when Ray finds a token here; returns the mode now in use, "token" or "none"."""
     if not _token_here(address):
         return "none"
-    _ray_internals.enable_token_auth()
+    _ray_gcs.enable_token_auth()
     return "token"
 
 
@@ -191,20 +212,21 @@ class _Refused(InputError):
     """The cluster refused this driver's token (or its absence)."""
 
 
-def _refused(address: str, mode: str, log: Path) -> _Refused:
+def _refused(address: str, mode: str) -> _Refused:
     """The one line for a cluster that refused this driver's token (or its absence)."""
     try:
-        have = _ray_internals.token_available()
+        have = _ray_gcs.token_available()
     except AuthenticationError:
         have = False
     if mode == "token" and have:
         why = (
             f"the cluster refused this machine's Ray token (from {token_source(os.environ)}): "
-            f"it is not the cluster's; {GET_TOKEN}"
+            f"it is not the cluster's; {_get_token(address)}"
         )
     elif mode in ("token", "none"):
         why = (
-            f"the cluster requires Ray's authentication token and none was found here; {GET_TOKEN}"
+            "the cluster requires Ray's authentication token and none was found here; "
+            f"{_get_token(address)}"
         )
     elif have:
         why = (
@@ -214,9 +236,9 @@ def _refused(address: str, mode: str, log: Path) -> _Refused:
     else:
         why = (
             f"the cluster requires Ray's authentication token, but {AUTH_MODE_VARIABLE}={mode} "
-            f"here; unset {AUTH_MODE_VARIABLE} (or set it to token) and {GET_TOKEN}"
+            f"here; unset {AUTH_MODE_VARIABLE} (or set it to token) and {_get_token(address)}"
         )
-    return _Refused(f"--address {address}: {why} (Ray's messages: {log})")
+    return _Refused(f"--address {address}: {why}")
 
 
 def _deepest(exc: BaseException) -> str:
@@ -229,51 +251,64 @@ def _deepest(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _ask(address: str, gcs_address: str, mode: str, log: Path) -> _ray_internals.ClusterProbe:
+def _ask(address: str, gcs_address: str, mode: str) -> _ray_gcs.ClusterProbe:
     """Ask the head's GCS once with this process's authentication mode; the one line for a
     refusal or silence."""
     try:
-        probe = _ray_internals.probe_cluster(gcs_address, PROBE_TIMEOUT_S)
+        probe = _ray_gcs.probe_cluster(gcs_address, PROBE_TIMEOUT_S)
     except AuthenticationError:
-        raise _refused(address, mode, log) from None
+        raise _refused(address, mode) from None
     except RpcError as exc:
+        shown = _shown(address, gcs_address)
         raise InputError(
-            f"--address {address}: the Ray cluster at {gcs_address} did not answer "
-            f"({_deepest(exc)}); check that its head runs (`ray status` there) "
-            f"(Ray's messages: {log})"
+            f"--address {address}: the Ray cluster at {shown} did not answer "
+            f"({_users(address, gcs_address, _deepest(exc))}); check that its head runs "
+            f"(`ray status --address {shown}` there)"
         ) from None
     if probe is None:
         raise InputError(
-            f"--address {address}: nothing at {gcs_address} answered as a Ray cluster within "
-            f"{PROBE_TIMEOUT_S:g} s (something listens there, but not a head's GCS); give the "
-            "head's GCS port (`ray start --head --port`, 6379 by default)"
+            f"--address {address}: nothing at {_shown(address, gcs_address)} answered as a Ray "
+            f"cluster within {PROBE_TIMEOUT_S:g} s (something listens there, but not a head's "
+            f"GCS); {_gcs_port(address, gcs_address)}"
         )
     return probe
 
 
-def _probe(address: str, gcs_address: str, log: Path) -> None:
-    """Ask the head's GCS (see the module doc), choosing the authentication mode on the way
-    when the user has not: without a token first; if the cluster wants one and Ray finds one
-    here, in token mode. A cluster that takes a driver without a token has authentication
-    disabled: RAY_AUTH_MODE=disabled is then set, or `ray.init("auto")` would turn token mode
-    on where a token is, and the driver would refuse its own workers' calls. Raise the one
-    line when the cluster says no."""
+def _probe(address: str, gcs_address: str) -> None:
+    """Ask the head's GCS (see the module doc), first without a token, whatever the mode here:
+    a cluster that takes a driver without one has authentication disabled.
+
+    - It does: a driver in token mode there would refuse its own workers' calls (its trials
+      die before they start), so `RAY_AUTH_MODE=token` here is refused, and an unset mode is
+      set to disabled (or `ray.init("auto")` would turn token mode on where a token is).
+    - It does not: `RAY_AUTH_MODE=disabled` here is refused; otherwise the question is asked
+      again in token mode, with Ray's token if there is one here.
+
+    Raise the one line when the cluster says no, or when the modes here and there differ."""
     tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # no plain HTTP/2 then
     if not tls and not _speaks_grpc(gcs_address):
+        port = "that port" if address != "auto" else f"{gcs_address}, which it found,"
         raise InputError(
-            f"--address {address}: {gcs_address} does not answer as a Ray cluster (a head's GCS "
-            "speaks gRPC; this port does not); give the head's GCS port "
-            "(`ray start --head --port`, 6379 by default)"
+            f"--address {address}: {port} does not answer as a Ray cluster (a head's GCS "
+            f"speaks gRPC; this port does not); {_gcs_port(address, gcs_address)}"
         )
-    chosen = os.environ.get(AUTH_MODE_VARIABLE)
-    if chosen is not None:
-        probe = _ask(address, gcs_address, chosen.lower(), log)
-    else:
-        try:
-            probe = _ask(address, gcs_address, "none", log)
-            os.environ[AUTH_MODE_VARIABLE] = "disabled"  # what the cluster runs with
-        except _Refused:  # the cluster wants a token: Ray's, if there is one here
-            probe = _ask(address, gcs_address, _use_token(address), log)
+    chosen = auth_mode(os.environ)
+    try:
+        with _ray_gcs.without_token():
+            probe = _ask(address, gcs_address, "disabled" if chosen else "none")
+        if chosen == "token":
+            raise InputError(
+                f"--address {address}: {AUTH_MODE_VARIABLE}=token here, but the cluster has "
+                "authentication disabled (its head started with RAY_AUTH_MODE=disabled), and "
+                "a driver in token mode there would refuse its own trials' calls; unset "
+                f"{AUTH_MODE_VARIABLE} here (or set it to disabled), or restart the cluster "
+                "with token authentication"
+            )
+        os.environ[AUTH_MODE_VARIABLE] = "disabled"  # what the cluster runs with
+    except _Refused as refused:  # the cluster wants a token
+        if chosen == "disabled":
+            raise refused from None  # says that RAY_AUTH_MODE=disabled keeps it from being sent
+        probe = _ask(address, gcs_address, "token" if chosen else _use_token(address))
     if probe.version_problem is not None:
         ray_version, python_version = probe.cluster_versions
         raise InputError(
@@ -286,8 +321,8 @@ def _probe(address: str, gcs_address: str, log: Path) -> None:
         raise InputError(
             f"--address {address}: no node of that cluster runs on this machine, and a driver "
             "joined by HOST:PORT must run on one; run tune-app on the head (--address auto), "
-            f"join this machine first (`ray start --address {gcs_address}`), or use Ray Client "
-            "(--address ray://HEAD:10001)"
+            f"join this machine first (`ray start --address {_shown(address, gcs_address)}`), "
+            f"or use Ray Client (--address ray://{_host(address) or 'HEAD'}:10001)"
         )
 
 
@@ -310,15 +345,103 @@ def _stderr_to(log: Path) -> Iterator[None]:
 
 
 def _join_log() -> Path:
-    folder = Path(tempfile.gettempdir()) / "tune_app"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix="ray-join-", suffix=".log", dir=folder)
+    """A new file for Ray's messages while joining, in /tmp/tune_app (or, where another user
+    made that folder, /tmp/tune_app-UID); only the newest `KEEP_LOGS` there are kept."""
+    for folder in (
+        Path(tempfile.gettempdir()) / "tune_app",
+        Path(tempfile.gettempdir()) / f"tune_app-{os.getuid()}",
+    ):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix="ray-join-", suffix=".log", dir=folder)
+        except OSError:
+            continue
+        os.close(handle)
+        _keep_newest(folder, KEEP_LOGS)
+        return Path(name)
+    handle, name = tempfile.mkstemp(prefix="tune_app-ray-join-", suffix=".log")
     os.close(handle)
     return Path(name)
 
 
+def _keep_newest(folder: Path, keep: int) -> None:
+    """Remove all but the newest `keep` join logs of `folder` (those this user may remove)."""
+
+    def age(log: Path) -> float:
+        try:
+            return -log.stat().st_mtime
+        except OSError:  # removed meanwhile
+            return 0.0
+
+    for old in sorted(folder.glob("ray-join-*.log"), key=age)[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+@contextlib.contextmanager
+def _ray_messages_logged() -> Iterator[Path]:
+    """Ray's messages (Python's and C++'s, file descriptor 2) go to a new join log for the
+    block. A line that fails the join (`InputError`) then names the log if Ray wrote anything
+    to it, and an empty log is removed; after a success the caller decides what to keep."""
+    log = _join_log()
+    try:
+        with _stderr_to(log):
+            yield log
+    except InputError as exc:
+        try:
+            said = log.stat().st_size > 0
+        except OSError:
+            said = False
+        if not said:
+            log.unlink(missing_ok=True)
+            raise
+        raise type(exc)(f"{exc} (Ray's messages: {log})") from None
+
+
+# the addresses `check_cluster` found joinable in this process -> the GCS address Ray resolved
+# (None for Ray Client)
+_CHECKED: dict[str, str | None] = {}
+
+
+def check_cluster(address: str) -> None:
+    """Everything `join` checks before `ray.init` (see the module doc), once per address: the
+    address's form and that something listens there, the token (`ray_env.check_join`), then
+    the cluster's own answer to one question (authentication, versions, a node here). Choosing
+    the authentication mode on the way, it sets `RAY_AUTH_MODE` for the `ray.init` to come.
+    Imports Ray's core only (`_ray_gcs`), so a run asks this before Tune, torch and its data load.
+
+    Args:
+        address: `auto`, `HOST:PORT` (the head's GCS) or `ray://HOST:PORT` (Ray Client).
+
+    Raises:
+        InputError: the cluster cannot be joined from here; one line with the cause Ray
+            reported and what to do, Ray's own messages in a log file it names.
+    """
+    if address in _CHECKED:
+        return
+    check_reachable(address)
+    check_join(address, os.environ)  # token mode without a token: Ray's client would abort
+    gcs_address = None
+    with _ray_messages_logged() as log:
+        if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
+            if os.environ.get(AUTH_MODE_VARIABLE) is None:
+                _use_token(address)
+        else:
+            try:
+                gcs_address = _ray_gcs.resolve_auto(address)
+            except ConnectionError:
+                raise InputError(
+                    f"--address {address}: no Ray cluster runs on this machine; start one "
+                    "with `ray start --head`, or give the head's HOST:PORT"
+                ) from None
+            _probe(address, gcs_address)
+    log.unlink(missing_ok=True)  # the cluster answered: nothing to look at
+    _CHECKED[address] = gcs_address
+
+
 def join(address: str, **init_kwargs: Any) -> None:
-    """Join the cluster at `address` (see the module doc for authentication and the checks).
+    """Join the cluster at `address` (see the module doc for authentication and the checks,
+    `check_cluster`, made here unless made before).
 
     Args:
         address: `auto`, `HOST:PORT` (the head's GCS) or `ray://HOST:PORT` (Ray Client).
@@ -328,41 +451,19 @@ def join(address: str, **init_kwargs: Any) -> None:
         InputError: the cluster cannot be joined from here; one line with the cause Ray
             reported and what to do, Ray's own messages in a log file it names.
     """
-    check_reachable(address)
-    log = _join_log()
-    joined, init_from = False, 0
-    try:
-        with _stderr_to(log):
-            if address.startswith("ray://"):  # Ray Client's server: no GCS to ask first
-                if os.environ.get(AUTH_MODE_VARIABLE) is None:
-                    _use_token(address)
-            else:
-                try:
-                    gcs_address = _ray_internals.resolve_auto(address)
-                except ConnectionError:
-                    raise InputError(
-                        f"--address {address}: no Ray cluster runs on this machine; start one "
-                        "with `ray start --head`, or give the head's HOST:PORT"
-                    ) from None
-                _probe(address, gcs_address, log)
-            sys.stderr.flush()
-            init_from = log.stat().st_size  # what ray.init says from here on
-            try:
-                ray.init(address=address, **init_kwargs)
-            except AuthenticationError:
-                mode = os.environ.get(AUTH_MODE_VARIABLE, "none").lower()
-                raise _refused(address, mode, log) from None
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                # ValueError: ray:// without Ray Client's package (Ray says what to install)
-                raise InputError(
-                    f"--address {address}: joining the cluster failed: {_deepest(exc)} "
-                    f"(Ray's messages: {log})"
-                ) from None
-        joined = True
-    finally:
-        if joined:  # ray.init's own messages as they would have been shown; not our probe's
-            sys.stderr.write(log.read_bytes()[init_from:].decode(errors="replace"))
-            log.unlink(missing_ok=True)
+    check_cluster(address)
+    with _ray_messages_logged() as log:
+        try:
+            ray.init(address=address, **init_kwargs)
+        except AuthenticationError:
+            raise _refused(address, os.environ.get(AUTH_MODE_VARIABLE, "none").lower()) from None
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            # ValueError: ray:// without Ray Client's package (Ray says what to install)
+            cause = _users(address, _CHECKED[address], _deepest(exc))
+            raise InputError(f"--address {address}: joining the cluster failed: {cause}") from None
+    # joined: ray.init's own messages, as they would have been shown
+    sys.stderr.write(log.read_bytes().decode(errors="replace"))
+    log.unlink(missing_ok=True)
 
 
 def connect(address: str | None, **init_kwargs: Any) -> None:

@@ -21,19 +21,13 @@ import ray
 from ray import tune
 
 from tune_app.plan.plan import Plan
+from tune_app.runs.manifest import write_manifest
 from tune_app.runs.records import ARM_KEY, SPEC_KEY
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import Location
 from tune_app.training.data import SeriesTable
-from tune_app.tune.runner import (
-    Launch,
-    _tune_config,
-    claim,
-    fit_or_restore,
-    init_ray,
-    run_config,
-    write_manifest,
-)
+from tune_app.tune.options import Launch, kept_settings
+from tune_app.tune.runner import claim, fit_or_restore, init_ray, run_config, tune_config
 from tune_app.tune.trainable import run_trial
 
 __all__ = ["Arm", "arm_configs", "run_arm", "run_compare", "slots"]
@@ -136,7 +130,7 @@ def run_compare(
             "seeds": len(seeds),
             "seed_offset": seeds[0],
             "arms": tuple(arm.record() for arm in arms),
-            "max_failures": launch.max_failures,
+            **kept_settings(launch),
         }
         write_manifest(location, "compare", base, table, extra)
 
@@ -148,7 +142,7 @@ def run_compare(
                 ARM_KEY: tune.grid_search(arm_configs(arms, seeds)),
             },
             # a worker that finished one trial takes the next (torch imported, windows built)
-            tune_config=_tune_config(num_samples=1, reuse_actors=True),
+            tune_config=tune_config(num_samples=1, reuse_actors=True),
             run_config=run_config(launch, location, "compare"),
         )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +28,7 @@ import numpy as np
 
 from tune_app.plan.search_space import Param, SearchSpace
 
-__all__ = ["EXPLORERS", "Observation", "explore"]
-
-EXPLORERS = ("pbt", "pb2")
+__all__ = ["EXPLORERS", "Exploit", "Explorer", "Observation", "explore_pb2", "explore_pbt"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,24 @@ class Observation:
     epoch: int
     score: float  # val_free_loss at `epoch` (lower is better)
     params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """What a PBT round knows when a member copies a donor: the donor's parameters and its
+    loss at the round's `epoch` (the weights the member starts from), PB2's `history` (each
+    member's score at each round so far, with the parameters in force up to it), and the
+    parameters the members that are not replaced train with (`others`, which PB2 avoids)."""
+
+    donor_params: dict[str, Any]
+    donor_score: float = 0.0
+    epoch: int = 0
+    history: Sequence[Observation] = ()
+    others: Sequence[dict[str, Any]] = ()
+
+
+# an explore step: (space, exploit, rng, resample probability) -> (parameters, how, in words)
+Explorer = Callable[[SearchSpace, Exploit, random.Random, float], tuple[dict[str, Any], str]]
 
 
 def _bounds(param: Param) -> tuple[float, float]:
@@ -94,59 +110,65 @@ def _improvements(history: Sequence[Observation], space: SearchSpace) -> tuple[A
     return np.array(rows, dtype=float), np.array(gains, dtype=float)
 
 
-def explore(
-    method: str,
-    space: SearchSpace,
-    donor_params: dict[str, Any],
-    rng: random.Random,
-    resample_probability: float,
-    *,
-    history: Sequence[Observation] = (),
-    epoch: int = 0,
-    donor_score: float = 0.0,
-    others: Sequence[dict[str, Any]] = (),
+def explore_pbt(
+    space: SearchSpace, exploit: Exploit, rng: random.Random, resample_probability: float
 ) -> tuple[dict[str, Any], str]:
-    """New parameters for a member that copied `donor_params`.
+    """PBT's explore step: the donor's parameters perturbed at random (`SearchSpace.mutate`).
 
     Args:
-        method: "pbt" (random perturbation) or "pb2" (GP bandit).
         space: the search space; every returned value lies inside its bounds.
-        donor_params: the donor's parameters.
-        rng: seeds the perturbation (and PB2's acquisition restarts).
-        resample_probability: PBT's chance to redraw a value instead of perturbing it.
-        history: PB2's observations: each member's score at each round so far. Observation
-            params are those in force during the epochs up to that round.
-        epoch: the round's epoch (PB2's time).
-        donor_score: the donor's loss at `epoch` (the weights the member starts from).
-        others: parameters the members that are not replaced train with (PB2 avoids them).
+        exploit: the donor's parameters (the rest is PB2's).
+        rng: seeds the perturbation.
+        resample_probability: the chance to redraw a value instead of perturbing it.
 
     Returns:
-        (parameters, "pbt" or "pb2" or "pbt (pb2: no data yet)")
+        (parameters, "pbt")
     """
-    if method == "pb2":
-        X, y = _improvements(history, space)
-        if len(y) >= 2 and np.ptp(y) > 0:
-            from tune_app.tune._ray_internals import pb2_select_config
+    return space.mutate(exploit.donor_params, rng, resample_probability), "pbt"
 
-            bounds = {p.name: _bounds(p) for p in space.params}
-            current = (
-                np.array(
-                    [[_encode(p, o.get(p.name, p.neutral())) for p in space.params] for o in others]
-                )
-                if others
-                else None
-            )
-            state = np.random.get_state()
-            np.random.seed(rng.randrange(2**32))  # Ray's acquisition restarts draw from numpy
-            try:
-                chosen = pb2_select_config(
-                    X, y, current, np.array([epoch, -donor_score]), bounds, num_f=2
-                )
-            finally:
-                np.random.set_state(state)
-            return {
-                p.name: _decode(p, _as_written(v))
-                for p, v in zip(space.params, chosen, strict=True)
-            }, "pb2"
-        return space.mutate(donor_params, rng, resample_probability), "pbt (pb2: no data yet)"
-    return space.mutate(donor_params, rng, resample_probability), "pbt"
+
+def explore_pb2(
+    space: SearchSpace, exploit: Exploit, rng: random.Random, resample_probability: float
+) -> tuple[dict[str, Any], str]:
+    """PB2's explore step: the parameters that maximise a time-varying GP's upper confidence
+    bound on the improvement per epoch at the donor's (epoch, score), away from `others`
+    (Ray's `pb2` selection). Without two finite, unequal improvements yet, PBT's step.
+
+    Args:
+        space: the search space; every returned value lies inside its bounds.
+        exploit: the donor, the round's epoch, the history and the others' parameters.
+        rng: seeds the acquisition's restarts (and the perturbation without data).
+        resample_probability: PBT's chance to redraw a value, without data.
+
+    Returns:
+        (parameters, "pb2" or "pbt (pb2: no data yet)")
+    """
+    X, y = _improvements(exploit.history, space)
+    if len(y) < 2 or not np.ptp(y) > 0:
+        params, _ = explore_pbt(space, exploit, rng, resample_probability)
+        return params, "pbt (pb2: no data yet)"
+    from tune_app.tune._ray_internals import pb2_select_config
+
+    bounds = {p.name: _bounds(p) for p in space.params}
+    current = (
+        np.array(
+            [[_encode(p, o.get(p.name, p.neutral())) for p in space.params] for o in exploit.others]
+        )
+        if exploit.others
+        else None
+    )
+    state = np.random.get_state()
+    np.random.seed(rng.randrange(2**32))  # Ray's acquisition restarts draw from numpy
+    try:
+        chosen = pb2_select_config(
+            X, y, current, np.array([exploit.epoch, -exploit.donor_score]), bounds, num_f=2
+        )
+    finally:
+        np.random.set_state(state)
+    return {
+        p.name: _decode(p, _as_written(v)) for p, v in zip(space.params, chosen, strict=True)
+    }, "pb2"
+
+
+# the explore step of each --scheduler
+EXPLORERS: dict[str, Explorer] = {"pbt": explore_pbt, "pb2": explore_pb2}

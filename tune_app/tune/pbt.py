@@ -42,7 +42,8 @@ from ray.tune.search import BasicVariantGenerator
 
 from tune_app.plan.search_space import SearchSpace
 from tune_app.runs.records import JOURNAL, JournalEvent, RoundEvent
-from tune_app.tune.explore import EXPLORERS, Observation, explore
+from tune_app.training.metrics import DIVERGED, EPOCH, RANK_METRIC, VAL_FREE_LOSS
+from tune_app.tune.explore import EXPLORERS, Exploit, Observation
 from tune_app.tune.journal import Journal
 from tune_app.tune.selection import Selection
 from tune_app.tune.trainable import INTERVAL_LOSSES, MEMBER_KEY
@@ -159,7 +160,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
     ) -> None:
         super().__init__()
         if explore_method not in EXPLORERS:
-            raise ValueError(f"explore_method {explore_method!r}: use one of {EXPLORERS}")
+            raise ValueError(f"explore_method {explore_method!r}: use one of {tuple(EXPLORERS)}")
         self.explore_method = explore_method
         self.selection = selection or Selection()
         self.space = space
@@ -178,18 +179,18 @@ class PhaseBoundaryPBT(FIFOScheduler):
     # -- what Ray asks ------------------------------------------------------------------------
     @property
     def metric(self) -> str:
-        return "val_free_loss"
+        return RANK_METRIC
 
     def is_boundary(self, epoch: int) -> bool:
         return 0 < epoch < self.total_epochs and epoch % self.interval == 0
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
-        epoch = result.get("epoch")
-        if result.get("diverged") or epoch is None or not self.is_boundary(int(epoch)):
+        epoch = result.get(EPOCH)
+        if result.get(DIVERGED) or epoch is None or not self.is_boundary(int(epoch)):
             return TrialScheduler.CONTINUE
         if int(epoch) in self.journal.rounds_done():
             return TrialScheduler.CONTINUE  # a restart after its round (failure retry, resume)
-        score = float(result.get("val_free_loss", math.inf))
+        score = float(result.get(RANK_METRIC, math.inf))
         # the trainable sends the interval's losses with a round's epoch (the epoch's last)
         losses = tuple(float(x) for x in result.get(INTERVAL_LOSSES) or ())
         self._waiting[trial.trial_id] = (int(epoch), (*losses[:-1], score) if losses else (score,))
@@ -228,7 +229,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
             t for t in trials if t.status == Trial.PAUSED and t.trial_id not in self._waiting
         ]
         # fair turns: the member that is furthest behind goes first
-        runnable.sort(key=lambda t: (int((t.last_result or {}).get("epoch", 0)), t.trial_id))
+        runnable.sort(key=lambda t: (int((t.last_result or {}).get(EPOCH, 0)), t.trial_id))
         return runnable[0] if runnable else None
 
     def debug_string(self) -> str:
@@ -278,17 +279,11 @@ class PhaseBoundaryPBT(FIFOScheduler):
         events: list[JournalEvent] = []
         for loser_id, donor_id in decided.exploits:
             loser, donor = by_id[loser_id], by_id[donor_id]
-            params, how = explore(
-                self.explore_method,
-                self.space,
-                _member(donor)["params"],
-                rng,
-                self.resample_probability,
-                history=history,
-                epoch=epoch,
-                donor_score=scores[donor_id],
-                others=others,
+            exploit = Exploit(
+                _member(donor)["params"], scores[donor_id], epoch, history, tuple(others)
             )
+            explore = EXPLORERS[self.explore_method]  # (looked up: a restored run pickled this)
+            params, how = explore(self.space, exploit, rng, self.resample_probability)
             events.append(self._exploit(epoch, loser, donor, scores, params, how))
             others.append(params)
         round_event = RoundEvent(
@@ -297,7 +292,7 @@ class PhaseBoundaryPBT(FIFOScheduler):
                 {
                     "trial": t,
                     "member": _member(by_id[t]).get("index"),
-                    "val_free_loss": scores[t],
+                    VAL_FREE_LOSS: scores[t],
                     "fitness": fitness,
                     "params": trained[t],
                 }

@@ -10,13 +10,17 @@ names a search member's folder `member-02` and any other trial's `trial-03`.
 
 While the machine is too busy for the trials (other processes take the CPUs they asked for),
 the header says so: each trial on the CPU reports `cpu_share`, the CPU seconds its worker got
-per second of its last epoch (tune/trainable.py); when the running trials' median is under half
-of what they asked for, the header names it, with the run's epochs per minute now against its
-first minutes' (`Pace`).
+per second of wall time (`CpuShare`, fed by tune/trainable.py at every epoch) over its last
+`CPU_SHARE_WINDOW_S` seconds or more, and since its start until it has run that long, so the
+note can show from the first epoch's timing and does not flicker with single epochs (one that
+writes a checkpoint, say). When the running trials' median is under half of what they asked
+for, the header names it, with the run's epochs per minute now against its first minutes'
+(`Pace`) once those are known.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import statistics
 import sys
@@ -28,10 +32,20 @@ from typing import Any, TextIO
 from ray import tune
 
 from tune_app.runs.records import ARM_KEY, CAPACITY_KEY, MEMBER_KEY, SPEC_KEY
+from tune_app.training.metrics import BEST_VAL_FREE_LOSS, EPOCH, VAL_FREE_LOSS
 
-__all__ = ["CPU_SHARE", "Pace", "TrialTable", "busy_note", "trial_dirname", "trial_number"]
+__all__ = [
+    "CPU_SHARE",
+    "CpuShare",
+    "Pace",
+    "TrialTable",
+    "busy_note",
+    "trial_dirname",
+    "trial_number",
+]
 
-CPU_SHARE = "cpu_share"  # a CPU trial's result key: CPU seconds per wall second, last epoch
+CPU_SHARE = "cpu_share"  # a CPU trial's result key: CPU seconds per wall second (`CpuShare`)
+CPU_SHARE_WINDOW_S = 30.0  # the least span `cpu_share` is measured over, once a trial has run it
 BUSY_SHARE = 0.5  # under this share of the CPUs a trial asked for, the machine is too busy
 PACE_WINDOW_S = 120.0  # "now" and "the first minutes" of `Pace`
 
@@ -117,7 +131,7 @@ def trial_row(trial: Any) -> list[str]:
     result = trial.last_result or {}
     member = config.get(MEMBER_KEY) or {}
     total = _total_epochs(config)
-    epoch = result.get("epoch")
+    epoch = result.get(EPOCH)
     epochs = f"{int(epoch) if isinstance(epoch, int | float) else 0}/{total or '?'}"
     cells = [
         trial_dirname(trial),
@@ -128,8 +142,8 @@ def trial_row(trial: Any) -> list[str]:
         _number(result.get("lr"), ".1e"),
         _number(result.get("teacher_forcing"), ".2f"),
         _number(result.get("alpha"), ".2f"),
-        _number(result.get("val_free_loss"), ".4f"),
-        _number(result.get("best_val_free_loss"), ".4f"),
+        _number(result.get(VAL_FREE_LOSS), ".4f"),
+        _number(result.get(BEST_VAL_FREE_LOSS), ".4f"),
     ]
     capacity = config.get(CAPACITY_KEY)
     if isinstance(capacity, dict):
@@ -202,7 +216,7 @@ class Pace:
         earlier epoch counts from there again), at time `when` (seconds)."""
         done = self.samples[-1][1] if self.samples else 0.0
         for trial in trials:
-            epoch = (trial.last_result or {}).get("epoch")
+            epoch = (trial.last_result or {}).get(EPOCH)
             if not isinstance(epoch, int | float) or isinstance(epoch, bool):
                 continue
             before = self.epochs.get(str(trial.trial_id))
@@ -231,6 +245,40 @@ class Pace:
         return (self._done_at(when) - self._done_at(when - self.window_s)) * 60 / self.window_s
 
 
+class CpuShare:
+    """A trial's `cpu_share`: the CPU seconds its worker process got per second of wall time,
+    over the last `window_s` seconds or a little more (from the newest epoch's end at least
+    that old), or since the trial started while it has run less than that. So the first
+    epoch's timing gives the first share, and one epoch slower or faster than the rest
+    (a checkpoint written, a pause to collect garbage) moves it by its part of the window only.
+
+    Args:
+        cpu: the process's CPU seconds at the start (`time.process_time()`).
+        wall: the wall clock at the start, seconds (`time.perf_counter()`).
+        window_s: the least span of a share, once the trial has run that long.
+    """
+
+    def __init__(self, cpu: float, wall: float, window_s: float = CPU_SHARE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self.marks: collections.deque[tuple[float, float]] = collections.deque([(cpu, wall)])
+
+    def add(self, cpu: float, wall: float) -> float:
+        """The share up to now, an epoch having ended.
+
+        Args:
+            cpu: the process's CPU seconds now.
+            wall: the wall clock now, seconds.
+
+        Returns:
+            CPU seconds per wall second over the window (1.0: a whole core all the time).
+        """
+        while len(self.marks) > 1 and wall - self.marks[1][1] >= self.window_s:
+            self.marks.popleft()  # the next mark is old enough to start the window
+        first_cpu, first_wall = self.marks[0]
+        self.marks.append((cpu, wall))
+        return (cpu - first_cpu) / max(wall - first_wall, 1e-9)
+
+
 def _asked_cpus(trial: Any) -> float:
     """The CPUs a trial asked for (Tune's placement group factory), at most one: a trial's
     training loop runs on one core."""
@@ -241,8 +289,9 @@ def _asked_cpus(trial: Any) -> float:
 
 def busy_note(trials: Sequence[Any], pace: Pace | None = None, when: float = 0.0) -> str | None:
     """The header's note while the machine is too busy for the running trials: the median share
-    of the CPU they asked for that they got over their last epoch, when under `BUSY_SHARE`, with
-    the run's epochs per minute now and in its first minutes where known. None otherwise.
+    of the CPU they asked for that they got (`CpuShare`: over their last 30 s, or since they
+    started, so from their first epoch on), when under `BUSY_SHARE`, with the run's epochs per
+    minute now and in its first minutes where known. None otherwise.
 
     Args:
         trials: Ray `Trial`s (`status`, `last_result`, `placement_group_factory` are read).
@@ -260,7 +309,7 @@ def busy_note(trials: Sequence[Any], pace: Pace | None = None, when: float = 0.0
     note = f"machine too busy: the running trials got {got:.0%} of the CPU they asked for"
     if pace is not None and (first := pace.first()) and (now := pace.now(when)) is not None:
         note += f", {now:.1f} epochs/min against {first:.1f} in the first minutes"
-    return note + " (other processes take the CPUs; README: A shared machine)"
+    return note + " (other processes take the CPUs; docs/shared-machine.md)"
 
 
 class TrialTable(tune.ProgressReporter):

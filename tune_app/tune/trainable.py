@@ -32,25 +32,25 @@ from tune_app.plan.rules import MonitorRules
 from tune_app.runs.records import (
     CAPACITY_KEY,
     INTERVAL_LOSSES,
-    JOURNAL,
     MEMBER_KEY,
     METRICS_FILE,
     ROUNDS_KEY,
     SPEC_KEY,
     CheckpointMeta,
     SearchMember,
+    read_rounds,
     scan_checkpoints,
 )
-from tune_app.runs.spec import RunSpec
+from tune_app.runs.spec import RunSpec, with_capacity
 from tune_app.runs.storage import Location, locate
 from tune_app.runs.writers import CheckpointWriter
 from tune_app.training.checkpoint import load_state
 from tune_app.training.data import Dataset, SeriesTable
-from tune_app.training.model import ModelConfig
+from tune_app.training.metrics import DIVERGED, EPOCH, VAL_FREE_LOSS
 from tune_app.training.monitors import BoundaryRule, Callback, EpochState, monitors
 from tune_app.training.trainer import train
 from tune_app.tune import _ray_internals
-from tune_app.tune.progress import CPU_SHARE
+from tune_app.tune.progress import CPU_SHARE, CpuShare
 
 __all__ = [
     "CAPACITY_KEY",
@@ -61,7 +61,6 @@ __all__ = [
     "run_trial",
     "trainable_for",
     "trial_plan",
-    "with_capacity",
 ]
 
 
@@ -86,16 +85,6 @@ def trial_plan(
     return explored_plan(plan, params, done + 1, components)
 
 
-def with_capacity(spec: RunSpec, capacity: dict[str, Any] | None) -> RunSpec:
-    """The spec with a capacity search's choices: model fields, and the input window length."""
-    if not capacity:
-        return spec
-    model_fields = {k: v for k, v in capacity.items() if k in ModelConfig.__dataclass_fields__}
-    data_fields = {k: v for k, v in capacity.items() if k in ("input_len", "output_len")}
-    model = ModelConfig.from_dict({**spec.model.to_dict(), **model_fields})
-    return replace(spec, model=model, data=replace(spec.data, **data_fields))
-
-
 def _trial_folder() -> Location | None:
     """This trial's folder in the run's storage (local or remote), or None outside Tune."""
     try:
@@ -118,17 +107,11 @@ def _round_pending(epoch: int, every: int, total: int) -> bool:
     folder = _trial_folder()
     if not every or not 0 < epoch < total or epoch % every or folder is None:
         return False
-    journal = _run_folder(folder).join(JOURNAL)
     try:
-        text = journal.read_text() if journal.exists() else ""
-    except OSError:
+        rounds = read_rounds(_run_folder(folder))
+    except (OSError, ValueError, TypeError):  # unreadable: the member goes on, as after a round
         return False
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            event = json.loads(line)
-            if event.get("event") == "round" and int(event.get("epoch", -1)) == epoch:
-                return False
-    return True
+    return all(event.epoch != epoch for event in rounds)
 
 
 def _same_member(meta: CheckpointMeta, member: SearchMember | None) -> bool:
@@ -222,7 +205,7 @@ def _interval_losses(history: Sequence[dict[str, Any]], epoch: int, every: int) 
     (`tune/selection.py`). From the member's own history, so it holds the donor's epochs after
     an exploit (the weights' own past) and survives a restart or --resume."""
     return [
-        float(row["val_free_loss"]) for row in history if epoch - every < int(row["epoch"]) <= epoch
+        float(row[VAL_FREE_LOSS]) for row in history if epoch - every < int(row[EPOCH]) <= epoch
     ]
 
 
@@ -231,18 +214,17 @@ class _TuneReport(Callback):
     goes with it (Tune persists it to the run's storage, then the local copy is removed). At a
     round's epoch of a search (every `every` epochs), the interval's losses go with it.
 
-    On the CPU, each report carries `cpu_share`: the CPU seconds this worker process got over
-    the epoch per second of wall time (1.0: a whole core all the time). The progress table
-    reads it to tell a machine too busy for the trials from a slow plan (tune/progress.py)."""
+    On the CPU, each report carries `cpu_share`: the CPU seconds this worker process got per
+    second of wall time (1.0: a whole core all the time), over its last 30 s or more, since the
+    trial started until then (`CpuShare`). The progress table reads it to tell a machine too
+    busy for the trials from a slow plan (tune/progress.py)."""
 
     def __init__(self, writer: CheckpointWriter, on_cpu: bool, every: int = 0) -> None:
         self.writer, self.on_cpu, self.every = writer, on_cpu, every
-        self.clocks = (time.process_time(), time.perf_counter())
+        self.share = CpuShare(time.process_time(), time.perf_counter())
 
     def _with_cpu_share(self, metrics: dict[str, float]) -> dict[str, float]:
-        cpu, wall = time.process_time(), time.perf_counter()
-        share = (cpu - self.clocks[0]) / max(wall - self.clocks[1], 1e-9)
-        self.clocks = (cpu, wall)
+        share = self.share.add(time.process_time(), time.perf_counter())
         return {**metrics, CPU_SHARE: round(share, 3)} if self.on_cpu else metrics
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
@@ -300,7 +282,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
         ):
             # the scheduler pauses it there; the copy becomes Tune's latest checkpoint
             _never_overwrite_a_checkpoint()
-            rows = pd.read_parquet(resume / METRICS_FILE, columns=["epoch", "val_free_loss"])
+            rows = pd.read_parquet(resume / METRICS_FILE, columns=[EPOCH, VAL_FREE_LOSS])
             losses = _interval_losses(rows.to_dict("records"), meta.epoch, every)  # type: ignore[arg-type]
             tune.report(
                 {**meta.metrics, "rejoined_round": 1.0, INTERVAL_LOSSES: losses},
@@ -320,9 +302,7 @@ def run_trial(config: dict[str, Any], table: SeriesTable) -> None:
         except DivergedError as exc:
             # a diverged trial ends here, reported as such; PBT never picks it as a donor
             print(f"tune_app: {exc}", flush=True)
-            tune.report(
-                {"epoch": exc.epoch, "diverged": 1.0, "val_free_loss": math.inf, "done": True}
-            )
+            tune.report({EPOCH: exc.epoch, DIVERGED: 1.0, VAL_FREE_LOSS: math.inf, "done": True})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -1,5 +1,9 @@
-"""The few lines `tune-app search` ends with (rounds, exploits, the winner's lineage, the
-control) and the evidence of which modification helped (`tune-app best`, the report)."""
+"""A run's outcome in words: the lines `tune-app search` ends with and `tune-app best`
+prints (rounds, exploits, the winner's lineage, the control, the evidence of which modification
+helped), which the report shows too, and how a parameter value and an exploit's change
+read. The numbers come from `outcome.py`; nothing here draws (the terminal's
+summary never loads matplotlib). The report's opening sentences are `answer.py`'s.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from tune_app.analysis.certificate import SELECTION, certificate_lines, not_certified
-from tune_app.analysis.report_search import change_label, short_value
-from tune_app.analysis.run_summary import (
+from tune_app.analysis.outcome import (
     best_checkpoint,
+    exploit_outcomes,
     member_label,
     search_method,
     search_selection,
@@ -20,19 +24,97 @@ from tune_app.analysis.run_summary import (
 )
 from tune_app.runs.records import Certificate, JournalEvent
 from tune_app.runs.results import Run, find_best, lineage
+from tune_app.training.metrics import RANK_METRIC, VAL_FREE_LOSS
 
 __all__ = [
     "EFFECTS_EXPLAINED",
+    "change_label",
     "exploit_effects",
     "readable_effects",
     "search_summary",
+    "short_value",
     "winner_modifications",
 ]
+
+CHANGES_SHOWN = 2
+
+
+def short_value(value: Any) -> str:
+    """A parameter value as a table shows it.
+
+    Args:
+        value: a bool, number, None, or a list or mapping of them (a modification's component
+            weights, its lr restart).
+
+    Returns:
+        on/off, 3 significant digits, '-' for None; a list or a mapping item by item.
+    """
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(short_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {short_value(v)}" for k, v in value.items()) + "}"
+    return "-" if value is None else str(value)
+
+
+def _distinct(before: Any, after: Any) -> str:
+    """`before→after` as `short_value` shows them, with as many more digits (up to 6) as two
+    different numbers need to read differently: `1.18→1.18` becomes `1.181→1.184`."""
+    a, b = short_value(before), short_value(after)
+    digits = 4
+    while a == b and digits <= 6 and isinstance(before, float) and isinstance(after, float):
+        a, b = f"{before:.{digits}g}", f"{after:.{digits}g}"
+        digits += 1
+    return f"{a}→{b}"
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(name, before, after) for each parameter that differs, largest relative change first."""
+
+    def size(old: Any, new: Any) -> float:
+        if isinstance(old, bool) or isinstance(new, bool):
+            return 10.0  # a switch is a big change
+        if isinstance(old, int | float) and isinstance(new, int | float):
+            return abs(new - old) / max(abs(old), abs(new), 1e-12)
+        return 1.0
+
+    changed = [(k, before.get(k), after[k]) for k in after if before.get(k) != after[k]]
+    return sorted(changed, key=lambda c: -size(c[1], c[2]))
+
+
+def change_label(event: JournalEvent, limit: int | None = CHANGES_SHOWN) -> str:
+    """What an exploit changed: the explored parameters against the donor's (an older journal
+    has only the copier's own, `old`), largest relative change first.
+
+    Args:
+        event: an exploit line of the journal.
+        limit: how many changes to name before `+N more`; None: every one.
+
+    Returns:
+        `alpha_shift 0.04→0.07, lr_restart on→off, +9 more`; `no effective change (...)` where
+        they train exactly as the donor's did (`JournalEvent.effective`: a restart to 1x the
+        peak a phase starts at, a plateau rule that cannot fire before the plan ends); `no
+        parameter changed`.
+    """
+    changes = _changes(event.donor_params or event.old, event.new)
+    limit = len(changes) if limit is None else limit
+    shown = [f"{k} {_distinct(a, b)}" for k, a, b in changes[:limit]]
+    if len(changes) > limit:
+        shown.append(f"+{len(changes) - limit} more")
+    if not shown:
+        return "no parameter changed"
+    if event.effective is False:
+        return f"no effective change ({', '.join(shown)})"
+    return ", ".join(shown)
+
 
 EFFECTS_EXPLAINED = (
     "After each exploit the copier (the explored parameters on the donor's weights) and the "
     "donor (its own parameters on the same weights) both trained on to the next round (after "
-    "the last round: to the end); 'copier next' and 'donor next' are their val_free_loss at "
+    f"the last round: to the end); 'copier next' and 'donor next' are their {VAL_FREE_LOSS} at "
     "that same epoch, and 'vs donor' = copier next - donor next: negative when the explored "
     "parameters did better than the donor going on unchanged; n/a where the donor was itself "
     "copied over before then or has no score there. This is evidence, not a claim of "
@@ -114,13 +196,13 @@ def search_summary(run: Run) -> list[str]:
         for s in stretches
     )
     lines.append(f"winner: {labels[trial.trial_id]} at epoch {checkpoint.epoch}: {path}")
-    winner = float(checkpoint.meta.metrics["val_free_loss"])
+    winner = float(checkpoint.meta.metrics[RANK_METRIC])
     controls = [t for t in run.trials if t.member is not None and t.member.control]
     control = best_checkpoint(controls[0]) if controls else None
-    best = control.meta.metrics["val_free_loss"] if control is not None else 0.0
+    best = control.meta.metrics[RANK_METRIC] if control is not None else 0.0
     if best > 0:
         lines.append(
-            f"{SELECTION}: winner val_free_loss {winner:.6g} = {winner / best:.3f} x the "
+            f"{SELECTION}: winner {RANK_METRIC} {winner:.6g} = {winner / best:.3f} x the "
             f"control's best ({best:.6g}, the plan as written)"
         )
     lines.append(_mse_line(run))
@@ -192,57 +274,6 @@ def winner_modifications(run: Run) -> list[str]:
     return lines
 
 
-class _Scores:
-    """Who scored what at which epoch: the rounds' rankings, else the trials' checkpoints,
-    each under the member's version (how many exploits it had made) at that time."""
-
-    def __init__(self, run: Run) -> None:
-        self.events = run.journal()
-        self.ranked = {
-            (r["trial"], event.epoch): float(r["val_free_loss"])
-            for event in run.rounds()
-            for r in event.ranking
-        }
-        # every epoch where members met (older journals hold exploits only)
-        self.boundaries = sorted({e for _, e in self.ranked} | {e.epoch for e in self.events})
-        self.trials = {t.trial_id: t for t in run.trials}
-
-    def exploits_of(self, trial: str) -> list[int]:
-        return [e.epoch for e in self.events if e.trial == trial]
-
-    def at(self, trial: str, epoch: int, version: int) -> float:
-        """`trial`'s val_free_loss at `epoch` as the member it was after `version` exploits."""
-        if (trial, epoch) in self.ranked:
-            return self.ranked[(trial, epoch)]
-        record = self.trials.get(trial)
-        found = [c for c in (record.checkpoints if record else []) if c.epoch == epoch]
-        matching = [c for c in found if c.meta.version == version] or found
-        value = matching[-1].meta.metrics.get("val_free_loss") if matching else None
-        return math.nan if value is None else float(value)
-
-    def last_epoch(self, trial: str, version: int) -> int | None:
-        """The epoch of the last checkpoint `trial` wrote after `version` exploits."""
-        record = self.trials.get(trial)
-        found = [c for c in (record.checkpoints if record else []) if c.meta.version == version]
-        found = found or (record.checkpoints if record else [])
-        return max((c.epoch for c in found), default=None)
-
-    def pair(self, event: JournalEvent) -> tuple[int | None, float, float]:
-        """(epoch, copier's score, donor's score) at the next boundary after `event`, or at the
-        copier's last checkpoint after the last one; the donor's is NaN if it was copied over
-        in between (its weights there are another member's)."""
-        copier_version = sum(1 for e in self.exploits_of(event.trial) if e <= event.epoch)
-        donor_version = sum(1 for e in self.exploits_of(event.donor) if e < event.epoch)
-        later = [e for e in self.boundaries if e > event.epoch]
-        epoch = later[0] if later else self.last_epoch(event.trial, copier_version)
-        if epoch is None or epoch <= event.epoch:
-            return None, math.nan, math.nan
-        copier = self.at(event.trial, epoch, copier_version)
-        if any(event.epoch <= e < epoch for e in self.exploits_of(event.donor)):
-            return epoch, copier, math.nan
-        return epoch, copier, self.at(event.donor, epoch, donor_version)
-
-
 def exploit_effects(run: Run) -> pd.DataFrame:
     """What followed each exploit, like against like: the copier (the explored parameters on
     the donor's weights) against the donor (its own parameters on the same weights), both at
@@ -261,10 +292,9 @@ def exploit_effects(run: Run) -> pd.DataFrame:
         every parameter the explore step changed (largest change first).
     """
     labels = {t.trial_id: member_label(t) for t in run.trials}
-    scores = _Scores(run)
     rows = []
-    for event in scores.events:
-        epoch, copier, donor = scores.pair(event)
+    for found in exploit_outcomes(run):
+        event = found.event
         rows.append(
             {
                 "epoch": event.epoch,
@@ -273,10 +303,10 @@ def exploit_effects(run: Run) -> pd.DataFrame:
                 "donor at exploit": (
                     math.nan if event.donor_val_free_loss is None else event.donor_val_free_loss
                 ),
-                "next epoch": epoch,
-                "copier next": copier,
-                "donor next": donor,
-                "vs donor": copier - donor,
+                "next epoch": found.epoch,
+                "copier next": found.copier,
+                "donor next": found.donor,
+                "vs donor": found.copier - found.donor,
                 "parameters changed": change_label(event, limit=None),
             }
         )
@@ -284,8 +314,15 @@ def exploit_effects(run: Run) -> pd.DataFrame:
 
 
 def readable_effects(effects: pd.DataFrame) -> pd.DataFrame:
-    """`exploit_effects` as text to print: scores to 4 significant digits (`vs donor` signed),
-    n/a where there is no number."""
+    """`exploit_effects` as text to print.
+
+    Args:
+        effects: `exploit_effects`'s table.
+
+    Returns:
+        The same table, its scores to 4 significant digits (`vs donor` signed) and `n/a`
+        where there is no number.
+    """
 
     def number(value: Any, signed: bool = False) -> str:
         if value is None or (isinstance(value, float) and not math.isfinite(value)):

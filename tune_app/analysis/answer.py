@@ -1,4 +1,5 @@
-"""The report's opening: what the run was and what it came to, in a few sentences and a table.
+"""The report's opening, in words: what the run was and what it came to, in a few sentences
+and a table (the numbers from `outcome.py`).
 
 A search's report opens with its certificate (`tune-app certify`: the control's plan against the
 winner's, trained on fresh seeds, on the test split), or says how to get one, before any
@@ -18,19 +19,20 @@ from tune_app.analysis.certificate import (
     certificate_lines,
     not_certified,
 )
-from tune_app.analysis.run_summary import (
+from tune_app.analysis.outcome import (
     Contender,
-    describe_modification,
     member_label,
     search_method,
     search_selection,
     winner_and_control,
     winner_lineage,
 )
-from tune_app.runs.records import CAPACITY_KEY, Certificate, CompareResult
+from tune_app.plan.plan import Plan
+from tune_app.runs.records import CAPACITY_KEY, Certificate, CheckpointMeta, CompareResult
 from tune_app.runs.results import Run
+from tune_app.training.metrics import RANK_METRIC
 
-__all__ = ["answer"]
+__all__ = ["answer", "describe_modification"]
 
 
 def _change(new: float | None, old: float | None) -> str:
@@ -67,7 +69,7 @@ def _what_ran(run: Run, components: list[str], total: int | None) -> str:
 def _scores_line(winner: Contender, control: Contender | None) -> str:
     if control is None or control.trial is winner.trial:
         head = (
-            f"Best: {winner.label} at epoch {winner.checkpoint.epoch}, val_free_loss "
+            f"Best: {winner.label} at epoch {winner.checkpoint.epoch}, {RANK_METRIC} "
             f"{winner.val_free_loss:.4g}"
         )
         if control is not None:
@@ -90,7 +92,7 @@ def _scores_line(winner: Contender, control: Contender | None) -> str:
         f"{_change(winner.val_mse_z, control.val_mse_z)}; "
         f"test mse_z {_number(winner.test_mse_z)} vs {_number(control.test_mse_z)}"
         f"{_change(winner.test_mse_z, control.test_mse_z)}{naive}; "
-        f"val_free_loss (the rank metric, {SELECTION}) {winner.val_free_loss:.4g} vs "
+        f"{RANK_METRIC} (the rank metric, {SELECTION}) {winner.val_free_loss:.4g} vs "
         f"{control.val_free_loss:.4g}{_change(winner.val_free_loss, control.val_free_loss)}."
     )
 
@@ -118,7 +120,7 @@ def _table(winner: Contender, control: Contender | None) -> pd.DataFrame:
                 "": role,
                 "member": who.label,
                 "epoch": who.checkpoint.epoch,
-                f"val_free_loss{val}": who.val_free_loss,
+                f"{RANK_METRIC}{val}": who.val_free_loss,
                 f"val mse_z{val}": who.val_mse_z,
                 "test mse_z": who.test_mse_z,
                 "best naive test mse_z": who.naive_test_mse_z,
@@ -127,11 +129,60 @@ def _table(winner: Contender, control: Contender | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def describe_modification(meta: CheckpointMeta, components: list[str]) -> str:
+    """The modification in force at a checkpoint, in words.
+
+    Args:
+        meta: the checkpoint's meta.json (its plan and epoch).
+        components: the data's component names, for per-component weights (`c0`, ... if empty).
+
+    Returns:
+        `from epoch 3: alpha_shift +0.065; lr restart every 2 epoch(s) x1.4; ...`, or `none
+        (the plan as written)` without one.
+    """
+    plan = Plan.from_dict(meta.plan)
+    active = plan.active_modification(meta.epoch)
+    if active is None or active.is_identity:
+        return "none (the plan as written)"
+    raw = active.to_dict()
+    parts = []
+    for key, value in raw.items():
+        if key == "from_epoch":
+            continue
+        if key == "lr_restart":
+            every = f"every {value['period']} epoch(s)" if value["period"] else "once"
+            parts.append(f"lr restart {every} x{value['factor']:.3g}")
+        elif key == "curriculum":
+            parts.append(f"curriculum from {value['start']:.2f} over {value['epochs']} epochs")
+        elif key == "component_weights":
+            names = components or [f"c{i}" for i in range(len(value))]
+            weights = ", ".join(f"{n} {w:.2f}" for n, w in zip(names, value, strict=False))
+            parts.append(f"component weights {weights}")
+        elif key == "regularisation":
+            parts.append(f"weight decay and noise x{value:.3g}")
+        elif key.endswith("_scale"):
+            parts.append(f"{key.removesuffix('_scale').replace('_', ' ')} x{value:.3g}")
+        else:
+            parts.append(f"{key} {value:+.3g}" if isinstance(value, float) else f"{key} {value}")
+    return f"from epoch {raw['from_epoch']}: " + "; ".join(parts)
+
+
 def answer(
     run: Run, components: list[str], total: int | None
 ) -> tuple[list[str], pd.DataFrame | None]:
-    """The opening sentences (a search's certificate first, or how to get one) and the
-    winner-vs-control table (None before any checkpoint)."""
+    """What the report opens with.
+
+    Args:
+        run: any run (`open_run`), finished or still going.
+        components: the data's component names (`outcome.component_names`).
+        total: the plan's epochs (None: unknown).
+
+    Returns:
+        The opening sentences (a search's certificate first, or how to get one; a compare
+        run's verdicts; what ran; the winner against the control; the exploits behind the
+        winner; its capacity or its modifications) and the winner-vs-control table (None
+        before any checkpoint).
+    """
     lines = []
     if run.kind == "search":
         certificate = Certificate.read(run.location)

@@ -1,0 +1,189 @@
+"""The checks a Ray run makes before Ray starts, as plain functions of its spec and settings.
+
+Each refuses bad input with one `InputError` (exit 2) before anything is written or started;
+the runner (`runner.py`) calls them first. No Ray here: `--scheduler pb2`'s check imports Ray's
+PB2 only when it is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from tune_app.errors import InputError
+from tune_app.tune.options import SCHEDULERS, CapacityOptions, Launch, SearchOptions
+from tune_app.tune.selection import SELECTIONS
+
+if TYPE_CHECKING:
+    from tune_app.plan.plan import Plan
+    from tune_app.plan.search_space import SearchSpace
+    from tune_app.runs.spec import RunSpec
+
+__all__ = [
+    "check_capacity",
+    "check_launch",
+    "check_search",
+    "check_space_trains",
+    "check_trial_resources",
+    "round_interval",
+]
+
+
+def check_trial_resources(launch: Launch) -> None:
+    """Raises InputError: per-trial CPUs not above 0, or GPUs below 0."""
+    if launch.cpus_per_trial <= 0 or launch.gpus_per_trial < 0:
+        raise InputError(
+            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0 (got "
+            f"{launch.cpus_per_trial}, {launch.gpus_per_trial})"
+        )
+
+
+def check_launch(launch: Launch) -> None:
+    """Where the run goes, checked before anything else.
+
+    Raises:
+        InputError: --resume without --name, per-trial resources out of range, or a --storage
+            URI that cannot be opened (resolved here, once).
+    """
+    if launch.resume and not launch.name:
+        raise InputError("--resume: also pass --name of the run to continue")
+    check_trial_resources(launch)
+    launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
+
+
+def round_interval(plan: Plan, perturb_every: int | None) -> int:
+    """The epochs between a search's rounds: `perturb_every`, else the plan's phase length.
+
+    Raises:
+        InputError: an interval below 1, phases of several lengths and no interval given, or
+            an interval that leaves no round inside the plan.
+    """
+    if perturb_every is not None and perturb_every < 1:
+        raise InputError(f"--perturb-every: must be >= 1 epoch (got {perturb_every})")
+    phase_lengths = {p.epochs for p in plan.phases}
+    interval = perturb_every or min(phase_lengths)
+    if perturb_every is None and len(phase_lengths) > 1:
+        raise InputError(
+            "--perturb-every: the plan's phases differ in length, so there is no single phase "
+            "interval; give one (e.g. the shortest phase)"
+        )
+    _check_some_round(plan, interval, given=perturb_every is not None)
+    return interval
+
+
+def _check_some_round(plan: Plan, interval: int, given: bool) -> None:
+    """Refuse a search in which no round would run: rounds run at the multiples of `interval`
+    strictly inside (0, plan length), so an interval as long as the plan leaves none."""
+    total = plan.total_epochs
+    if interval < total:
+        return
+    lengths = [p.epochs for p in plan.phases]
+    shape = plan.shape
+    what = (
+        f"--perturb-every {interval}: no round would run"
+        if given
+        else f"no round would run: rounds default to every phase ({interval} epochs)"
+    )
+    if total < 2:
+        raise InputError(
+            f"{what}: the plan is {total} epoch long ({shape}), and a round needs an epoch "
+            "before the end; lengthen the plan (e.g. --phase-epochs 2)"
+        )
+    works = min(lengths) if len(lengths) > 1 else total // 2
+    raise InputError(
+        f"{what}: the plan is {total} epochs long ({shape}) and a round runs only at a multiple "
+        f"of the interval before the end; use e.g. --perturb-every {works}"
+    )
+
+
+def check_search(spec: RunSpec, options: SearchOptions) -> tuple[RunSpec, SearchOptions]:
+    """A PBT search's settings, checked and resolved.
+
+    Args:
+        spec: the run.
+        options: the search's settings as given.
+
+    Returns:
+        The spec with a checkpoint at every round (unless --checkpoint-every sets one that
+        falls on each), and the options with the round interval resolved (`perturb_every`).
+
+    Raises:
+        InputError: a quantile fraction outside (0, 0.5], a bad interval (`round_interval`),
+            a population below 2, an unknown selection rule or scheduler, PB2 without its
+            libraries, or checkpoints that miss the rounds' epochs.
+    """
+    if not 0.0 < options.quantile_fraction <= 0.5:
+        raise InputError(
+            f"--quantile-fraction: must lie in (0, 0.5] (got {options.quantile_fraction})"
+        )
+    interval = round_interval(spec.plan, options.perturb_every)
+    if options.population < 2:
+        raise InputError(
+            f"--population: must be >= 2 (the control and one searcher), got {options.population}"
+        )
+    if options.selection not in SELECTIONS:
+        raise InputError(f"--selection {options.selection}: use one of {', '.join(SELECTIONS)}")
+    if options.scheduler not in SCHEDULERS:
+        raise InputError(f"--scheduler {options.scheduler}: use one of {', '.join(SCHEDULERS)}")
+    if options.scheduler == "pb2":
+        from tune_app.tune._ray_internals import check_pb2
+
+        try:
+            check_pb2()
+        except ImportError as exc:
+            raise InputError(f"--scheduler pb2: {exc}") from exc
+    every = spec.train.checkpoint_every
+    if every and interval % every:
+        raise InputError(
+            f"--perturb-every {interval}: PBT rounds copy checkpoints, but --checkpoint-every "
+            f"{every} writes none at epoch {interval}; use a multiple of {every}, or leave "
+            "--checkpoint-every out (a search then checkpoints at every round)"
+        )
+    if not every:  # every round copies a checkpoint of its epoch: write one at each
+        spec = replace(spec, train=replace(spec.train, checkpoint_every=interval))
+    return spec, replace(options, perturb_every=interval)
+
+
+def check_space_trains(
+    space: SearchSpace,
+    spec: RunSpec,
+    components: list[str] | tuple[str, ...],
+    perturb_every: int | None,
+) -> None:
+    """Refuse a space in which no member trains differently from the control (plan/effects.py).
+    An interval `round_interval` refuses is left to it.
+
+    Raises:
+        InputError: every member of the space trains as the control does.
+    """
+    from tune_app.plan.effects import refuse_inert_space
+
+    interval = perturb_every or min(p.epochs for p in spec.plan.phases)
+    if interval >= 1:
+        refuse_inert_space(
+            space.expand(components),
+            spec.plan,
+            interval,
+            components,
+            spec.train.plateau_epochs,
+            spec.train.seed,
+        )
+
+
+def check_capacity(spec: RunSpec, options: CapacityOptions) -> CapacityOptions:
+    """A capacity search's settings, checked and resolved.
+
+    Args:
+        spec: the run.
+        options: the search's settings as given.
+
+    Returns:
+        The options with ASHA's first rung resolved (`grace_epochs`: the first phase's length
+        unless given), as the manifest records them.
+
+    Raises:
+        InputError: fewer than one trial.
+    """
+    if options.trials < 1:
+        raise InputError(f"--trials: must be >= 1 (got {options.trials})")
+    return replace(options, grace_epochs=options.grace_epochs or spec.plan.phases[0].epochs)
