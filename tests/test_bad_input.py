@@ -315,7 +315,7 @@ CASES = [
     (["best", "not_a_run"], "not a tune_app run", "tune_app_run.json"),
     (["best", "ckpt_dir"], "a checkpoint, not a run", "tune-app evaluate"),
     ([*CONTINUE, "--model_path", "hello.pth", "--output_dir", "o"], "not a torch", "checkpoint"),
-    (["best", "nowhere"], "no such run directory", "--storage"),
+    (["best", "nowhere"], "no such run directory", "by default results/NAME"),
     (["evaluate", "not_a_run"], "not a `tune-app best` export", "checkpoint directory"),
     (
         [

@@ -10,6 +10,8 @@ __all__ = [
     "ErrorList",
     "InputError",
     "Interrupted",
+    "NothingToResume",
+    "RunClaimed",
     "RunFailed",
 ]
 
@@ -19,6 +21,20 @@ class InputError(ValueError):
 
     The CLI prints the message (no traceback) and exits with status 2, before any work starts.
     """
+
+
+class RunClaimed(InputError):
+    """Another live process holds the run's name (runs/lock.py): a second launch, or a
+    --resume of a run still going. A command that names its runs itself (certify) says it in
+    its own words, with `owner` (the process holding it, described)."""
+
+    def __init__(self, message: str, owner: str = "") -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
+class NothingToResume(InputError):
+    """--resume of a run Ray cannot restore (no experiment state saved yet, or not a run)."""
 
 
 class CheckpointError(InputError):
@@ -39,7 +55,8 @@ class RunFailed(RuntimeError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run, with what resumes it: flags to put on the same command line
     (`{"--resume": None, "--name": "search-1"}`; None for a flag without a value), or, when
-    nothing can be resumed, `note` says why. The CLI prints the command and exits 130."""
+    nothing can be resumed, `note` says why (with flags, `note` says what was kept, before the
+    command). The CLI prints the command and exits 130."""
 
     def __init__(self, flags: dict[str, str | None] | None = None, note: str = "") -> None:
         super().__init__(note)

@@ -359,7 +359,8 @@ def test_a_certified_search_report_opens_with_its_certificate(named, tmp_path: P
     markdown = (tmp_path / "out" / "report.md").read_text()
     summary = markdown[markdown.index("## Summary") : markdown.index("## Trials")]
     first = summary.splitlines()[2]
-    assert first.startswith("- Certified on 3 fresh seeds 0-2 (test mse_z") and verdict in first
+    assert first.startswith("- Certified on 3 fresh seeds 0-2: the winner's plan beats the plan")
+    assert verdict in first
     assert "valid" not in first.replace("best-validation", "")  # before any validation number
     assert "validation mse_z, a selection (optimistic) score" in summary
     assert "| seed | control's plan: test mse_z | winner's plan: test mse_z |" in summary

@@ -18,6 +18,10 @@ EXPLORED = Modification(
     lr_restart=LrRestart(period=2, factor=1.5),
     curriculum=CurriculumPacing(start=0.5, epochs=2),
     component_weights=(1.2, 0.8, 1.0),
+    lr_scale=1.5,
+    weight_decay_scale=2.0,
+    noise_scale=0.5,
+    grad_clip_scale=0.8,
 )
 # the gap rule's change at the boundary after epoch 8: the explored one restated, regularised
 RULE = Modification(
@@ -27,6 +31,10 @@ RULE = Modification(
     lr_restart=LrRestart(period=2, factor=1.5),
     component_weights=(1.2, 0.8, 1.0),
     regularisation=1.5,
+    lr_scale=1.5,
+    weight_decay_scale=2.0,
+    noise_scale=0.5,
+    grad_clip_scale=0.8,
 )
 WINNER = SEED.apply(EXPLORED).apply(RULE)
 
@@ -47,6 +55,10 @@ def test_every_family_the_winner_uses_is_a_candidate():
         ("lr restarts", "lr_restart", None),
         ("curriculum", "curriculum", None),
         ("component weights", "component_weights", None),
+        ("lr scale", "lr_scale", 1.0),
+        ("weight decay scale", "weight_decay_scale", 1.0),
+        ("noise scale", "noise_scale", 1.0),
+        ("grad clip scale", "grad_clip_scale", 1.0),
     ],
 )
 def test_a_family_removed_sets_its_field_neutral_everywhere_and_keeps_the_rest(
@@ -63,11 +75,31 @@ def test_a_family_removed_sets_its_field_neutral_everywhere_and_keeps_the_rest(
     assert ablated.fingerprint not in (WINNER.fingerprint, SEED.fingerprint)
 
 
+def test_the_seeds_own_levers_are_families_like_the_other_modifications():
+    """A winner that only scaled the plan's learning rate (the seed's "adjust the learning
+    rate" lever, as PBT sets it from the search space) has that family, and removing it gives
+    back the plan as written; each lever is a family of its own."""
+    from tune_app.plan import registry
+
+    assert [FAMILIES[name.replace("_", " ")] for name in registry.SCALES] == list(registry.SCALES)
+    for name in registry.SCALES:
+        plan = SEED.apply(Modification(from_epoch=5, **{name: 2.0}))
+        family = name.replace("_", " ")
+        assert families_in(plan) == [family]
+        assert without(plan, family).fingerprint == SEED.fingerprint
+    scaled = SEED.apply(Modification(from_epoch=5, lr_scale=0.5, alpha_shift=0.1))
+    assert families_in(scaled) == ["alpha", "lr scale"]
+    assert (
+        without(scaled, "lr scale").values_at(6).lr
+        == SEED.apply(Modification(from_epoch=5, alpha_shift=0.1)).values_at(6).lr
+    )
+
+
 def test_removing_the_boundary_rules_drops_what_they_wrote():
     ablated = without(WINNER, "boundary rules", rule_epochs=[9])
     assert ablated.modifications == (EXPLORED,)
     # from epoch 9 on the explored modification stays in force, without more regularisation
-    assert ablated.values_at(12).weight_decay == SEED.values_at(12).weight_decay
+    assert ablated.values_at(12).weight_decay == SEED.apply(EXPLORED).values_at(12).weight_decay
 
 
 def test_a_plan_ablated_down_to_nothing_is_the_plan_as_written():

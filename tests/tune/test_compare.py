@@ -51,14 +51,15 @@ def test_a_plan_compared_with_itself_differs_by_exactly_zero(ray_local, storage:
     assert [s.mse_z for s in comparison.a_scores] == [s.mse_z for s in comparison.b_scores]
     assert comparison.a_scores[0].mse_z != comparison.a_scores[1].mse_z  # the seeds differ
     out = capsys.readouterr().out
-    assert "compare: 2 plans x 2 seeds = 4 trials of 10 epochs" in out
+    assert "compare: 2 plans x 2 seeds: 4 trials of 10 epochs (40 epochs to run in all)" in out
     assert "verdict (test mse_z): no difference between B and A beyond seed noise" in out
     folders = sorted(p.name for p in (storage / "same").iterdir() if p.is_dir())
     assert folders == ["A-1000", "A-1001", "B-1000", "B-1001"]
-    assert main(["report", str(storage / "same"), "--out", str(storage / "same_report")]) == 0
-    markdown = (storage / "same_report" / "report.md").read_text()
-    first = markdown[markdown.index("## Summary") :].splitlines()[2]
-    assert first.startswith("- Compared on 2 seeds (test mse_z") and "no difference" in first
+    # a compare run has no winner: report and best say so, with the verdict and what to run
+    assert main(["report", str(storage / "same"), "--out", str(storage / "same_report")]) == 2
+    err = capsys.readouterr().err
+    assert "a compare run" in err and "its verdict (comparison.json): no difference" in err
+    assert "tune-app compare seed seed --resume --name same --storage" in err
 
 
 def test_phase_1_lr_x_001_is_certified_worse(ray_local, storage: Path, capsys):
@@ -75,6 +76,27 @@ def test_phase_1_lr_x_001_is_certified_worse(ray_local, storage: Path, capsys):
     assert worse.low is not None and worse.low > 0.10, worse.text  # the interval excludes 0
     assert worse.worse == 5
     assert "B is worse than A by" in capsys.readouterr().out
+
+
+def test_a_plan_that_diverges_loses_its_seeds_and_the_comparison_is_written(
+    ray_local, storage: Path, capsys
+):
+    """Every phase at lr 1000 (gradient clip 1000): its trials' loss explodes in the first
+    epochs (the trainer's divergence monitor ends them); each seed is a loss for that plan."""
+    raw, _ = read_plan_dict(None)
+    for phase in raw["phases"]:
+        phase["lr"], phase["grad_clip"] = {"constant": 1e3}, 1e3
+    wild = storage / "wild.yaml"
+    wild.write_text(yaml.safe_dump(raw))
+    argv = ["compare", "seed", str(wild), *TINY, "--seeds", "2", "--storage", str(storage)]
+    assert main([*argv, "--name", "wild"]) == 0
+    (comparison,) = _result(storage / "wild").comparisons
+    assert [s.status for s in comparison.b_scores] == ["diverged", "diverged"]
+    assert [s.mse_z is not None for s in comparison.a_scores] == [True, True]
+    assert comparison.mean.failed_b == (1000, 1001) and comparison.mean.verdict == "worse"
+    out = capsys.readouterr().out
+    assert "B is worse than A: B diverged or failed on seeds 1000, 1001, A on none" in out
+    assert out.count("B diverged: a loss for B") == 2
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +132,16 @@ def test_best_and_report_show_the_certificate(certified: Path, tmp_path: Path, c
     capsys.readouterr()
     assert main(["best", str(certified), "--out", str(tmp_path / "best")]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "Certified on 2 fresh seeds 1000-1001" in out and "Without " in out
+    # "Certified" or "Not certified", as the verdict on 2 seeds says
+    assert "ertified on 2 fresh seeds 1000-1001" in out and "Without " in out
     assert (tmp_path / "best" / "certificate.json").read_bytes() == (
         certified / "certificate.json"
     ).read_bytes()
     assert main(["report", str(certified), "--out", str(tmp_path / "report")]) == 0
     markdown = (tmp_path / "report" / "report.md").read_text()
     summary = markdown[markdown.index("## Summary") : markdown.index("## Trials")]
-    assert summary.splitlines()[2].startswith("- Certified on 2 fresh seeds 1000-1001")
+    first = summary.splitlines()[2]
+    assert first.startswith(("- Certified on 2 fresh seeds", "- Not certified on 2 fresh seeds"))
     assert "selection (optimistic)" in summary
 
 
@@ -125,7 +149,7 @@ def test_certify_again_runs_nothing_and_keeps_the_certificate(certified: Path, c
     before = (certified / "certificate.json").read_text()
     assert main(["certify", str(certified)]) == 0  # both parts done: no trial runs again
     out = capsys.readouterr().out
-    assert "trials of" not in out and "Certified on 2 fresh seeds" in out
+    assert "trials of" not in out and "ertified on 2 fresh seeds" in out
     after = json.loads((certified / "certificate.json").read_text())
     assert {k: v for k, v in after.items() if k != "created"} == {
         k: v for k, v in json.loads(before).items() if k != "created"

@@ -8,6 +8,8 @@ from scratch on seeds the search did not use, compared on the test split.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from tune_app.analysis.certification import numbers
@@ -62,10 +64,27 @@ def not_certified(run_uri: str) -> str:
 
 
 def _lead(comparison: Comparison) -> str:
-    return (
-        f"Certified on {len(comparison.seeds)} fresh {seed_range(comparison.seeds)} "
-        f"(test mse_z, each trial at its best-validation checkpoint): {comparison.mean.text}."
+    """The certificate's first sentence: "Certified" only where the winner's plan beats the
+    control's (the interval wholly below 0, or the control failing on more seeds); "Not
+    certified" where the interval includes 0, the winner's plan is worse, or there is none."""
+    on = (
+        f"on {len(comparison.seeds)} fresh {seed_range(comparison.seeds)}"
+        if comparison.seeds
+        else "on no seed where either plan has a score"
     )
+    how = "test mse_z, each trial at its best-validation checkpoint"
+    verdict = comparison.mean.verdict
+    if verdict == "better":
+        head = f"Certified {on}: the winner's plan beats the plan as written"
+    elif verdict == "worse":
+        head = f"Not certified {on}: the winner's plan is worse than the plan as written"
+    elif verdict == "one seed":
+        head = f"Not certified {on}: one seed gives no interval"
+    elif verdict == "no result":
+        head = "Not certified: no seed where both plans have a score"
+    else:
+        head = f"Not certified {on}: no difference beyond seed noise"
+    return f"{head} ({how}): {comparison.mean.text}."
 
 
 def certificate_lines(certificate: Certificate) -> list[str]:
@@ -112,7 +131,8 @@ def ablation_lines(certificate: Certificate) -> list[str]:
         verdict = {"worse": "worse without it", "better": "better without it"}.get(
             comparison.mean.verdict, f"{comparison.mean.verdict} beyond seed noise"
         )
-        lines.append(f"Without {family}: {numbers(comparison.mean)}: {verdict}.")
+        names = ("the full plan", "the plan without it")
+        lines.append(f"Without {family}: {numbers(comparison.mean, names)}: {verdict}.")
         {"worse": carried, "better": helped}.get(comparison.mean.verdict, neutral).append(family)
     summary = [
         f"carried the gain (removing it made the plan worse): {', '.join(carried)}"
@@ -127,21 +147,26 @@ def ablation_lines(certificate: Certificate) -> list[str]:
 
 
 def certificate_table(certificate: Certificate) -> pd.DataFrame | None:
-    """A row per seed: both plans' test mse_z (each at its best-validation checkpoint) and the
-    relative difference (winner - control) / control; None without a comparison."""
+    """A row per seed: both plans' test mse_z (each at its best-validation checkpoint, or why
+    it has none), the relative difference (winner - control) / control and the log ratio
+    log(winner / control) the interval is computed on; None without a comparison."""
     comparison = certificate.comparison
     if comparison is None:
         return None
+    logs = comparison.mean.log_ratios or (None,) * len(comparison.mean.differences)
     rows = [
         {
             "seed": a.seed,
-            "control's plan: test mse_z": a.mse_z,
-            "winner's plan: test mse_z": b.mse_z,
-            "(winner - control) / control": f"{d * 100:+.1f} %",
+            "control's plan: test mse_z": a.mse_z if a.mse_z is not None else a.status,
+            "winner's plan: test mse_z": b.mse_z if b.mse_z is not None else b.status,
+            "(winner - control) / control": "-" if d is None else f"{d * 100:+.1f} %",
+            "log(winner / control)": "-"
+            if d is None
+            else f"{(log if log is not None else math.log1p(d)):+.4f}",
             "best-validation epochs": f"{a.epoch}, {b.epoch}",
         }
-        for a, b, d in zip(
-            comparison.a_scores, comparison.b_scores, comparison.mean.differences, strict=True
+        for a, b, d, log in zip(
+            comparison.a_scores, comparison.b_scores, comparison.mean.differences, logs, strict=True
         )
     ]
     return pd.DataFrame(rows)

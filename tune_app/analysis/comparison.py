@@ -17,7 +17,7 @@ from typing import Any
 from tune_app.analysis.certification import compare_scores
 from tune_app.analysis.evaluate import dataset_for, evaluate, load_model
 from tune_app.analysis.outcome import best_checkpoint
-from tune_app.errors import InputError, RunFailed
+from tune_app.errors import InputError
 from tune_app.runs.records import ARM_KEY, ArmScore, Comparison
 from tune_app.runs.results import Run, TrialRecord
 from tune_app.training.data import Dataset
@@ -36,6 +36,17 @@ def arm_of(trial: TrialRecord) -> tuple[str, int] | None:
     return str(arm["label"]), int(arm["seed"])
 
 
+def _ended_without_score(trial: TrialRecord, total: int) -> str | None:
+    """Why a compare trial that has ended has no score: "diverged" (the trainable reported
+    it), "failed" (it ended short of the plan's last epoch: an error after its retries), or
+    None (it finished the plan)."""
+    if trial.diverged:
+        return "diverged"
+    if not any(c.epoch >= total for c in trial.checkpoints):
+        return "failed"
+    return None
+
+
 def score_trials(run: Run) -> tuple[list[ArmScore], Naive]:
     """Score every trial of a compare run on the test split.
 
@@ -43,13 +54,16 @@ def score_trials(run: Run) -> tuple[list[ArmScore], Naive]:
         run: a compare run (`open_run`), its trials ended.
 
     Returns:
-        One ArmScore per trial (`mse_z` None for a trial without a finite checkpoint: it
-        diverged before its first), and the best naive forecast's name and test mse_z.
+        One ArmScore per trial, and the best naive forecast's name and test mse_z (NaN where
+        no trial has a score). A trial that diverged, or ended short of the plan's last epoch
+        (it failed), has no score (`mse_z` None, `status` says which): it counts against its
+        plan, never scored at a checkpoint from before it went wrong.
 
     Raises:
         InputError: the run's data cannot be read, or is not the data it trained on.
     """
     data_path = run.manifest.spec.get("data_path")
+    total = sum(int(p["epochs"]) for p in run.manifest.spec["plan"]["phases"])
     datasets: dict[str, Dataset] = {}
     scores, naive = [], ("", float("nan"))
     for trial in run.trials:
@@ -57,8 +71,11 @@ def score_trials(run: Run) -> tuple[list[ArmScore], Naive]:
         if arm is None:
             continue
         checkpoint = best_checkpoint(trial)
-        if checkpoint is None:
-            scores.append(ArmScore(arm[0], arm[1], trial.trial_id, 0, None, None))
+        last = max((c.epoch for c in trial.checkpoints), default=0)
+        why = _ended_without_score(trial, total)
+        if why is not None or checkpoint is None:  # no finite checkpoint: it diverged at once
+            status = why or "diverged"
+            scores.append(ArmScore(arm[0], arm[1], trial.trial_id, last, None, None, status=status))
             continue
         with tempfile.TemporaryDirectory() as tmp:
             loaded = load_model(checkpoint.location.download(Path(tmp) / "checkpoint"))
@@ -110,27 +127,17 @@ def comparisons(
             another run).
 
     Returns:
-        One Comparison per pair.
-
-    Raises:
-        RunFailed: a pair without a seed where both plans have a score (their trials diverged).
+        One Comparison per pair (a trial that diverged or failed counts against its plan; a
+        pair where no trial has a score has the verdict "no result").
     """
     known = {arm["label"]: arm for arm in (*run.manifest.arms, *arms)}
-    out = []
-    for a, b in pairs:
-        first, second = known[a], known[b]
-        try:
-            out.append(
-                compare_scores(
-                    scores,
-                    (a, str(first["source"]), str(first["fingerprint"])),
-                    (b, str(second["source"]), str(second["fingerprint"])),
-                    (names.get(a, a), names.get(b, b)),
-                    naive,
-                )
-            )
-        except ValueError as exc:
-            raise RunFailed(
-                f"RUN {run.location.uri}: {exc}; lower the plans' learning rate or gradient clip"
-            ) from None
-    return out
+    return [
+        compare_scores(
+            scores,
+            (a, str(known[a]["source"]), str(known[a]["fingerprint"])),
+            (b, str(known[b]["source"]), str(known[b]["fingerprint"])),
+            (names.get(a, a), names.get(b, b)),
+            naive,
+        )
+        for a, b in pairs
+    ]

@@ -210,7 +210,11 @@ def search_summary(run: Run) -> list[str]:
     said = certificate_lines(certificate) if certificate else [not_certified(run.location.uri)]
     return [
         *lines,
-        *(part for line in said for part in textwrap.wrap(line, 110, subsequent_indent="  ")),
+        *(
+            part
+            for line in said
+            for part in textwrap.wrap(line, 110, subsequent_indent="  ", break_on_hyphens=False)
+        ),
     ]
 
 

@@ -11,14 +11,16 @@ Each part that has finished is not run again; one cut short goes on with `--resu
 from __future__ import annotations
 
 import argparse
-import math
+import shlex
+import sys
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tune_app.cli.args import add_field, settings
-from tune_app.cli.compare import add_seed_args, cost_line, failed_trials, score_and_write
-from tune_app.errors import InputError, Interrupted, RunFailed
+from tune_app.cli.compare import add_seed_args, check_seed_count, failed_trials, score_and_write
+from tune_app.cli.cost import Cost, cost_line, epoch_seconds, remaining
+from tune_app.errors import InputError, Interrupted, NothingToResume, RunClaimed, RunFailed
 from tune_app.tune.options import CompareOptions, Launch
 
 if TYPE_CHECKING:
@@ -51,9 +53,11 @@ def _open_search(uri: str) -> Run:
             "(compare any two plans with `tune-app compare A B`)"
         )
     if not _finished(run):
+        storage = shlex.quote(run.location.parent.uri)
         raise InputError(
             f"RUN {uri}: no trial has finished the plan yet; finish the search first "
-            f"(`tune-app search --resume --name {run.location.name}`), then certify it"
+            f"(`tune-app search --resume --name {shlex.quote(run.location.name)} --storage "
+            f"{storage}`), then certify it"
         )
     return run
 
@@ -78,16 +82,27 @@ def _own_data(run: Run) -> tuple[RunSpec, SeriesTable]:
 
 
 def _state(folder: Location) -> tuple[str, RunManifest | None]:
-    """ "new" (nothing there), "started" (cut short) or "done" (comparison.json written)."""
-    from tune_app.runs.records import COMPARISON, MANIFEST, RunManifest
+    """ "new" (nothing there), "started" (cut short, or a trial failed: --resume runs it
+    again) or "done" (comparison.json written, every trial finished or diverged)."""
+    from tune_app.runs.records import MANIFEST, CompareResult, RunManifest
 
     if not folder.join(MANIFEST).exists():
         return "new", None
     manifest = RunManifest.read(folder)
-    return ("done" if folder.join(COMPARISON).exists() else "started"), manifest
+    found = CompareResult.read(folder)
+    failed = found is None or any(
+        score.status == "failed"
+        for comparison in found.comparisons
+        for score in (*comparison.a_scores, *comparison.b_scores)
+    )
+    return ("started" if failed else "done"), manifest
 
 
-def _seeds(args: argparse.Namespace, recorded: RunManifest | None, search_seed: int) -> list[int]:
+def _seeds(
+    args: argparse.Namespace, recorded: RunManifest | None, search_seed: int, run: Location
+) -> list[int]:
+    from tune_app.runs.records import CERTIFICATE
+
     given: frozenset[str] = getattr(args, "given", frozenset())
     asked = settings(CompareOptions, args)
     if recorded is not None and recorded.seeds and recorded.seed_offset is not None:
@@ -95,8 +110,9 @@ def _seeds(args: argparse.Namespace, recorded: RunManifest | None, search_seed: 
         if {"seeds", "seed_offset"} & given and asked.seed_list != seeds:
             raise InputError(
                 f"--seeds/--seed-offset: this run is being certified on seeds {seeds[0]}-"
-                f"{seeds[-1]}; drop the flags, or move RUN/{CERTIFY}, RUN/{ABLATE} and "
-                "RUN/certificate.json away to certify on other seeds"
+                f"{seeds[-1]}; drop the flags, or move {run.join(CERTIFY).uri}, "
+                f"{run.join(ABLATE).uri} and {run.join(CERTIFICATE).uri} away to certify on "
+                "other seeds"
             )
         return seeds
     seeds = asked.seed_list
@@ -109,19 +125,9 @@ def _seeds(args: argparse.Namespace, recorded: RunManifest | None, search_seed: 
     return seeds
 
 
-def _plan_seconds(run: Run) -> float | None:
-    """The search's median seconds per epoch (its epochs ran under the same load)."""
-    values = [
-        float(v)
-        for t in run.trials
-        if "seconds" in t.metrics
-        for v in t.metrics["seconds"]
-        if math.isfinite(float(v))
-    ]
-    return sorted(values)[len(values) // 2] if values else None
-
-
 def _check_same_arms(folder: Location, manifest: RunManifest | None, arms: list[Any]) -> None:
+    from tune_app.runs.records import CERTIFICATE
+
     if manifest is None:
         return
     recorded = {arm["label"]: arm["fingerprint"] for arm in manifest.arms}
@@ -129,8 +135,8 @@ def _check_same_arms(folder: Location, manifest: RunManifest | None, arms: list[
     if recorded != wanted:
         raise InputError(
             f"{folder.uri} holds a certification of other plans ({recorded}; now {wanted}: the "
-            f"search's winner changed since); move {folder.uri} and RUN/certificate.json away "
-            "to certify the new winner"
+            f"search's winner changed since); move {folder.uri} and "
+            f"{folder.parent.join(CERTIFICATE).uri} away to certify the new winner"
         )
 
 
@@ -141,53 +147,73 @@ def _compare(
     seeds: list[int],
     base: Launch,
     context: tuple[RunSpec, SeriesTable, float | None, str],
-) -> None:
+) -> list[str]:
     """Run (or resume) the compare run in `folder` unless it is done, as `base` says where
-    and how (its name and resume set here)."""
+    and how (its name and resume set here). Returns one line per trial that failed (it counts
+    against its plan; `--resume` runs it again)."""
     from tune_app.tune.compare import run_compare
 
     if state == "done":
-        return
+        return []
     spec, table, seconds, what = context
     launch = replace(base, name=folder.name, resume=state == "started")
     epochs = spec.plan.total_epochs
+    left, left_epochs, ended = remaining(folder, [a.label for a in arms], seeds, epochs)
+    cost = Cost(left, left_epochs, epochs, len(arms) * len(seeds), ended, seconds)
 
-    def announce(slots: int) -> None:
-        trials = len(arms) * len(seeds)
-        print(f"certify: {what} x {len(seeds)} seeds = {cost_line(trials, epochs, slots, seconds)}")
+    def announce(slots: int, ray_start: float) -> None:
+        print(f"certify: {what} x {len(seeds)} seeds: {cost_line(cost, slots, ray_start)}")
 
-    grid, location = run_compare(spec, table, arms, seeds, launch, announce)
-    failures = failed_trials(grid)
-    if failures:
-        raise RunFailed(
-            "; ".join(failures) + f"; {len(failures)} trial(s) of {location.uri} failed: run "
-            "`tune-app certify` again with --resume to retry them (finished ones are kept)"
-        )
+    certify_again = f"tune-app certify {shlex.quote(folder.parent.uri)}"
+    try:
+        grid, _ = run_compare(spec, table, arms, seeds, launch, announce)
+    except RunClaimed as exc:
+        raise InputError(
+            f"RUN {folder.parent.uri}: its {folder.name} run ({folder.uri}) is held by another "
+            f"command ({exc.owner or 'another process'}); wait for it to end, then "
+            f"`{certify_again} --resume`"
+        ) from None
+    except NothingToResume:
+        raise InputError(
+            f"RUN {folder.parent.uri}: its {folder.name} run ({folder.uri}) stopped before Ray "
+            f"saved its state, so nothing of it can be resumed; move {folder.uri} away and run "
+            f"`{certify_again}` again"
+        ) from None
+    return failed_trials(grid)
 
 
-def _verdicts(
-    folders: dict[str, Location],
-    states: dict[str, tuple[str, RunManifest | None]],
-    arms: list[Any],
-    ablated: list[Any],
-) -> tuple[Comparison, list[Comparison]]:
-    """The certify run's comparison and the ablations': read back where an earlier command
-    wrote them, else scored now (and written)."""
+def _main_verdict(folder: Location, state: str) -> Comparison:
+    """The certify run's comparison: read back where an earlier command wrote it, else
+    scored now (and written)."""
     from tune_app.analysis.certificate import CONTROL, NAMES, WINNER
     from tune_app.runs.records import CompareResult
 
-    if states[CERTIFY][0] == "done" and (found := CompareResult.read(folders[CERTIFY])):
+    if state == "done" and (found := CompareResult.read(folder)):
         (main,) = found.comparisons
-    else:
-        (main,) = score_and_write(folders[CERTIFY], [(CONTROL, WINNER)], NAMES)
-    if states[ABLATE][0] == "done" and (found := CompareResult.read(folders[ABLATE])):
-        return main, list(found.comparisons)  # an earlier --ablate's, kept
-    if not ablated:
-        return main, []
+        return main
+    (main,) = score_and_write(folder, [(CONTROL, WINNER)], NAMES)
+    return main
+
+
+def _earlier_ablations(folder: Location, state: str) -> list[Comparison]:
+    """The ablations an earlier `--ablate` finished (kept by a later certify), else none."""
+    from tune_app.runs.records import CompareResult
+
+    if state == "done" and (found := CompareResult.read(folder)):
+        return list(found.comparisons)
+    return []
+
+
+def _ablations(
+    folder: Location, main: Comparison, arms: list[Any], ablated: list[Any]
+) -> list[Comparison]:
+    """Score the ablate run: each ablated plan against the certify run's winner trials."""
+    from tune_app.analysis.certificate import NAMES, WINNER
+
     names = {WINNER: NAMES[WINNER], **{a.label: a.source for a in ablated}}
     winner = next(a.record() for a in arms if a.label == WINNER)
     pairs = [(WINNER, a.label) for a in ablated]
-    return main, score_and_write(folders[ABLATE], pairs, names, (main.b_scores, [winner]))
+    return score_and_write(folder, pairs, names, (main.b_scores, [winner]))
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
@@ -206,8 +232,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
     Raises:
         InputError: not a finished search run, its data gone or changed, a part cut short
             without `--resume`, other seeds or plans than the part started with, or resources
-            no node has.
-        Interrupted: Ctrl-C, with the flag that resumes it (`--resume`).
+            no node has, or `--seeds` under 2.
+        RunFailed: a trial failed (counted against its plan; the certificate is written all
+            the same), with the flag that runs it again (`--resume`).
+        Interrupted: Ctrl-C, with the flag that resumes it (`--resume`); during the ablations
+            the certificate is already written and kept.
     """
     from tune_app.analysis.certificate import (
         CONTROL,
@@ -226,6 +255,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from tune_app.tune.preflight import check_trial_resources
     from tune_app.tune.resources import check_resources
 
+    check_seed_count(args)
     base: Launch = settings(Launch, args)
     check_trial_resources(base)
     run = _open_search(args.run)
@@ -256,12 +286,12 @@ def cmd_certify(args: argparse.Namespace) -> int:
     folders = {name: run.location.join(name) for name in (CERTIFY, ABLATE)}
     states = {name: _state(folder) for name, folder in folders.items()}
     for name, (state, _) in states.items():
-        if state == "started" and not args.resume:
+        if state == "started" and not base.resume:
             raise InputError(
                 f"RUN {args.run}: its {name} run ({folders[name].uri}) was cut short; pass "
                 "--resume to go on with it (finished trials are kept)"
             )
-    seeds = _seeds(args, states[CERTIFY][1], spec.train.seed)
+    seeds = _seeds(args, states[CERTIFY][1], spec.train.seed, run.location)
     arms = [
         Arm(CONTROL, control_plan, "the control's plan: the plan as written"),
         Arm(WINNER, winner_plan, f"the winner's plan: {label} at epoch {checkpoint.epoch}"),
@@ -278,29 +308,52 @@ def cmd_certify(args: argparse.Namespace) -> int:
         _check_same_arms(folders[ABLATE], states[ABLATE][1], ablated)
     check_resources(base.address, base.cpus_per_trial, base.gpus_per_trial, base.wait_for_resources)
     base = replace(base, storage=run.location.uri)
-    seconds = _plan_seconds(run)
+    seconds = epoch_seconds(run)  # the search's epochs ran under the same load
     try:
         what = f"the control's and the winner's plan ({label} at epoch {checkpoint.epoch})"
         context = (spec, table, seconds, what)
-        _compare(folders[CERTIFY], states[CERTIFY][0], arms, seeds, base, context)
-        if ablated:
-            labels = ", ".join(a.label for a in ablated)
-            context = (spec, table, seconds, f"the winner's plan less one family each ({labels})")
-            _compare(folders[ABLATE], states[ABLATE][0], ablated, seeds, base, context)
-        main, ablations = _verdicts(folders, states, arms, ablated)
-    except KeyboardInterrupt:  # Ctrl-C in a compare run or while scoring: certify --resume
+        failures = _compare(folders[CERTIFY], states[CERTIFY][0], arms, seeds, base, context)
+        main = _main_verdict(folders[CERTIFY], states[CERTIFY][0])
+    except KeyboardInterrupt:  # Ctrl-C in the certify run or while scoring it: certify --resume
         raise Interrupted({"--resume": None}) from None
-    if args.ablate and not ablated:
-        print("ablate: the winner's plan uses no family of modifications to remove")
-    certificate = replace(certificate, comparison=main, ablations=tuple(ablations))
-    out.write_bytes(certificate.to_json())
+    earlier = _earlier_ablations(folders[ABLATE], states[ABLATE][0])
+    certificate = replace(certificate, comparison=main, ablations=tuple(earlier))
+    out.write_bytes(certificate.to_json())  # before any ablation: a crash there keeps it
     print("\n".join(comparison_lines(main)))
     print()
-    print("\n".join([*certificate_lines(certificate), *ablation_lines(certificate)]))
+    print("\n".join(certificate_lines(certificate)))
+    print(f"certificate written: {out.uri}")
+    if ablated and not earlier:
+        labels = ", ".join(a.label for a in ablated)
+        try:
+            context = (spec, table, seconds, f"the winner's plan less one family each ({labels})")
+            failures += _compare(folders[ABLATE], states[ABLATE][0], ablated, seeds, base, context)
+            ablations = _ablations(folders[ABLATE], main, arms, ablated)
+        except KeyboardInterrupt:  # the certificate is kept; --resume goes on with the ablations
+            raise Interrupted(
+                {"--resume": None},
+                note=f"the certificate is written ({out.uri}); the ablations were cut short",
+            ) from None
+        certificate = replace(certificate, ablations=tuple(ablations))
+        out.write_bytes(certificate.to_json())
+        print()
+    elif args.ablate and not ablated:
+        print("ablate: the winner's plan uses no family of modifications to remove")
+    if certificate.ablations:
+        print("\n".join(ablation_lines(certificate)))
+        print(f"ablations added to the certificate: {out.uri}")
     print(
-        f"\ncertificate: {out.uri}; `tune-app best {args.run}` copies it into the export, "
+        f"\n`tune-app best {args.run}` copies the certificate into the export, "
         f"`tune-app report {args.run}` opens with it"
     )
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        raise RunFailed(
+            f"{len(failures)} trial(s) failed (each counted against its plan above; Ray's "
+            "traceback is in its folder's error.txt); --resume runs them again and keeps the "
+            "finished ones",
+            {"--resume": None},
+        )
     return 0
 
 

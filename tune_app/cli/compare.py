@@ -12,34 +12,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.args import add_field, add_run_args, flag, non_negative_int, positive_int
-from tune_app.errors import InputError, Interrupted
-from tune_app.tune.options import CompareOptions
+from tune_app.cli.args import add_field, add_run_args, flag, non_negative_int, settings
+from tune_app.errors import InputError, Interrupted, RunFailed
+from tune_app.tune.options import CompareOptions, Launch
 
 if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
-    from tune_app.runs.records import ArmScore, Comparison, ExportConfig
+    from tune_app.runs.records import ArmScore, Comparison, ExportConfig, RunManifest
     from tune_app.runs.storage import Location
     from tune_app.training.data import SeriesTable
 
 __all__ = [
     "add_compare_commands",
     "add_seed_args",
+    "adopt_recorded",
     "check_plans",
-    "cost_line",
+    "check_seed_count",
     "failed_trials",
     "score_and_write",
 ]
 
 SEED = "seed"  # the word for the shipped plan
+MIN_SEEDS = 2  # the fewest seeds a t interval can be computed from
 # the flags an export's config.json fixes: flag dest -> (section of ExportConfig, key)
 FIXED = {
     "hidden": ("model", "hidden"),
@@ -66,6 +67,31 @@ class PlanSource:
     seconds: float | None = None
 
 
+def _a_run_not_a_plan(folder: Path) -> str:
+    """What to give instead of a run's folder, by the run's kind."""
+    import shlex
+
+    from tune_app.runs.records import RunManifest
+    from tune_app.runs.storage import locate
+
+    try:
+        manifest: RunManifest | None = RunManifest.read(locate(folder))
+    except InputError:
+        manifest = None
+    kind = manifest.kind if manifest else "unknown"
+    quoted = shlex.quote(str(folder))
+    best = f"export its best checkpoint with `tune-app best {quoted}` and compare the export"
+    if kind == "search":
+        return (
+            f"a search run, not a plan; certify its winner against its control with "
+            f"`tune-app certify {quoted}`, or {best}"
+        )
+    if kind == "compare" and manifest is not None:
+        named = ", ".join(str(a.get("argument") or a["source"]) for a in manifest.arms)
+        return f"a compare run, not a plan; compare its plans ({named}) by their files"
+    return f"a {kind} run, not a plan; {best}"
+
+
 def _export(which: str, folder: Path) -> PlanSource:
     import pandas as pd
 
@@ -79,11 +105,7 @@ def _export(which: str, folder: Path) -> PlanSource:
     )
 
     if (folder / MANIFEST).is_file():
-        raise InputError(
-            f"{which} {folder}: a run, not a plan; export its best checkpoint with `tune-app best "
-            f"{folder}` and compare the export, or certify a search with `tune-app certify "
-            f"{folder}`"
-        )
+        raise InputError(f"{which} {folder}: {_a_run_not_a_plan(folder)}")
     if not (folder / EXPORT_CONFIG).is_file() or not (folder / EXPORT_PLAN).is_file():
         raise InputError(
             f"{which} {folder}: not a `tune-app best` export (config.json and plan.yaml needed); "
@@ -93,7 +115,7 @@ def _export(which: str, folder: Path) -> PlanSource:
         config = ExportConfig.from_dict(json.loads((folder / EXPORT_CONFIG).read_text()))
     except (ValueError, TypeError) as exc:
         raise InputError(f"{which} {folder}: unreadable {EXPORT_CONFIG} ({exc})") from None
-    plan = Plan.from_yaml((folder / EXPORT_PLAN).read_text(), str(folder / EXPORT_PLAN))
+    plan = Plan.from_yaml((folder / EXPORT_PLAN).read_bytes(), f"{which} {folder / EXPORT_PLAN}")
     seconds = None
     if (folder / METRICS_FILE).is_file():
         frame = pd.read_parquet(folder / METRICS_FILE)
@@ -133,7 +155,14 @@ def resolve_plan(which: str, text: str, phase_epochs: int | None) -> PlanSource:
             f"{which} {text!r}: no such plan file or export; give a plan YAML file, a "
             "`tune-app best` export folder, or seed (the shipped plan)"
         )
-    raw, source = read_plan_dict(path)
+    try:
+        raw, source = read_plan_dict(path)
+    except InputError as exc:  # one line naming the file: say which plan and what to give
+        problem = str(exc).removeprefix(f"{path}: ")
+        raise InputError(
+            f"{which} {text}: {problem}; give a plan YAML file, a `tune-app best` export "
+            "folder, or seed (the shipped plan)"
+        ) from None
     plan = Plan.from_dict(raw, source)
     if phase_epochs is not None and not plan.modifications:
         plan = plan.with_phase_epochs(phase_epochs)
@@ -240,33 +269,6 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
         )
 
 
-def cost_line(trials: int, epochs: int, slots: int, seconds: float | None) -> str:
-    """The cost estimate printed before the first trial starts.
-
-    Args:
-        trials: how many trials.
-        epochs: each trial's epochs.
-        slots: how many trials run at a time.
-        seconds: an epoch's time, when known (an export records it), else None.
-
-    Returns:
-        `10 trials of 50 epochs (500 epochs in all), 2 at a time: about 12 min at 3 s an
-        epoch. Ctrl-C stops it ...`.
-    """
-    text = (
-        f"{trials} trials of {epochs} epochs ({trials * epochs} epochs in all), "
-        f"{min(slots, trials)} at a time"
-    )
-    if seconds:
-        total = math.ceil(trials / slots) * epochs * seconds
-        took = f"{total / 60:.0f} min" if total >= 90 else f"{max(total, 1):.0f} s"
-        text += f": about {took} at {seconds:.2g} s an epoch"
-    return text + (
-        ". Ctrl-C stops it and prints the command that resumes it; a resumed run repeats no "
-        "finished trial."
-    )
-
-
 def failed_trials(grid: Any) -> list[str]:
     """What the trials that failed said (Ray's traceback stays in the trial folder's error.txt).
 
@@ -333,6 +335,51 @@ def _check_resumed_arms(manifest: Any, sources: dict[str, PlanSource]) -> None:
         )
 
 
+def _recorded_run(args: argparse.Namespace) -> RunManifest | None:
+    """The manifest of the compare run `--resume --name` names, None where there is none (the
+    launch's checks then say why: no run there, or a run of another kind)."""
+    from tune_app.runs.records import MANIFEST, RunManifest
+
+    launch: Launch = settings(Launch, args)
+    if not launch.resume or not launch.name:
+        return None
+    location = launch.location("compare")
+    if not location.join(MANIFEST).exists():
+        return None
+    manifest = RunManifest.read(location)
+    return manifest if manifest.kind == "compare" else None
+
+
+def adopt_recorded(args: argparse.Namespace, manifest: RunManifest) -> None:
+    """Fill the flags left out of a `--resume` that shape the plans and the data before the
+    launch: the compare run's phase length (which `seed` and plan files are shortened to), its
+    data file, components and window, so A and B resolve to the plans it trains and the plans
+    are checked against its own data (which `resume_run` then reads once). The flags given are
+    left as they are: `resume_run` refuses those that differ, and goes on with the run's own
+    model and trainer settings.
+
+    Args:
+        args: the parsed command line; changed in place.
+        manifest: the compare run's record (`tune_app_run.json`).
+    """
+    from tune_app.training.configs import DataConfig
+
+    given: frozenset[str] = getattr(args, "given", frozenset())
+    spec = manifest.spec
+    lengths = {int(p["epochs"]) for arm in manifest.arms for p in arm["plan"]["phases"]}
+    if "phase_epochs" not in given and len(lengths) == 1:
+        args.phase_epochs = lengths.pop()
+    if "data" not in given:
+        args.data = spec.get("data_path")
+    recorded = spec.get("data") or {}
+    if not {"components", "component"} & given:
+        components = recorded.get("components")
+        args.components, args.component = None, list(components) if components else None
+    for key in (f.name for f in fields(DataConfig) if f.name != "components"):
+        if key not in given and hasattr(args, key) and recorded.get(key) is not None:
+            setattr(args, key, recorded[key])
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """`tune-app compare A B`: plans A and B trained from scratch on paired seeds as Ray Tune
     trials, each scored on the test split; prints the cost before, the comparison and its
@@ -342,16 +389,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
         args: the parsed command line (its `given`: the flags typed, for `--resume`).
 
     Returns:
-        0 with the comparison written; 1 when a trial failed (`--resume` retries it).
+        0 with the comparison written.
 
     Raises:
-        InputError: a plan, export, flag or data that cannot be compared (before Ray starts).
-        Interrupted: Ctrl-C while scoring, with the flags that resume it.
+        InputError: a plan, export, flag or data that cannot be compared, or `--seeds` under 2
+            (before Ray starts).
+        RunFailed: a trial failed (counted against its plan; `--resume` retries it), or no
+            trial of either plan has a score.
+        Interrupted: Ctrl-C anywhere in the run or its scoring, with this run's own
+            `--resume --name --storage` (a note instead where nothing was saved yet).
     """
     from tune_app.analysis.certification import comparison_lines
+    from tune_app.cli.cost import Cost, cost_line, epoch_seconds, remaining
     from tune_app.cli.runs import prepare_run
+    from tune_app.runs.records import MANIFEST
     from tune_app.tune.compare import Arm, run_compare
 
+    check_seed_count(args)
+    recorded = _recorded_run(args)
+    if recorded is not None:  # --resume: the run's own settings, unless given (then checked)
+        adopt_recorded(args, recorded)
     sources = {
         "A": resolve_plan("A", args.a, args.phase_epochs),
         "B": resolve_plan("B", args.b, args.phase_epochs),
@@ -361,36 +418,73 @@ def cmd_compare(args: argparse.Namespace) -> int:
     run = prepare_run(
         args, "compare", check=lambda run: check_plans(sources, run.table, data_given)
     )
-    if run.resumed is not None:
-        _check_resumed_arms(run.resumed.manifest, sources)
-    arms = [Arm(which, s.plan, s.source) for which, s in sources.items()]
+    resumed, spec, table = run.resumed, run.spec, run.table
+    if resumed is not None:
+        _check_resumed_arms(resumed.manifest, sources)
+    given = {"A": args.a, "B": args.b}
+    arms = [Arm(which, s.plan, s.source, given[which]) for which, s in sources.items()]
+    seeds: list[int] = run.options.seed_list  # a resumed run's own (`resume_run`)
+    launch = replace(run.launch, name=run.launch.run_name("compare"))  # named now: Ctrl-C's advice
+    location = launch.location("compare")
+    epochs = spec.plan.total_epochs
+    left, left_epochs, ended = remaining(location, [a.label for a in arms], seeds, epochs)
     seconds = next((s.seconds for s in sources.values() if s.seconds), None)
-    epochs, seeds, launch = run.spec.plan.total_epochs, run.options.seed_list, run.launch
+    if resumed is not None and seconds is None:
+        from tune_app.runs.results import open_run
 
-    def announce(slots: int) -> None:
-        trials = 2 * len(seeds)
-        print(
-            f"compare: 2 plans x {len(seeds)} seeds = {cost_line(trials, epochs, slots, seconds)}"
-        )
+        seconds = epoch_seconds(open_run(location.uri))  # the run's own epochs so far
+    cost = Cost(left, left_epochs, epochs, len(arms) * len(seeds), ended, seconds)
 
-    grid, location = run_compare(run.spec, run.table, arms, seeds, launch, announce)
-    failures = failed_trials(grid)
-    if failures:
-        print("\n".join(failures), file=sys.stderr)
-        print(
-            f"{len(failures)} trial(s) failed; run the command again with --resume to retry "
-            f"them (finished ones are kept): the run is {location.uri}",
-            file=sys.stderr,
-        )
-        return 1
+    def announce(slots: int, ray_start: float) -> None:
+        print(f"compare: 2 plans x {len(seeds)} seeds: {cost_line(cost, slots, ray_start)}")
+
+    flags: dict[str, str | None] = {
+        "--resume": None,
+        "--name": location.name,
+        "--storage": launch.storage,
+    }
     try:
+        grid, location = run_compare(spec, table, arms, seeds, launch, announce)
+        failures = failed_trials(grid)
         (comparison,) = score_and_write(location, [("A", "B")], {"A": "A", "B": "B"})
-    except KeyboardInterrupt:  # while scoring: the trials are done, --resume scores them
-        flags = {"--resume": None, "--name": location.name, "--storage": launch.storage}
-        raise Interrupted(flags) from None
+    except KeyboardInterrupt:  # anywhere in the run or its scoring: this run's own --resume
+        if location.join(MANIFEST).exists():
+            raise Interrupted(flags) from None
+        raise Interrupted(note="nothing was saved yet; run the command again") from None
     print("\n".join(comparison_lines(comparison)))
     print(f"\nrun: {location.uri} (comparison.json)")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        raise RunFailed(
+            f"{len(failures)} trial(s) failed (each counted against its plan above; Ray's "
+            f"traceback is in its folder's error.txt); --resume runs them again and keeps the "
+            f"finished ones: the run is {location.uri}",
+            flags,
+        )
+    if comparison.mean.verdict == "no result":
+        raise RunFailed(
+            "no trial of either plan has a score: every one diverged or failed; lower the plans' "
+            "learning rate (or gradient clip) and compare again"
+        )
     return 0
+
+
+def check_seed_count(args: argparse.Namespace) -> None:
+    """Refuse `--seeds` under 2 before any work: an interval over seeds needs two.
+
+    Args:
+        args: the parsed command line (`--seeds`, None when not given: the default).
+
+    Raises:
+        InputError: one line, naming the value and the fix.
+    """
+    seeds = settings(CompareOptions, args).seeds
+    if seeds < MIN_SEEDS:
+        raise InputError(
+            f"--seeds {seeds}: a confidence interval needs at least {MIN_SEEDS} seeds (each "
+            f"plan trains once on each); pass --seeds {MIN_SEEDS} or more (default "
+            f"{CompareOptions().seeds})"
+        )
 
 
 def add_seed_args(parser: argparse.ArgumentParser) -> None:
@@ -403,9 +497,9 @@ def add_seed_args(parser: argparse.ArgumentParser) -> None:
         parser,
         CompareOptions,
         "seeds",
-        type=positive_int,
-        help="paired seeds: each plan trains once on each (with 5 seeds Wilcoxon's p cannot go "
-        "below 0.0625, the verdict rests on the t interval)",
+        type=int,
+        help=f"paired seeds, >= {MIN_SEEDS}: each plan trains once on each (with 5 seeds "
+        "Wilcoxon's p cannot go below 0.0625, the verdict rests on the t interval)",
     )
     add_field(
         parser,

@@ -98,7 +98,8 @@ def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
         `resume with: tune-app ...`, the interrupt's note, or that nothing was saved yet.
     """
     if isinstance(exc, Interrupted) and exc.flags:
-        return "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
+        command = "resume with: tune-app " + shlex.join(with_flags(argv, exc.flags))
+        return f"{exc.note}; {command}" if exc.note else command
     if isinstance(exc, Interrupted) and exc.note:
         return exc.note
     return "nothing was saved yet; run the command again"

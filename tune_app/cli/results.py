@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_app.cli.args import positive_int, print_notes
+from tune_app.errors import InputError
 from tune_app.training.metrics import RANK_METRIC, RANK_MODE
 
 __all__ = ["add_result_commands"]
@@ -86,6 +87,53 @@ def _out_dir(given: str | None, run: Any, name: str) -> Path:
     return Path(run.location.path) / name if run.location.is_local else Path(name)
 
 
+def _refuse_a_compare_run(run: Any, command: str) -> None:
+    """`best` and `report` need a run with a winner; a compare run trains the same plans on
+    several seeds, so its best trial is only the luckiest seed.
+
+    Raises:
+        InputError: for a compare run, one line: what the folder is (a search's certify/ or
+            ablate/ run, or a compare run with its verdict) and the command to run instead.
+    """
+    import shlex
+
+    from tune_app.cli.commands import resume_command
+    from tune_app.runs.records import MANIFEST, CompareResult, RunManifest
+
+    if run.kind != "compare":
+        return
+    location, parent = run.location, run.location.parent
+    search = parent.join(MANIFEST).exists() and RunManifest.read(parent).kind == "search"
+    if search and location.name in ("certify", "ablate"):
+        what = "certification" if location.name == "certify" else "ablations"
+        does = "copies its certificate into the export" if command == "best" else "opens with it"
+        raise InputError(
+            f"RUN {location.uri}: the {what} of the search run {parent.uri} (a compare run: "
+            f"plans trained from scratch on fresh seeds, no winner to {command}); run "
+            f"`tune-app {command} {shlex.quote(parent.uri)}` instead: it {does}"
+        )
+    arms = " and ".join(f"{a['label']} ({a['source']})" for a in run.manifest.arms) or "A and B"
+    seeds = run.manifest.seeds
+    result = CompareResult.read(location)
+    verdict = (
+        f"its verdict (comparison.json): {result.comparisons[0].mean.text}"
+        if result and result.comparisons
+        else "its comparison.json is not written yet (the run was cut short)"
+    )
+    train = (
+        "; to get a model of the plan you choose, train it with `tune-app baseline --plan "
+        "PLAN.yaml` and export that run with `tune-app best`"
+        if command == "best"
+        else ""
+    )
+    raise InputError(
+        f"RUN {location.uri}: a compare run (plans {arms}, each trained from scratch on "
+        f"{seeds or 'several'} seeds): it has no winner to {command}, its best trial is only "
+        f"the luckiest seed; {verdict}. `{resume_command(run.manifest, location)}` prints its "
+        f"per-seed table again (a finished run trains nothing){train}"
+    )
+
+
 def cmd_best(args: argparse.Namespace) -> int:
     """`tune-app best RUN`: export the run's best checkpoint (weights, plan.yaml that replays it,
     config.json, lineage.json, metrics.parquet, and a search's certificate when it is about
@@ -102,6 +150,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     from tune_app.runs.results import export_best, open_run
 
     run = open_run(args.run)
+    _refuse_a_compare_run(run, "best")
     out = _out_dir(args.out, run, "best")
     config = export_best(run, out, args.metric, args.mode)
     if run.kind == "search":
@@ -126,7 +175,7 @@ def _carry_certificate(run: Any, config: Any, out: Path) -> bool:
     from tune_app.training.checkpoint import atomic_write_bytes
 
     def say(line: str) -> None:
-        print(textwrap.fill(line, 100, subsequent_indent="  "))
+        print(textwrap.fill(line, 100, subsequent_indent="  ", break_on_hyphens=False))
 
     certificate = Certificate.read(run.location)
     if certificate is None:
@@ -208,6 +257,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tune_app.runs.results import open_run
 
     run = open_run(args.run)
+    _refuse_a_compare_run(run, "report")
     out = _out_dir(args.out, run, "report")
     page, twin = write_report(run, out)
     print(f"report: {page} (self-contained) and {twin}")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_app import __version__
+from tune_app.cli.commands import resume_command
 from tune_app.errors import InputError
 from tune_app.plan.plan import Plan, apply_overrides, read_plan_dict
 from tune_app.plan.search_space import SearchSpace, load_space, space_changes
@@ -283,7 +284,7 @@ def resume_run(
     if manifest.kind != kind:
         raise InputError(
             f"--name {location.name}: a {manifest.kind} run, not a {kind} run; resume it with "
-            f"`tune-app {manifest.kind} --resume --name {location.name}`"
+            f"`{resume_command(manifest, location)}`"
         )
     spec = RunSpec.from_dict(manifest.spec)
     options = from_record(OPTIONS[kind], manifest) if kind in OPTIONS else None

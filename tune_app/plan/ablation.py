@@ -7,6 +7,8 @@ The families are the search space's groups of parameters (`search_spaces/modific
 - alpha, teacher forcing: the shifts added to the plan's alpha and teacher-forcing ratio;
 - lr restarts: every learning-rate warm restart in the modifications (a plateau rule's included);
 - curriculum: the easy-to-hard pacing; component weights: the per-component loss weights;
+- the seed's own levers (`registry.SCALES`), one family each: lr scale, weight decay scale,
+  noise scale, grad clip scale (multipliers of the plan's schedules, set back to 1);
 - boundary rules: the modifications a boundary rule wrote at a phase boundary (gap rule: more
   weight decay and noise; plateau rule: a warm restart), dropped, so that what was in force
   before each stays in force.
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
+from tune_app.plan import registry
 from tune_app.plan.modifications import Modification
 from tune_app.plan.plan import Plan
 
@@ -31,6 +34,8 @@ FAMILIES: dict[str, str | None] = {
     "lr restarts": "lr_restart",
     "curriculum": "curriculum",
     "component weights": "component_weights",
+    # "lr scale", "weight decay scale", "noise scale", "grad clip scale"
+    **{name.replace("_", " "): name for name in registry.SCALES},
     "boundary rules": None,
 }
 _NEUTRAL = Modification(from_epoch=1)

@@ -35,6 +35,7 @@ __all__ = [
     "Settings",
     "apply_overrides",
     "load_plan",
+    "parse_yaml",
     "read_plan_dict",
 ]
 
@@ -235,12 +236,14 @@ class Plan:
         return _parse_plan(raw, source)
 
     @classmethod
-    def from_yaml(cls, text: str, source: str = "plan") -> Plan:
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(f"{source}: not valid YAML: {exc}") from None
-        return _parse_plan(raw, source)
+    def from_yaml(cls, text: str | bytes, source: str = "plan") -> Plan:
+        """The plan in YAML `text` (a file's bytes or its text).
+
+        Raises:
+            InputError: binary content, YAML that does not parse (one line each), or a plan
+                that does not validate (every problem listed).
+        """
+        return _parse_plan(parse_yaml(text, source), source)
 
 
 def _parse_phase(raw: Any, path: str, errors: ErrorList) -> Phase | None:
@@ -370,22 +373,55 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return raw
 
 
+def parse_yaml(content: str | bytes, source: str) -> Any:
+    """YAML `content` (a file's bytes or text) as data.
+
+    Raises:
+        InputError: one line: binary content (not UTF-8 text, or holding NUL bytes: a parquet
+            file, a checkpoint) or YAML that does not parse (the problem, its line and column).
+    """
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8")
+        except UnicodeDecodeError:
+            content = "\x00"
+    if "\x00" in content:
+        raise InputError(
+            f"{source}: not a plan YAML file: binary content (not UTF-8 text); give a plan YAML "
+            "file (see `tune-app plan show`)"
+        )
+    try:
+        return yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"{source}: not valid YAML: {problem}{where}") from None
+
+
 def read_plan_dict(path: str | Path | None) -> tuple[dict[str, Any], str]:
-    """The raw plan mapping and its source name; `None` means the shipped seed plan."""
+    """The raw plan mapping and its source name; `None` means the shipped seed plan.
+
+    Raises:
+        InputError: one line: no such file, binary content, YAML that does not parse, or YAML
+            that is not a mapping.
+    """
     if path is None or str(path) == SEED_PLAN:
-        text = resources.files("tune_app.plans").joinpath(f"{SEED_PLAN}.yaml").read_text()
+        content: str | bytes = (
+            resources.files("tune_app.plans").joinpath(f"{SEED_PLAN}.yaml").read_text()
+        )
         source = f"{SEED_PLAN}.yaml"
     else:
         file = Path(path)
         if not file.is_file():
             raise InputError(f"--plan {path}: no such file; omit --plan for the seed plan")
-        text, source = file.read_text(), str(path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{source}: not valid YAML: {exc}") from None
+        content, source = file.read_bytes(), str(path)
+    raw = parse_yaml(content, source)
     if not isinstance(raw, dict):
-        raise InputError(f"{source}: expected a mapping with 'phases' (got {type(raw).__name__})")
+        raise InputError(
+            f"{source}: not a plan: expected a YAML mapping with 'phases' (got "
+            f"{type(raw).__name__})"
+        )
     return raw, source
 
 

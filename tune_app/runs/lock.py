@@ -21,7 +21,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from tune_app.errors import InputError
+from tune_app.errors import InputError, RunClaimed
 from tune_app.runs.storage import Location
 
 __all__ = ["LOCK_FILE", "LockOwner", "hold_name", "release_name"]
@@ -132,7 +132,7 @@ def hold_name(location: Location, *, resume: bool) -> str | None:
         A note to show when a stale lock (its process gone) was taken over, else None.
 
     Raises:
-        InputError: another live process (or one on another host) holds the name.
+        RunClaimed: another live process (or one on another host) holds the name.
     """
     me = LockOwner.me()
     note = None
@@ -159,15 +159,17 @@ def hold_name(location: Location, *, resume: bool) -> str | None:
             continue
         assert owner is not None
         if resume:
-            raise InputError(
+            raise RunClaimed(
                 f"--resume: run {location.name} is still going ({owner.describe()}); resuming "
                 "it now would run its trials twice: wait for it to end, or stop it (Ctrl-C in "
-                "its terminal), then --resume"
+                "its terminal), then --resume",
+                owner.describe(),
             )
         where = "" if alive else f"; if that process is gone, delete {file.uri} and run again"
-        raise InputError(
+        raise RunClaimed(
             f"--name {location.name}: a run of that name is starting or going at "
-            f"{location.uri} ({owner.describe()}); choose another --name{where}"
+            f"{location.uri} ({owner.describe()}); choose another --name{where}",
+            owner.describe(),
         )
     raise InputError(f"--name {location.name}: could not claim {location.uri}; run again")
 

@@ -377,7 +377,9 @@ class ArmScore:
     """One trial of a comparison: plan `arm` trained on `seed`, scored on the test split with
     the weights of its best-validation checkpoint (epoch `epoch`): `mse_z` is the mean over
     components of the free-running forecasts' MSE in the train split's z-units, `components`
-    the same per component. A trial without a finite checkpoint (diverged) has `mse_z` None."""
+    the same per component. `status`: "scored", or why the trial has no score (`mse_z`
+    None): "diverged" (its loss became non-finite or exploded) or "failed" (it ended without
+    finishing the plan: an error after its retries); either counts against its plan."""
 
     arm: str
     seed: int
@@ -386,20 +388,27 @@ class ArmScore:
     val_free_loss: float | None
     mse_z: float | None
     components: dict[str, float] = field(default_factory=dict)
+    status: str = "scored"
 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Plan B against plan A on one score (`score`: "mean" or a component) over paired seeds:
-    per seed the relative difference (B - A) / A (negative: B's error is lower), their mean,
-    the 95 % interval of that mean (`low`, `high`; None with one seed), the Wilcoxon
-    signed-rank p-value (None with one seed), on how many seeds B was better and worse, the
-    `verdict` ("better", "worse", "no difference", "one seed") and the sentence saying it."""
+    """Plan B against plan A on one score (`score`: "mean" or a component) over paired seeds.
+
+    Per seed, `log_ratios` log(B / A) (negative: B's error is lower) and, to read, the relative
+    difference (B - A) / A (`differences`); both None on a seed where one plan has no score
+    (it diverged or its trial failed: `failed_a`, `failed_b` name those seeds, each a loss for
+    that plan). `mean` is the relative difference of the seeds' geometric means,
+    exp(mean log ratio) - 1 (None: no seed where both plans have a score), `low` and `high` the
+    95 % t interval of the mean log ratio transformed back the same way (None under two such
+    seeds); the Wilcoxon signed-rank p-value on the log ratios (None with one seed); on how many
+    seeds B was better and worse (a failure counted against its plan); the `verdict`
+    ("better", "worse", "no difference", "one seed", "no result") and the sentence saying it."""
 
     score: str
     seeds: tuple[int, ...]
-    differences: tuple[float, ...]
-    mean: float
+    differences: tuple[float | None, ...]
+    mean: float | None
     low: float | None
     high: float | None
     p_value: float | None
@@ -407,6 +416,9 @@ class PairedDifference:
     worse: int
     verdict: str
     text: str
+    log_ratios: tuple[float | None, ...] = ()
+    failed_a: tuple[int, ...] = ()
+    failed_b: tuple[int, ...] = ()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PairedDifference:
@@ -414,8 +426,10 @@ class PairedDifference:
         return cls(
             **{
                 **raw,
-                "seeds": tuple(raw.get("seeds") or ()),
-                "differences": tuple(raw.get("differences") or ()),
+                **{
+                    key: tuple(raw.get(key) or ())
+                    for key in ("seeds", "differences", "log_ratios", "failed_a", "failed_b")
+                },
             }
         )
 

@@ -182,7 +182,8 @@ def open_run(uri: str) -> Run:
     location = locate(uri)
     if not location.is_dir():
         raise InputError(
-            f"RUN {uri}: no such run directory; runs live under --storage (default results/)"
+            f"RUN {uri}: no such run directory; give the folder the run command made: its "
+            "storage and name (by default results/NAME)"
         )
     manifest = RunManifest.read(location)
     trials = [

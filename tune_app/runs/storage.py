@@ -43,6 +43,11 @@ class Location:
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
 
+    @property
+    def parent(self) -> Location:
+        """The folder holding this one (a run's storage, a search run for its certify/)."""
+        return Location(self.fs, self.path.rsplit("/", 1)[0], self.uri.rsplit("/", 1)[0])
+
     def exists(self) -> bool:
         return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
 

@@ -12,6 +12,7 @@ from its last checkpoint. Scoring the trials on the test split happens afterward
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,11 +36,14 @@ __all__ = ["Arm", "arm_configs", "run_arm", "run_compare", "slots"]
 @dataclass(frozen=True)
 class Arm:
     """One plan of a comparison: its `label` (a folder-safe word: "A", "winner",
-    "no-alpha"), the plan, and where it came from in words (`source`)."""
+    "no-alpha"), the plan, where it came from in words (`source`) and, for `tune-app compare`,
+    the command-line argument that named it (`argument`: a plan file, an export, `seed`; ""
+    where no argument did, as in certify), which advice quotes back."""
 
     label: str
     plan: Plan
     source: str
+    argument: str = ""
 
     def record(self) -> dict[str, Any]:
         """As the run's manifest records it (`RunManifest.arms`)."""
@@ -48,6 +52,7 @@ class Arm:
             "source": self.source,
             "fingerprint": self.plan.fingerprint,
             "plan": self.plan.to_dict(),
+            "argument": self.argument,
         }
 
 
@@ -85,7 +90,7 @@ def run_compare(
     arms: Sequence[Arm],
     seeds: Sequence[int],
     launch: Launch,
-    announce: Callable[[int], None] | None = None,
+    announce: Callable[[int, float], None] | None = None,
 ) -> tuple[tune.ResultGrid, Location]:
     """Train every plan of `arms` on every seed of `seeds`, one Tune trial each.
 
@@ -97,8 +102,9 @@ def run_compare(
         seeds: the seeds, consecutive from the first (the manifest records the first and the
             count).
         launch: storage, name, cluster, resources, resume.
-        announce: called with the number of trials that run at once, after Ray started and
-            before any trial does (for the cost estimate).
+        announce: called with the number of trials that run at once and the seconds Ray took
+            to start (or join), after Ray started and before any trial does (for the cost
+            estimate).
 
     Returns:
         Tune's result grid and the run's folder.
@@ -110,9 +116,10 @@ def run_compare(
     """
     location = launch.location("compare")
     claim(location, launch)
+    started = time.perf_counter()
     init_ray(launch.address)
     if announce is not None:
-        announce(slots(launch.cpus_per_trial, launch.gpus_per_trial))
+        announce(slots(launch.cpus_per_trial, launch.gpus_per_trial), time.perf_counter() - started)
     base = spec.with_plan(arms[0].plan)
     trainable = tune.with_resources(
         tune.with_parameters(run_arm, table=table),

@@ -16,7 +16,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from tune_app.errors import InputError, RunFailed
+from tune_app.errors import InputError, NothingToResume, RunFailed
 from tune_app.plan.search_space import SearchSpace, to_optuna
 from tune_app.runs.lock import hold_name, release_name
 from tune_app.runs.manifest import space_record, write_manifest
@@ -120,7 +120,7 @@ def fit_or_restore(
     used, which is why cli/resume.py refuses a space file or a flag that differs from the run."""
     if launch.resume:
         if not tune.Tuner.can_restore(location.uri if not location.is_local else location.path):
-            raise InputError(
+            raise NothingToResume(
                 f"--resume: no run to resume at {location.uri}; check --name and --storage"
             )
         tuner = tune.Tuner.restore(
