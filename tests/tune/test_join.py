@@ -368,3 +368,51 @@ def test_a_failed_join_names_its_log_or_leaves_none(
         assert "Failed to get cluster ID" in logs[0].read_text()
     else:
         assert logs == [] and "Ray's messages" not in err, err
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when the block ends
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("127.0.0.1:99999", "a port from 1 to 65535"),
+        ("127.0.0.1:0", "a port from 1 to 65535"),
+        ("http://127.0.0.1:8265", "Ray joins no http:// address"),
+        ("ray://http://127.0.0.1:8265", "Ray joins no http:// address"),
+    ],
+)
+def test_an_address_of_the_wrong_form_is_named_before_anything_is_tried(
+    address: str, said: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    argv = ["baseline", "--address", address, "--storage", str(tmp_path / "s")]
+    assert main([*argv, "--phase-epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and said in err, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_ray_client_advice_starts_ray_clients_server(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    port = _closed_port()
+    argv = ["baseline", "--address", f"ray://127.0.0.1:{port}", "--storage", str(tmp_path / "s")]
+    assert main([*argv, "--phase-epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--ray-client-server-port {port}" in err and "ray[client]" in err, err
+    assert f"--head --port {port}" not in err
+
+
+def test_an_address_from_ray_address_is_named_as_the_variable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    port = _closed_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    assert main(["baseline", "--storage", str(tmp_path / "s"), "--phase-epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"RAY_ADDRESS=127.0.0.1:{port} (no --address given)" in err, err
+    assert "unset RAY_ADDRESS" in err and "--address 127.0.0.1" not in err, err

@@ -159,13 +159,19 @@ def _check_ray_setup(args: argparse.Namespace) -> None:
     """
     import os
 
-    from tune_app.tune.ray_env import check_environment, target
+    from tune_app.errors import InputError
+    from tune_app.tune.ray_env import check_environment, from_environment, target
 
     check_environment(os.environ)  # before Ray is imported: some settings crash its import
     if where := target(args.address):
         from tune_app.tune.cluster import check_cluster  # Ray's core only: not Tune, not torch
 
-        check_cluster(where)
+        try:
+            check_cluster(where)
+        except InputError as error:
+            if args.address:
+                raise
+            raise from_environment(error, where) from None
 
 
 def _closed_pipe() -> int:

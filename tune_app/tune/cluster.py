@@ -260,6 +260,11 @@ def _ask(address: str, gcs_address: str, mode: str) -> _ray_gcs.ClusterProbe:
         raise _refused(address, mode) from None
     except RpcError as exc:
         shown = _shown(address, gcs_address)
+        if getattr(exc, "rpc_code", None) == GRPC_UNIMPLEMENTED:
+            raise InputError(
+                f"--address {address}: {shown} answers Ray's RPC but is not the head's GCS (a "
+                f"raylet's or a worker's port?); {_gcs_port(address, gcs_address)}"
+            ) from None
         raise InputError(
             f"--address {address}: the Ray cluster at {shown} did not answer "
             f"({_users(address, gcs_address, _deepest(exc))}); check that its head runs "
@@ -397,6 +402,8 @@ def _ray_messages_logged() -> Iterator[Path]:
             raise
         raise type(exc)(f"{exc} (Ray's messages: {log})") from None
 
+
+GRPC_UNIMPLEMENTED = 12  # gRPC's status code for a service the server does not offer
 
 # the addresses `check_cluster` found joinable in this process -> the GCS address Ray resolved
 # (None for Ray Client)

@@ -112,18 +112,54 @@ def check_reachable(address: str) -> None:
     if address == "auto":
         return
     hostport = address.removeprefix("ray://")
+    if "://" in hostport:  # http://...: a dashboard's or job server's URL, not a cluster's
+        scheme = hostport.split("://", 1)[0]
+        raise InputError(
+            f"--address {address!r}: Ray joins no {scheme}:// address (that is a dashboard's or "
+            "a job server's); give the head's GCS HOST:PORT (`ray start --head --port`, 6379 by "
+            "default) or ray://HOST:PORT for Ray Client"
+        )
     host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(
+            f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT "
+            "(a port from 1 to 65535)"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=3):
             pass
     except OSError as exc:
+        start = (
+            f"`ray start --head --ray-client-server-port {port}` for Ray Client, which also "
+            "needs ray[client] installed here"
+            if address.startswith("ray://")
+            else f"`ray start --head --port {port}`"
+        )
         raise InputError(
             f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-            f"start one on {host} (`ray start --head --port {port}`) or leave --address out "
-            "to run locally"
+            f"start one on {host} ({start}) or leave --address out to run locally"
         ) from None
+
+
+def from_environment(error: InputError, address: str) -> InputError:
+    """`error` about a cluster address that came from `RAY_ADDRESS`, not from --address: the
+    line names the variable, and says to unset it to run locally.
+
+    Args:
+        error: the one line `check_reachable` or `cluster.check_cluster` raised.
+        address: the value of `RAY_ADDRESS`.
+
+    Returns:
+        The same error, worded for the variable.
+    """
+    text = str(error).replace(
+        f"--address {address!r}", f"RAY_ADDRESS={address!r} (no --address given)", 1
+    )
+    text = text.replace(f"--address {address}", f"RAY_ADDRESS={address} (no --address given)", 1)
+    text = text.replace("leave --address out to run locally", "`unset RAY_ADDRESS` to run locally")
+    if "unset RAY_ADDRESS" not in text:
+        text += "; or `unset RAY_ADDRESS` to run locally"
+    return InputError(text)
 
 
 def _default_token_file(environ: Mapping[str, str]) -> Path:
