@@ -33,7 +33,7 @@ from tune_app.runs.spec import RunSpec, load_model_config
 from tune_app.runs.storage import Location
 from tune_app.training.data import SeriesTable, open_series
 
-__all__ = ["Resumed", "resume_run"]
+__all__ = ["Resumed", "plan_conflicts", "resume_run"]
 
 _MODEL = ("hidden", "layers", "dropout", "cell")
 _DATA = ("input_len", "output_len", "stride", "fill")
@@ -92,10 +92,25 @@ def _value_at(raw: Any, path: str) -> Any:
     return node
 
 
-def _plan_conflicts(
+def plan_conflicts(
     args: argparse.Namespace, given: frozenset[str], recorded: dict[str, Any]
 ) -> list[Conflict]:
-    """The plan flags given that the run's plan contradicts."""
+    """The plan flags given (`--plan`, `--set`, `--phase-epochs`) that a run's or a
+    checkpoint's own plan contradicts.
+
+    Args:
+        args: the parsed command line.
+        given: the dests of the flags typed (`main.given_flags`); flags left out never count.
+        recorded: the plan the run or checkpoint recorded (`Plan.to_dict()`).
+
+    Returns:
+        (the flag as given, what the recorded plan has) for each flag that differs; a
+        `--phase-epochs` or `--plan` equal to the recorded plan (a shortened one included)
+        does not.
+
+    Raises:
+        InputError: the `--plan` file cannot be read.
+    """
     out: list[Conflict] = []
     if "phase_epochs" in given:
         lengths = {phase.get("epochs") for phase in recorded.get("phases") or []}
@@ -128,7 +143,7 @@ def _spec_conflicts(
 ) -> list[Conflict]:
     """The flags given that describe the run (plan, model, data, trainer) and differ from it."""
     recorded = manifest.spec
-    out = _plan_conflicts(args, given, recorded.get("plan") or {})
+    out = plan_conflicts(args, given, recorded.get("plan") or {})
     mine = built.to_dict()
     for section, keys in (("model", _MODEL), ("data", _DATA), ("train", _TRAIN)):
         for key in keys:
