@@ -100,3 +100,26 @@ def test_train_resume_goes_on_with_the_checkpoints_own_plan(trained, tmp_path: P
         err = capsys.readouterr().err
         assert "goes on with the plan it was trained with" in err and flags[0] in err, err
         assert "tune-app continue" in err and not out_dir.exists()
+
+
+def test_a_missing_recorded_data_file_is_named(tmp_path: Path, capsys):
+    """fresh-20 item 9: a model whose training file is gone said "no such file; make one
+    with make-synthetic"; now it names the recorded file and says to pass --data."""
+    data = tmp_path / "gone.parquet"
+    make_synthetic(series=3, length=160, seed=1).to_parquet(data, index=False)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data), *TINY, "--stop-after", "2", "--out", str(run)]
+    assert main(argv) == 0
+    data.unlink()
+    checkpoint = run / "checkpoints" / "epoch_00002"
+    for argv in (
+        ["train", "--resume", str(checkpoint), "--out", str(tmp_path / "r")],
+        _continue(checkpoint, tmp_path / "c"),
+        ["evaluate", str(run)],
+    ):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"was trained on {data}, which is not there now; pass --data" in err, err
+        assert "make-synthetic" not in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()

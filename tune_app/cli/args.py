@@ -206,15 +206,15 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
         device: where trials train ("cpu", or "cuda" with --gpus-per-trial > 0).
 
     Returns:
-        The RunSpec (plan, model, data and trainer settings, data path) and the data as read
-        (its notes printed on stderr).
+        The RunSpec (plan, model, data and trainer settings, the data file's absolute path or
+        its URI) and the data as read (its notes printed on stderr).
 
     Raises:
         InputError: a bad plan, data file, model config or flag, before any work starts.
     """
     from tune_app.plan.plan import load_plan
     from tune_app.runs.spec import RunSpec, load_model_config
-    from tune_app.training.data import DataConfig
+    from tune_app.training.data import DataConfig, absolute_data_path
     from tune_app.training.model import ModelConfig
     from tune_app.training.trainer import TrainConfig
 
@@ -246,7 +246,8 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
         model=ModelConfig.from_dict(model_raw),
         data=data,
         train=train,
-        data_path=args.data,
+        # recorded absolute (a Ray trial's working directory is another folder), read as typed
+        data_path=absolute_data_path(args.data),
     )
     print_notes(spec.dataset(table).notes)  # validates lengths and components before any work
     return spec, table

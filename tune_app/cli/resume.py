@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from tune_app.plan.search_space import SearchSpace, load_space, space_changes
 from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec, load_model_config
 from tune_app.runs.storage import Location
-from tune_app.training.data import SeriesTable, open_series
+from tune_app.training.data import SeriesTable, absolute_data_path, open_series
 
 __all__ = ["Resumed", "plan_conflicts", "resume_run"]
 
@@ -188,7 +188,7 @@ def _own_table(
     path = args.data if "data" in given else recorded_path
     built_spec, built_table = built
     try:
-        if path == built_spec.data_path and spec.data == built_spec.data:
+        if absolute_data_path(path) == built_spec.data_path and spec.data == built_spec.data:
             table = built_table
         else:
             table = open_series(path, spec.data)
@@ -311,6 +311,10 @@ def resume_run(
     given: frozenset[str] = getattr(args, "given", frozenset())
     spec = RunSpec.from_dict(manifest.spec)
     table, data_conflict = _own_table(args, given, manifest, spec, (built, built_table))
+    # the file the data was read from now, as an absolute path (a run from before paths were
+    # recorded so, or a file given with --data at another place): where the run's data is
+    read_from = args.data if "data" in given else spec.data_path
+    spec = replace(spec, data_path=absolute_data_path(read_from))
     conflicts = _spec_conflicts(args, given, built, manifest)
     conflicts += _setting_conflicts(args, given, manifest, kind)
     if data_conflict:

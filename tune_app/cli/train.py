@@ -68,12 +68,14 @@ def _defaults_from_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     """`train --resume CKPT`: the checkpoint's own data file, components (by name, in its
     order) and model, unless flags say else (another data file is then refused unless
     --allow-other-data; see runs/local.py). Returns the checkpoint's state."""
+    from tune_app.training.data import check_recorded_data
     from tune_app.training.normalisation import Normalisation
     from tune_app.training.resumable import open_checkpoint
 
     state = open_checkpoint(args.resume)  # refused here (exit 2) when unreadable or unfit
     if args.data is None:
         args.data = state.get("data_path")
+        check_recorded_data(args.data, f"checkpoint {args.resume}")
     recorded = Normalisation.from_dict(state.get("normalisation"))
     if recorded is not None and not args.components and not args.component:
         args.component = list(recorded.components)

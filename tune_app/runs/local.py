@@ -19,7 +19,7 @@ from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import locate
 from tune_app.runs.writers import BestStateWriter, CheckpointWriter, history_parquet
 from tune_app.training.checkpoint import atomic_write_bytes, package_versions
-from tune_app.training.data import Dataset, Normalisation
+from tune_app.training.data import Dataset, Normalisation, check_recorded_data
 from tune_app.training.model import Seq2Seq
 from tune_app.training.monitors import BoundaryRule, Callback, StopAfter, monitors
 from tune_app.training.resumable import fresh_optimizer, open_checkpoint
@@ -283,6 +283,7 @@ def run_continue(
                 "pass --data"
             )
         data_path = state["data_path"]
+        check_recorded_data(data_path, f"checkpoint {model_path}")
     spec = RunSpec.from_dict(
         {
             "plan": state["plan"],

@@ -42,6 +42,8 @@ __all__ = [
     "Normalisation",
     "SeriesTable",
     "Windows",
+    "absolute_data_path",
+    "check_recorded_data",
     "find_gaps",
     "load_dataset",
     "read_series",
@@ -492,3 +494,42 @@ def open_series(
             selected_by=selected_by,
         )
     return read_series(path, config, selected_by=selected_by)
+
+
+def absolute_data_path(path: str | None) -> str | None:
+    """A data path as a run records it: a local file as its absolute, resolved path (so a
+    checkpoint or export finds it from any folder, and a Ray worker's working directory never
+    enters it), a remote URI (`s3://...`) as given.
+
+    Args:
+        path: the `--data` value as typed; None for the built-in synthetic data.
+
+    Returns:
+        The path to record, or None.
+    """
+    if path is None or "://" in path:
+        return path
+    return str(Path(path).resolve())
+
+
+def check_recorded_data(path: str | None, owner: str) -> None:
+    """Refuse, naming it, a model's recorded training file that is not there any more, before
+    the reader would blame the user's `--data` for it.
+
+    Args:
+        path: the data path the checkpoint, export or run recorded (None: synthetic data).
+        owner: what recorded it, for the message ("checkpoint results/t/checkpoints/...").
+
+    Raises:
+        InputError: a local recorded file that does not exist (remote URIs are left to the
+            reader).
+    """
+    if path is None or "://" in path or Path(path).is_file():
+        return
+    relative = (
+        "" if Path(path).is_absolute() else " (a path relative to the folder the run started in)"
+    )
+    raise InputError(
+        f"{owner} was trained on {path}{relative}, which is not there now; pass --data with "
+        "that file (or a copy of it)"
+    )
