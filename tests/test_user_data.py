@@ -196,6 +196,48 @@ def test_large_offsets_keep_their_spread(trained: Path, tmp_path: Path, capsys):
     assert report["scores"]["persistence"]["c0"]["mse"] > 0
 
 
+def _float32_fingerprint(path: Path) -> str:
+    """A data fingerprint as tune_app took it before fingerprints were float64: sha256 of the
+    names, then per series (sorted) its id and its values cast to float32."""
+    import hashlib
+
+    frame = pd.read_parquet(path).sort_values(["series_id", "step"])
+    names = [c for c in frame.columns if c not in ("series_id", "step")]
+    digest = hashlib.sha256("|".join(names).encode())
+    for series_id, group in frame.groupby("series_id", sort=True):
+        digest.update(str(series_id).encode())
+        digest.update(np.ascontiguousarray(group[names].to_numpy(np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def test_files_that_differ_only_in_a_large_components_digits_are_other_data(
+    trained: Path, tmp_path: Path, capsys
+):
+    """fresh-20 item 3: the fingerprint was taken over float32 values, so a file whose 1e12
+    component is constant (or shifted by 20,000) was "the same data" and a resume trained on
+    it without a word."""
+    from tune_app.training.data import read_series
+
+    big = _scaled(trained, "big.parquet", "c0", lambda c: 1e12 + c * 1e3)
+    flat = _scaled(trained, "bigconst.parquet", "c0", lambda c: c * 0 + 1e12)
+    shifted = _scaled(trained, "bigshift.parquet", "c0", lambda c: 1e12 + c * 1e3 + 2e4)
+    assert len({read_series(p).fingerprint for p in (big, flat, shifted)}) == 3
+    assert _run(["train", "--data", big, *TRAIN_FLAGS, "--out", tmp_path / "t"], capsys)[0] == 0
+    checkpoint = tmp_path / "t" / "checkpoints" / "epoch_00003"
+    for other in (flat, shifted):
+        argv = ["train", "--resume", checkpoint, "--data", other, "--out", tmp_path / "r"]
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and "--allow-other-data" in err, err
+        assert not (tmp_path / "r").exists()
+    # a checkpoint from before (its fingerprint over float32 values) still resumes on its data
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    state["data_fingerprint"] = _float32_fingerprint(big)
+    assert state["data_fingerprint"] == read_series(big).older_fingerprint
+    torch.save(state, checkpoint / "state.pt")
+    code, out, err = _run(["train", "--resume", checkpoint, "--out", tmp_path / "old"], capsys)
+    assert code == 0 and "done:" in out, err
+
+
 def test_a_float32_file_that_lost_the_spread_is_said(trained: Path, capsys):
     path = _scaled(trained, "big32.parquet", "c0", lambda c: (1e12 + c * 1e3).astype(np.float32))
     code, out, _ = _run(["data", "inspect", path], capsys)

@@ -214,7 +214,7 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
             export is not None
             and not data_given
             and export.data_fingerprint
-            and export.data_fingerprint != table.fingerprint
+            and not table.matches(export.data_fingerprint)
         ):
             raise InputError(
                 f"{which} ({source.source}): its data {export.data_path or 'synthetic'} changed "

@@ -200,7 +200,7 @@ def _own_table(
             "resume from the folder the run started in, or pass --data with the path of the "
             "same file"
         ) from None
-    if not manifest.data_fingerprint or table.fingerprint == manifest.data_fingerprint:
+    if not manifest.data_fingerprint or table.matches(manifest.data_fingerprint):
         return table, None
     own = recorded_path or "the built-in synthetic data"
     if "data" in given:

@@ -19,7 +19,7 @@ from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import locate
 from tune_app.runs.writers import BestStateWriter, CheckpointWriter, history_parquet
 from tune_app.training.checkpoint import atomic_write_bytes, package_versions
-from tune_app.training.data import Dataset, Normalisation, check_recorded_data
+from tune_app.training.data import Dataset, Normalisation, SeriesTable, check_recorded_data
 from tune_app.training.model import Seq2Seq
 from tune_app.training.monitors import BoundaryRule, Callback, StopAfter, monitors
 from tune_app.training.resumable import fresh_optimizer, open_checkpoint
@@ -94,12 +94,14 @@ def write_run_config(
 
 
 def check_same_data(
-    state: dict[str, Any], checkpoint: Path, fingerprint: str, data: str, allow: bool
+    state: dict[str, Any], checkpoint: Path, table: SeriesTable, data: str, allow: bool
 ) -> None:
-    """Refuse to resume `checkpoint` on data other than its own (by fingerprint), unless `allow`."""
+    """Refuse to resume `checkpoint` on data other than its own (by fingerprint, an older
+    float32 one too), unless `allow`."""
     recorded = state.get("data_fingerprint")
-    if allow or recorded is None or recorded == fingerprint:
+    if allow or recorded is None or table.matches(recorded):
         return
+    fingerprint = table.fingerprint
     own = state.get("data_path") or "the built-in synthetic data"
     raise InputError(
         f"checkpoint {checkpoint} was trained on {own} (fingerprint {recorded[:12]}), "
@@ -126,7 +128,7 @@ def run_train(
     if resume is not None:  # a bad checkpoint fails here, before anything is written
         state = check_resume(resume, spec.model)
         data = spec.data_path or "the built-in synthetic data"
-        check_same_data(state, resume, table.fingerprint, data, allow_other_data)
+        check_same_data(state, resume, table, data, allow_other_data)
         if fresh := fresh_optimizer(state, resume):
             print(fresh)
         normalisation = Normalisation.from_dict(state.get("normalisation"))
@@ -300,9 +302,7 @@ def run_continue(
     else:
         print(_older(model_path))
     table = spec.open_table()
-    check_same_data(
-        state, model_path, table.fingerprint, data_path or "synthetic", allow_other_data
-    )
+    check_same_data(state, model_path, table, data_path or "synthetic", allow_other_data)
     dataset = spec.dataset(table, normalisation)
     lr = (
         f"lr falling from {start_lr:g} to {min_lr:g} (cosine)"
