@@ -255,6 +255,19 @@ def test_tiny_units_are_not_constant_and_skill_stays_finite(trained, tmp_path, c
     assert skill is not None and abs(skill) < 100  # not -3.8e20
 
 
+def test_the_float32_note_is_for_lost_spread_not_for_a_constant_column(trained: Path, capsys):
+    """fresh-20 item 3 sibling: a column equal to 5.0 everywhere got "too far for float32 to
+    keep their spread (std 0 instead of 1.8e-15)": float64's rounding of a constant."""
+    flat = _scaled(trained, "const5.parquet", "c2", lambda c: c * 0 + 5.0)
+    flat_big = _scaled(trained, "const1e12.parquet", "c2", lambda c: c * 0 + 1e12)
+    far = _scaled(trained, "far.parquet", "c2", lambda c: c + 1e9)  # far outside training's
+    for path in (flat, flat_big):
+        code, _, err = _run(["evaluate", trained / "run", "--data", path], capsys)
+        assert code == 0 and "float32" not in err, err
+    code, _, err = _run(["evaluate", trained / "run", "--data", far], capsys)
+    assert code == 0 and "component 'c2'" in err and "too far for float32" in err, err
+
+
 def test_a_constant_component_scores_n_a(trained: Path, tmp_path: Path, capsys):
     path = _scaled(trained, "flat.parquet", "c2", lambda c: c * 0 + 7.0)
     code, out, _ = _run(["data", "inspect", path], capsys)
