@@ -342,6 +342,37 @@ def test_bad_timestamps_are_refused(make, said, trained: Path, capsys):
         assert code == 2 and all(s in err for s in said), err
 
 
+def test_local_times_across_clocks_going_forward_get_the_dst_hint(trained: Path, capsys):
+    """fresh-20 item 6 sibling: naive local hourly times 01:00, 03:00 on 2024-03-31 were an
+    "irregular interval" with the advice to add the missing rows; no row is missing."""
+    naive = lambda t: t.dt.tz_localize(None)  # noqa: E731  (Berlin wall-clock times)
+    path = _timed(trained, "spring_naive.csv", naive)
+    code, out, _ = _run(["data", "inspect", path], capsys)
+    assert code == 0 and "an hour more: clocks going forward?" in out, out
+    assert "skip an hour when clocks go forward" in out and "add the missing rows" not in out
+    code, _, err = _run(["train", "--data", path, *TRAIN_FLAGS], capsys)
+    assert code == 2 and "skip an hour when clocks go forward" in err and "UTC" in err, err
+    assert "add the missing rows" not in err
+    # a real jump besides: both advices
+    jump = lambda t: naive(t).where(t.index % 200 <= 150, naive(t) + pd.Timedelta(hours=10))  # noqa: E731
+    code, _, err = _run(
+        ["train", "--data", _timed(trained, "both.csv", jump), *TRAIN_FLAGS], capsys
+    )
+    assert code == 2 and "clocks go forward" in err and "add the missing rows" in err, err
+
+
+def test_an_ordinary_swap_of_two_times_gets_no_dst_hint(trained: Path, capsys):
+    """fresh-20 item 10: two swapped rows in January were told about clocks going back."""
+    frame = pd.read_parquet(trained / "syn.parquet")
+    frame.insert(2, "timestamp", pd.Timestamp("2024-01-01") + pd.to_timedelta(frame.step, "h"))
+    rows = frame.index[(frame.series_id == "s02") & frame.step.isin([10, 11])]
+    frame.loc[rows, "timestamp"] = frame.loc[rows[::-1], "timestamp"].to_numpy()
+    frame.to_parquet(trained / "swap.parquet")
+    code, _, err = _run(["data", "inspect", trained / "swap.parquet"], capsys)
+    assert code == 2 and "does not increase" in err and "step 10 at 2024-01-01 11:00" in err
+    assert "UTC offset" not in err and "clocks" not in err, err
+
+
 def test_the_scored_files_timestamps_give_the_season(tmp_path: Path, capsys):
     """A 22.5-step cycle in hourly data: the ACF alone peaks near 22, the timestamps make it a
     day (24), with or without --data."""
