@@ -116,6 +116,38 @@ def test_train_on_a_full_disk_names_the_last_checkpoint_and_the_resume(
     assert main(["evaluate", str(last), "--data", str(data)]) == 0  # it is whole
 
 
+def test_continue_on_a_full_disk_names_its_best_state_and_the_continue(
+    run, tmp_path: Path, monkeypatch, capsys
+):
+    """fresh-20 item 8 sibling: `continue` said "no checkpoint was written yet" while its
+    best_model_combined.pth (a whole epoch-6 state) was there, and gave no command."""
+    import shlex
+
+    from tune_app.runs import writers
+
+    root, out = run.parents[1], tmp_path / "c"
+    best = out / "best_model_combined.pth"
+    argv = ["continue", "--model_path", str(root / "t/checkpoints/epoch_00005"), "--epochs", "3"]
+    argv += ["--start_lr", "5e-4", "--min_lr", "1e-4", "--output_dir", str(out)]
+    fault = OSError(errno.ENOSPC, "No space left on device", str(best))
+    # the second best state (epoch 7) cannot be written; epoch 6's is whole
+    monkeypatch.setattr(
+        writers, "atomic_write_bytes", _failing(writers.atomic_write_bytes, 2, fault)
+    )
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "no checkpoint was written yet" not in err
+    assert f"the last good checkpoint is {best} (epoch 6)" in err, err
+    command = shlex.split(err.split("resume with: tune-app ")[1])
+    assert command[0] == "continue" and command[command.index("--model_path") + 1] == str(best)
+    assert command[command.index("--epochs") + 1] == "2"
+    monkeypatch.undo()
+    assert main(command) == 0  # the command given goes on from it, to epoch 8
+    assert "after epoch 6: epochs 7-8" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("command", ["best", "report"])
 def test_best_and_report_on_a_full_disk_leave_nothing(command, run, small_disk, capsys):
     (small_disk / "filler").write_bytes(b"\0" * 176 * 1024)  # 24 KiB left: not enough

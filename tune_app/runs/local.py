@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tune_app.errors import DivergedError, InputError, Interrupted, RunFailed
+from tune_app.errors import CheckpointError, DivergedError, InputError, Interrupted, RunFailed
 from tune_app.plan.plan import Plan
 from tune_app.plan.rules import MonitorRules
 from tune_app.plan.schedules import Cosine
@@ -18,7 +19,7 @@ from tune_app.runs.reporting import ProgressPrinter, TensorBoardWriter
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import locate
 from tune_app.runs.writers import BestStateWriter, CheckpointWriter, history_parquet
-from tune_app.training.checkpoint import atomic_write_bytes, package_versions
+from tune_app.training.checkpoint import atomic_write_bytes, load_state, package_versions
 from tune_app.training.data import Dataset, Normalisation, SeriesTable, check_recorded_data
 from tune_app.training.model import Seq2Seq
 from tune_app.training.monitors import BoundaryRule, Callback, StopAfter, monitors
@@ -195,6 +196,19 @@ def _last_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
     return (found[-1], CheckpointMeta.read(locate(found[-1])).epoch) if found else None
 
 
+def _last_saved(out_dir: Path, best_name: str) -> tuple[Path, int] | None:
+    """The newest whole state a run in `out_dir` saved, and its epoch: its newest checkpoint
+    folder, or its best-state file (`best_name`, written atomically at every new best epoch)
+    where that is newer; `continue` writes a checkpoint folder only at its end."""
+    found = [last] if (last := _last_checkpoint(out_dir)) else []
+    best = out_dir / best_name
+    # an unreadable one is no state to go on from
+    with contextlib.suppress(CheckpointError, KeyError, TypeError, ValueError, OSError):
+        if best.is_file():
+            found.append((best, int(load_state(best)["epoch"])))
+    return max(found, key=lambda item: item[1]) if found else None
+
+
 def _nothing_saved(out_dir: Path, first: str = "") -> Interrupted:
     first = first or "at the end of the first phase, or pass --checkpoint-every N"
     return Interrupted(
@@ -320,14 +334,14 @@ def run_continue(
             spec, dataset, output_dir, model_path, "best_model_combined.pth", progress_every
         )
     except KeyboardInterrupt:
-        last = _last_checkpoint(output_dir)
+        last = _last_saved(output_dir, "best_model_combined.pth")
         if last is None:
             raise _nothing_saved(output_dir, "at the end of the continuation") from None
         if last[1] >= spec.plan.total_epochs:
             raise Interrupted(note=f"every epoch had run; the result is in {output_dir}") from None
         raise Interrupted(_continue_flags(spec, last)) from None
     except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
-        last = _last_checkpoint(output_dir)
+        last = _last_saved(output_dir, "best_model_combined.pth")
         flags = _continue_flags(spec, last) if last and last[1] < spec.plan.total_epochs else None
         raise _write_failed(exc, output_dir, last, flags) from None
 
