@@ -146,6 +146,8 @@ def run_train(
         if last is None:
             raise _nothing_saved(out_dir) from None
         raise Interrupted({"--resume": str(last[0]), "--out": str(out_dir)}) from None
+    except BrokenPipeError:
+        raise  # stdout's reader left (`| head`): `main` ends quietly, no disk to blame
     except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
         last = _last_checkpoint(out_dir)
         flags: dict[str, str | None] | None = None
@@ -340,6 +342,8 @@ def run_continue(
         if last[1] >= spec.plan.total_epochs:
             raise Interrupted(note=f"every epoch had run; the result is in {output_dir}") from None
         raise Interrupted(_continue_flags(spec, last)) from None
+    except BrokenPipeError:
+        raise  # stdout's reader left (`| head`): `main` ends quietly, no disk to blame
     except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
         last = _last_saved(output_dir, "best_model_combined.pth")
         flags = _continue_flags(spec, last) if last and last[1] < spec.plan.total_epochs else None
