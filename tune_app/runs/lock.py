@@ -84,12 +84,25 @@ def _create(location: Location, owner: LockOwner) -> bool:
         file.write_bytes(owner.to_json())
         return True
     os.makedirs(location.path, exist_ok=True)
+    # written whole under a name of its own, then linked into place: link() fails when the lock
+    # exists, so exactly one launch gets it, and no launch ever reads a lock half-written (an
+    # empty one would count as stale and be taken over: two winners)
+    whole = f"{file.path}.{owner.token or uuid.uuid4().hex}"
+    with open(whole, "wb") as handle:
+        handle.write(owner.to_json())
     try:
-        fd = os.open(file.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.link(whole, file.path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(owner.to_json())
+    except OSError:  # a file system without hard links: create it exclusively, then write
+        try:
+            fd = os.open(file.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(owner.to_json())
+    finally:
+        os.unlink(whole)
     return True
 
 
