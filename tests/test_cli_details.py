@@ -97,6 +97,20 @@ def test_training_into_a_closed_pipe_trains_to_its_end_quietly(command, trained:
     assert last.is_dir()  # it trained to its end
 
 
+def test_generate_writes_the_format_its_out_names(trained: Path, tmp_path: Path, capsys):
+    """fresh-20 item 12's neighbour: `generate --out g.csv` wrote parquet bytes into g.csv."""
+    argv = ["generate", str(trained / "t"), "--series", "s01", "--steps", "3", "--out"]
+    assert main([*argv, str(tmp_path / "g.csv")]) == 0
+    assert main([*argv, str(tmp_path / "g.parquet")]) == 0
+    written = pd.read_csv(tmp_path / "g.csv")  # text, not parquet bytes
+    pd.testing.assert_frame_equal(
+        written, pd.read_parquet(tmp_path / "g.parquet"), check_dtype=False
+    )
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "g.txt")]) == 2  # refused before any work
+    assert "--out" in capsys.readouterr().err and not (tmp_path / "g.txt").exists()
+
+
 def test_generating_for_hours_is_refused_with_the_estimate(trained: Path, tmp_path, capsys):
     out = tmp_path / "g.parquet"
     argv = ["generate", str(trained / "t"), "--series", "s01", "--steps", "100000000"]
