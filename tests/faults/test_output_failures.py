@@ -186,16 +186,19 @@ def _live() -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.parametrize(
-    ("resume", "said"),
+    ("resume", "manifest", "said"),
     [
-        (False, ["--name b", "a run of that name is starting or going", "choose another --name"]),
-        (True, ["--resume: run b is still going", "wait for it to end"]),
+        (False, False, ["--name b", "a run of that name is starting", "choose another --name"]),
+        (True, True, ["--resume: run b is still going", "wait for it to end"]),
+        # fresh-20 item 10: in the seconds before the manifest, "no run to resume ... check
+        # --name and --storage" told the user their flags were wrong
+        (True, False, ["--resume: run b is starting", "nothing to resume", "wait for it to end"]),
     ],
-    ids=["second-launch", "resume-while-running"],
+    ids=["second-launch", "resume-while-running", "resume-while-starting"],
 )
-def test_a_name_in_use_is_refused_before_ray_starts(resume, said, run, tmp_path, capsys):
+def test_a_name_in_use_is_refused_before_ray_starts(resume, manifest, said, run, tmp_path, capsys):
     storage = tmp_path / "runs"
-    if resume:
+    if manifest:
         ray_like_run(run.parents[1] / "t", storage / "b")
     other = _live()
     try:

@@ -28,6 +28,7 @@ from tune_app import __version__
 from tune_app.errors import InputError
 from tune_app.plan.plan import Plan, apply_overrides, read_plan_dict
 from tune_app.plan.search_space import SearchSpace, load_space, space_changes
+from tune_app.runs.lock import running_owner
 from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec, load_model_config
 from tune_app.runs.storage import Location
@@ -293,11 +294,19 @@ def resume_run(
         The run's manifest, its own spec, its own data and its own search space.
 
     Raises:
-        InputError: no run there, a run of another kind, its data unreadable or changed,
+        InputError: no run there (or one still starting, named by its process), a run of
+            another kind, its data unreadable or changed,
             flags that differ from the run's settings (each named, with the run's value), or a
             search space file that differs from the run's space (each parameter named).
     """
     if not location.join(MANIFEST).exists():
+        owner = running_owner(location)
+        if owner is not None:  # launched seconds ago: Ray is starting, the manifest comes next
+            raise InputError(
+                f"--resume: run {location.name} is starting ({owner.describe()}) and still "
+                f"going, so there is nothing to resume: wait for it to end, or stop it (Ctrl-C "
+                "in its terminal), then --resume"
+            )
         raise InputError(
             f"--resume: no run to resume at {location.uri} (no {MANIFEST}); check --name and "
             "--storage"
