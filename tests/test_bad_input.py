@@ -292,8 +292,9 @@ CASES = [
     ),
     (
         ["baseline", "--name", "base-run", "--resume", "--data", "other.parquet"],
-        "--data other.parquet (the run's: good.parquet (other data",
-        "drop these flags",
+        # the run recorded its file's absolute path, and names it so
+        "/good.parquet (other data: its fingerprint differs)",
+        "  - --data other.parquet (the run's: /",
     ),
     (
         ["baseline", "--name", "base-run", "--resume", "--plan", "one_phase.yaml"],
@@ -452,7 +453,8 @@ def test_resume_goes_on_with_the_runs_own_settings(argv, kind, workdir: Path, mo
         options = rest[1]
         assert (options.population, options.perturb_every, options.scheduler) == (3, 1, "pbt")
     else:  # its own data file, not the built-in synthetic data
-        assert spec.data_path == "good.parquet"
+        path = Path(spec.data_path)  # the file the run recorded, as an absolute path
+        assert path.is_absolute() and path.name == "good.parquet", path
         assert table.fingerprint == open_series("good.parquet").fingerprint
 
 
@@ -472,7 +474,7 @@ def test_resume_reads_the_data_given_once(workdir: Path, monkeypatch):
     monkeypatch.setattr(resume, "open_series", read_again)
     with pytest.raises(Reached) as info:
         main(["baseline", "--name", "base-run", "--resume", "--data", "good.parquet"])
-    assert info.value.args[0].data_path == "good.parquet"
+    assert info.value.args[0].data_path == str(Path("good.parquet").resolve())
 
 
 def _edit_manifest(run: str, **changes: object) -> None:

@@ -75,6 +75,42 @@ def test_a_closed_pipe_ends_quietly():
     assert done.stderr == ""
 
 
+@pytest.mark.parametrize("command", ["train", "continue"])
+def test_training_into_a_closed_pipe_trains_to_its_end_quietly(command, trained: Path, tmp_path):
+    """fresh-20 item 12: `train ... | head -2` stopped the run with "could not write ...:
+    Broken pipe; free space (or fix the permissions)", exit 1."""
+    import shlex
+
+    out = tmp_path / "out"
+    if command == "train":
+        argv = ["train", "--data", trained / "data.parquet", "--phase-epochs", "8"]
+        argv += ["--hidden", "16", "--stride", "8", "--out", out]
+        last = out / "checkpoints" / "epoch_00040"
+    else:
+        argv = ["continue", "--model_path", trained / "t/checkpoints/epoch_00005", "--epochs"]
+        argv += ["35", "--start_lr", "5e-4", "--min_lr", "1e-4", "--output_dir", out]
+        last = out / "checkpoints" / "epoch_00040"
+    shell = f"{shlex.join([*CLI, *map(str, argv), '--progress-every', '1'])} | head -1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    assert last.is_dir()  # it trained to its end
+
+
+def test_generate_writes_the_format_its_out_names(trained: Path, tmp_path: Path, capsys):
+    """fresh-20 item 12's neighbour: `generate --out g.csv` wrote parquet bytes into g.csv."""
+    argv = ["generate", str(trained / "t"), "--series", "s01", "--steps", "3", "--out"]
+    assert main([*argv, str(tmp_path / "g.csv")]) == 0
+    assert main([*argv, str(tmp_path / "g.parquet")]) == 0
+    written = pd.read_csv(tmp_path / "g.csv")  # text, not parquet bytes
+    pd.testing.assert_frame_equal(
+        written, pd.read_parquet(tmp_path / "g.parquet"), check_dtype=False
+    )
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "g.txt")]) == 2  # refused before any work
+    assert "--out" in capsys.readouterr().err and not (tmp_path / "g.txt").exists()
+
+
 def test_generating_for_hours_is_refused_with_the_estimate(trained: Path, tmp_path, capsys):
     out = tmp_path / "g.parquet"
     argv = ["generate", str(trained / "t"), "--series", "s01", "--steps", "100000000"]

@@ -292,6 +292,17 @@ def test_an_exports_settings_fill_the_flags_left_out(workdir: Path):
     assert "export export3: trial train at epoch 5" in arms[1].source
 
 
+def test_an_exports_data_file_given_by_a_relative_path_is_the_same_file(
+    workdir: Path, made: Path, monkeypatch
+):
+    """An export records its data file as an absolute path: `--data` naming that file
+    relative to here is the same file, not a flag that differs."""
+    monkeypatch.chdir(made)
+    with pytest.raises(Reached) as info:
+        main(["compare", "seed", str(workdir / "export2"), "--phase-epochs", "1", "--data", "two.parquet"])  # fmt: skip
+    assert info.value.args[0].data_path == str(made / "two.parquet")
+
+
 def test_certify_reaches_the_launch_with_the_control_and_the_winner(workdir: Path):
     with pytest.raises(Reached) as info:
         main(["certify", "results/done", "--seeds", "2"])

@@ -46,7 +46,8 @@ CHECKPOINT_COMMANDS = [
         "continuing",
         "out/best_model_combined.pth",
     ),
-    (["train", "--resume", "{ckpt}", *TRAIN_FLAGS, "--out", "t"], "done: t", "t/config.json"),
+    # no --phase-epochs: a resume goes on with the checkpoint's own plan (a continue's too)
+    (["train", "--resume", "{ckpt}", *TRAIN_FLAGS[2:], "--out", "t"], "done: t", "t/config.json"),
     (["evaluate", "{ckpt}"], "model", None),
     (
         ["generate", "{ckpt}", "--series", "s01", "--out", "g.parquet"],

@@ -196,6 +196,48 @@ def test_large_offsets_keep_their_spread(trained: Path, tmp_path: Path, capsys):
     assert report["scores"]["persistence"]["c0"]["mse"] > 0
 
 
+def _float32_fingerprint(path: Path) -> str:
+    """A data fingerprint as tune_app took it before fingerprints were float64: sha256 of the
+    names, then per series (sorted) its id and its values cast to float32."""
+    import hashlib
+
+    frame = pd.read_parquet(path).sort_values(["series_id", "step"])
+    names = [c for c in frame.columns if c not in ("series_id", "step")]
+    digest = hashlib.sha256("|".join(names).encode())
+    for series_id, group in frame.groupby("series_id", sort=True):
+        digest.update(str(series_id).encode())
+        digest.update(np.ascontiguousarray(group[names].to_numpy(np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def test_files_that_differ_only_in_a_large_components_digits_are_other_data(
+    trained: Path, tmp_path: Path, capsys
+):
+    """fresh-20 item 3: the fingerprint was taken over float32 values, so a file whose 1e12
+    component is constant (or shifted by 20,000) was "the same data" and a resume trained on
+    it without a word."""
+    from tune_app.training.data import read_series
+
+    big = _scaled(trained, "big.parquet", "c0", lambda c: 1e12 + c * 1e3)
+    flat = _scaled(trained, "bigconst.parquet", "c0", lambda c: c * 0 + 1e12)
+    shifted = _scaled(trained, "bigshift.parquet", "c0", lambda c: 1e12 + c * 1e3 + 2e4)
+    assert len({read_series(p).fingerprint for p in (big, flat, shifted)}) == 3
+    assert _run(["train", "--data", big, *TRAIN_FLAGS, "--out", tmp_path / "t"], capsys)[0] == 0
+    checkpoint = tmp_path / "t" / "checkpoints" / "epoch_00003"
+    for other in (flat, shifted):
+        argv = ["train", "--resume", checkpoint, "--data", other, "--out", tmp_path / "r"]
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and "--allow-other-data" in err, err
+        assert not (tmp_path / "r").exists()
+    # a checkpoint from before (its fingerprint over float32 values) still resumes on its data
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    state["data_fingerprint"] = _float32_fingerprint(big)
+    assert state["data_fingerprint"] == read_series(big).older_fingerprint
+    torch.save(state, checkpoint / "state.pt")
+    code, out, err = _run(["train", "--resume", checkpoint, "--out", tmp_path / "old"], capsys)
+    assert code == 0 and "done:" in out, err
+
+
 def test_a_float32_file_that_lost_the_spread_is_said(trained: Path, capsys):
     path = _scaled(trained, "big32.parquet", "c0", lambda c: (1e12 + c * 1e3).astype(np.float32))
     code, out, _ = _run(["data", "inspect", path], capsys)
@@ -211,6 +253,19 @@ def test_tiny_units_are_not_constant_and_skill_stays_finite(trained, tmp_path, c
     report = json.loads(_run(["evaluate", tmp_path / "t", "--json"], capsys)[1])
     skill = report["scores"]["model"]["c1"]["skill"]
     assert skill is not None and abs(skill) < 100  # not -3.8e20
+
+
+def test_the_float32_note_is_for_lost_spread_not_for_a_constant_column(trained: Path, capsys):
+    """fresh-20 item 3 sibling: a column equal to 5.0 everywhere got "too far for float32 to
+    keep their spread (std 0 instead of 1.8e-15)": float64's rounding of a constant."""
+    flat = _scaled(trained, "const5.parquet", "c2", lambda c: c * 0 + 5.0)
+    flat_big = _scaled(trained, "const1e12.parquet", "c2", lambda c: c * 0 + 1e12)
+    far = _scaled(trained, "far.parquet", "c2", lambda c: c + 1e9)  # far outside training's
+    for path in (flat, flat_big):
+        code, _, err = _run(["evaluate", trained / "run", "--data", path], capsys)
+        assert code == 0 and "float32" not in err, err
+    code, _, err = _run(["evaluate", trained / "run", "--data", far], capsys)
+    assert code == 0 and "component 'c2'" in err and "too far for float32" in err, err
 
 
 def test_a_constant_component_scores_n_a(trained: Path, tmp_path: Path, capsys):
@@ -285,6 +340,37 @@ def test_bad_timestamps_are_refused(make, said, trained: Path, capsys):
     for argv in (["data", "inspect", path], ["train", "--data", path, *TRAIN_FLAGS]):
         code, _, err = _run(argv, capsys)
         assert code == 2 and all(s in err for s in said), err
+
+
+def test_local_times_across_clocks_going_forward_get_the_dst_hint(trained: Path, capsys):
+    """fresh-20 item 6 sibling: naive local hourly times 01:00, 03:00 on 2024-03-31 were an
+    "irregular interval" with the advice to add the missing rows; no row is missing."""
+    naive = lambda t: t.dt.tz_localize(None)  # noqa: E731  (Berlin wall-clock times)
+    path = _timed(trained, "spring_naive.csv", naive)
+    code, out, _ = _run(["data", "inspect", path], capsys)
+    assert code == 0 and "an hour more: clocks going forward?" in out, out
+    assert "skip an hour when clocks go forward" in out and "add the missing rows" not in out
+    code, _, err = _run(["train", "--data", path, *TRAIN_FLAGS], capsys)
+    assert code == 2 and "skip an hour when clocks go forward" in err and "UTC" in err, err
+    assert "add the missing rows" not in err
+    # a real jump besides: both advices
+    jump = lambda t: naive(t).where(t.index % 200 <= 150, naive(t) + pd.Timedelta(hours=10))  # noqa: E731
+    code, _, err = _run(
+        ["train", "--data", _timed(trained, "both.csv", jump), *TRAIN_FLAGS], capsys
+    )
+    assert code == 2 and "clocks go forward" in err and "add the missing rows" in err, err
+
+
+def test_an_ordinary_swap_of_two_times_gets_no_dst_hint(trained: Path, capsys):
+    """fresh-20 item 10: two swapped rows in January were told about clocks going back."""
+    frame = pd.read_parquet(trained / "syn.parquet")
+    frame.insert(2, "timestamp", pd.Timestamp("2024-01-01") + pd.to_timedelta(frame.step, "h"))
+    rows = frame.index[(frame.series_id == "s02") & frame.step.isin([10, 11])]
+    frame.loc[rows, "timestamp"] = frame.loc[rows[::-1], "timestamp"].to_numpy()
+    frame.to_parquet(trained / "swap.parquet")
+    code, _, err = _run(["data", "inspect", trained / "swap.parquet"], capsys)
+    assert code == 2 and "does not increase" in err and "step 10 at 2024-01-01 11:00" in err
+    assert "UTC offset" not in err and "clocks" not in err, err
 
 
 def test_the_scored_files_timestamps_give_the_season(tmp_path: Path, capsys):

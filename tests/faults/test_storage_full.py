@@ -71,6 +71,7 @@ def test_storage_full_mid_run(small_disk: Path, tmp_path: Path):
     last = err.strip().splitlines()[-1]
     assert last.startswith(("tune-app: the run at", "trial failed:")), err[-3000:]
     assert "storage is full" in last, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]  # Ray's trial tracebacks went to a file, named
     (small_disk / "filler").unlink()
     best = subprocess.run(
         [*CLI, "best", str(run), "--out", str(tmp_path / "best")],

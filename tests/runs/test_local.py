@@ -62,3 +62,64 @@ def test_other_data_is_refused_unless_asked_for(trained, argv, tmp_path: Path, c
     assert str(own) in err and str(other) in err and "--allow-other-data" in err
     assert not out.exists(), "bad input must not write anything"
     assert main([*argv(run, other, out), "--allow-other-data"]) == 0
+
+
+def test_train_resume_goes_on_with_the_checkpoints_own_plan(trained, tmp_path: Path, capsys):
+    """fresh-20, extra finding of item 2: `train --resume` of a `--phase-epochs 1` checkpoint
+    without --phase-epochs ran epochs 3..500 of the seed plan without a word."""
+    import json
+
+    run, _, _ = trained
+    checkpoint = str(run / "checkpoints" / "epoch_00002")
+    capsys.readouterr()
+    assert main(["train", "--resume", checkpoint, "--out", str(tmp_path / "own")]) == 0
+    out = capsys.readouterr().out
+    assert "with its own plan (5 phases of 1 epoch): epochs 3-5" in out, out
+    config = json.loads((tmp_path / "own" / "config.json").read_text())
+    assert [phase["epochs"] for phase in config["plan"]["phases"]] == [1] * 5
+    assert (tmp_path / "own" / "checkpoints" / "epoch_00005").is_dir()
+    assert not (tmp_path / "own" / "checkpoints" / "epoch_00006").exists()
+    # the same flag as the run: accepted; one that changes the plan: refused, nothing written
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                checkpoint,
+                "--phase-epochs",
+                "1",
+                "--out",
+                str(tmp_path / "same"),
+            ]
+        )
+        == 0
+    )
+    for flags in (["--phase-epochs", "3"], ["--set", "phases.2.alpha=0.1"]):
+        out_dir = tmp_path / "changed"
+        assert main(["train", "--resume", checkpoint, *flags, "--out", str(out_dir)]) == 2
+        err = capsys.readouterr().err
+        assert "goes on with the plan it was trained with" in err and flags[0] in err, err
+        assert "tune-app continue" in err and not out_dir.exists()
+
+
+def test_a_missing_recorded_data_file_is_named(tmp_path: Path, capsys):
+    """fresh-20 item 9: a model whose training file is gone said "no such file; make one
+    with make-synthetic"; now it names the recorded file and says to pass --data."""
+    data = tmp_path / "gone.parquet"
+    make_synthetic(series=3, length=160, seed=1).to_parquet(data, index=False)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data), *TINY, "--stop-after", "2", "--out", str(run)]
+    assert main(argv) == 0
+    data.unlink()
+    checkpoint = run / "checkpoints" / "epoch_00002"
+    for argv in (
+        ["train", "--resume", str(checkpoint), "--out", str(tmp_path / "r")],
+        _continue(checkpoint, tmp_path / "c"),
+        ["evaluate", str(run)],
+    ):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"was trained on {data}, which is not there now; pass --data" in err, err
+        assert "make-synthetic" not in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()

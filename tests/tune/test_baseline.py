@@ -111,3 +111,39 @@ def test_best_on_a_run_without_checkpoints(tmp_path: Path, capsys):
     (tmp_path / "notarun").mkdir()
     assert main(["best", str(tmp_path / "notarun")]) == 2
     assert "not a tune_app run" in capsys.readouterr().err
+
+
+def test_a_ray_run_records_the_users_data_file_absolute(
+    ray_local, tmp_path: Path, monkeypatch, capsys
+):
+    """fresh-20 item 9: trial checkpoints recorded the data file inside Ray's working
+    directory, exports the path relative to the launch folder; `evaluate` without --data then
+    failed from any folder, telling the user to make a file with make-synthetic."""
+    from tune_app.training.synthetic import make_synthetic
+
+    launch, elsewhere = tmp_path / "launch", tmp_path / "elsewhere"
+    launch.mkdir()
+    elsewhere.mkdir()
+    data = launch / "syn.parquet"
+    make_synthetic(series=3, length=120).to_parquet(data)
+    monkeypatch.chdir(launch)
+    argv = ["baseline", "--data", "syn.parquet", "--phase-epochs", "1", "--stride", "8"]
+    argv += ["--hidden", "8", "--input-len", "16", "--output-len", "8"]
+    assert main([*argv, "--storage", str(tmp_path / "runs"), "--name", "rel"]) == 0
+    run = tmp_path / "runs" / "rel"
+    assert main(["best", str(run), "--out", "ex"]) == 0
+    recorded = [json.loads((run / "tune_app_run.json").read_text())["spec"]["data_path"]]
+    recorded += [
+        json.loads(meta.read_text())["data_path"] for meta in _trial_dir(run).glob("*/meta.json")
+    ]
+    recorded.append(json.loads((launch / "ex" / "config.json").read_text())["data_path"])
+    assert set(recorded) == {str(data.resolve())}, recorded
+    monkeypatch.chdir(elsewhere)
+    checkpoint = str(sorted(_trial_dir(run).glob("checkpoint_*"))[-1])
+    for model in (checkpoint, str(launch / "ex")):
+        assert main(["evaluate", model]) == 0, capsys.readouterr().err
+    data.unlink()
+    capsys.readouterr()
+    assert main(["evaluate", str(launch / "ex")]) == 2
+    err = capsys.readouterr().err
+    assert f"was trained on {data.resolve()}, which is not there now; pass --data" in err, err

@@ -84,7 +84,7 @@ def score_trials(run: Run) -> tuple[list[ArmScore], Naive]:
             datasets[key] = dataset_for(loaded, data_path)
         dataset = datasets[key]
         recorded = checkpoint.meta.data_fingerprint
-        if recorded and recorded != dataset.fingerprint:
+        if recorded and not dataset.matches(recorded):
             raise InputError(
                 f"RUN {run.location.uri}: the data at {data_path or 'the built-in synthetic data'}"
                 " is not the data it trained on (its fingerprint differs); put that file back"

@@ -22,7 +22,14 @@ from tune_app.analysis.season import Season, estimate_season
 from tune_app.errors import InputError
 from tune_app.runs.records import META_FILE, CheckpointMeta
 from tune_app.runs.storage import locate
-from tune_app.training.data import DataConfig, Dataset, Windows, build_dataset, open_series
+from tune_app.training.data import (
+    DataConfig,
+    Dataset,
+    Windows,
+    build_dataset,
+    check_recorded_data,
+    open_series,
+)
 from tune_app.training.loss import autocorrelation
 from tune_app.training.model import ModelConfig, Seq2Seq
 from tune_app.training.normalisation import Normalisation
@@ -113,6 +120,8 @@ def dataset_for(loaded: LoadedModel, data_path: str | None, fill: str | None = N
     names = tuple(loaded.components) if loaded.components else None
     config = replace(loaded.data_config, components=names or loaded.data_config.components)
     config = replace(config, fill=fill) if fill else config
+    if data_path is None:
+        check_recorded_data(loaded.data_path, f"the model {loaded.source}")
     source = data_path or loaded.data_path
     shown = ", ".join(repr(c) for c in names or ())
     table = open_series(source, config, selected_by=f"the model was trained on {shown}")

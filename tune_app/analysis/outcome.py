@@ -134,7 +134,7 @@ def _score(contender: Contender, data_path: str | None) -> str | None:
         except InputError as exc:
             return str(exc)
         recorded = contender.checkpoint.meta.data_fingerprint
-        if recorded and recorded != dataset.fingerprint:
+        if recorded and not dataset.matches(recorded):
             return (
                 f"the data at {data_path or 'the built-in synthetic data'} is not the data "
                 "this run trained on (its fingerprint differs)"

@@ -337,14 +337,15 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
         device: where the trials train ("cpu" or "cuda").
 
     Returns:
-        The run's spec and its data.
+        The RunSpec (plan, model, data and trainer settings, the data file's absolute path or
+        its URI) and the data as read (its notes printed on stderr).
 
     Raises:
         InputError: a bad plan, data file, model config or flag, before any work starts.
     """
     from tune_app.plan.plan import load_plan
     from tune_app.runs.spec import RunSpec, load_model_config
-    from tune_app.training.data import open_series
+    from tune_app.training.data import absolute_data_path, open_series
 
     plan = load_plan(
         getattr(args, "plan", None), getattr(args, "overrides", None) or [], args.phase_epochs
@@ -365,7 +366,8 @@ def build_spec(args: argparse.Namespace, device: str = "cpu") -> tuple[RunSpec, 
         model=ModelConfig.from_dict(model_raw),
         data=data,
         train=train,
-        data_path=args.data,
+        # recorded absolute (a Ray trial's working directory is another folder), read as typed
+        data_path=absolute_data_path(args.data),
     )
     print_notes(spec.dataset(table).notes)  # validates lengths and components before any work
     return spec, table

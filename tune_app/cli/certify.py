@@ -73,7 +73,7 @@ def _own_data(run: Run) -> tuple[RunSpec, SeriesTable]:
             f"RUN {run.location.uri}: its data {spec.data_path} cannot be read from here ({exc}); "
             "certify from the folder the search started in"
         ) from None
-    if run.manifest.data_fingerprint and table.fingerprint != run.manifest.data_fingerprint:
+    if run.manifest.data_fingerprint and not table.matches(run.manifest.data_fingerprint):
         raise InputError(
             f"RUN {run.location.uri}: its data {spec.data_path or 'synthetic'} changed since the "
             "search (its fingerprint differs); put back the file it trained on"

@@ -181,6 +181,8 @@ def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> N
         InputError: two exports with different settings, or a flag given that differs from an
             export's (each named, with the export's value).
     """
+    from tune_app.training.data import absolute_data_path
+
     exports = {which: s.export for which, s in sources.items() if s.export is not None}
     if not exports:
         return
@@ -191,12 +193,16 @@ def adopt_exports(args: argparse.Namespace, sources: dict[str, PlanSource]) -> N
         for dest, (section, key) in FIXED.items()
     }
     settings["components"] = tuple(",".join(e.components) for e in exports.values())
-    settings["data"] = tuple(e.data_path for e in exports.values())
+    # a path as runs record it now (absolute), so an older export's relative one compares
+    settings["data"] = tuple(absolute_data_path(e.data_path) for e in exports.values())
     for dest, values in settings.items():
+        mine = getattr(args, dest, None)
+        if dest == "data":
+            mine = absolute_data_path(mine)
         if len(set(map(repr, values))) > 1:
             shown = ", ".join(f"{w}'s {v!r}" for w, v in zip(exports, values, strict=True))
             problems.append(f"A and B were trained with different {dest}: {shown}")
-        elif dest in given and getattr(args, dest) != values[0]:
+        elif dest in given and mine != values[0]:
             problems.append(
                 f"{flag(dest)} {getattr(args, dest)} (the export {next(iter(exports))} was "
                 f"trained with {values[0]!r}; drop the flag)"
@@ -240,7 +246,7 @@ def check_plans(sources: dict[str, PlanSource], table: SeriesTable, data_given: 
             export is not None
             and not data_given
             and export.data_fingerprint
-            and export.data_fingerprint != table.fingerprint
+            and not table.matches(export.data_fingerprint)
         ):
             raise InputError(
                 f"{which} ({source.source}): its data {export.data_path or 'synthetic'} changed "

@@ -225,16 +225,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     Returns:
         0, after printing or writing the steps.
+
+    Raises:
+        InputError: `--out` names neither a .parquet nor a .csv file (before any work).
     """
     from tune_app.analysis.evaluate import dataset_for, generate, load_model, plot_generation
     from tune_app.training.checkpoint import atomic_write_bytes
 
+    suffix = Path(args.out).suffix.lower() if args.out else None
+    if suffix not in (None, ".parquet", ".csv"):
+        raise InputError(f"--out {args.out}: name a .parquet or .csv file")
     loaded = load_model(args.checkpoint)
     dataset = dataset_for(loaded, args.data, args.fill)
     print_notes(dataset.notes)
     frame, context = generate(loaded, dataset, args.series, args.steps)
     if args.out:
-        atomic_write_bytes(Path(args.out), frame.to_parquet(index=False))
+        written = (
+            frame.to_csv(index=False).encode()
+            if suffix == ".csv"
+            else frame.to_parquet(index=False)
+        )
+        atomic_write_bytes(Path(args.out), written)
         print(f"wrote {args.out}: {len(frame)} generated steps of series {args.series}")
     else:
         print(frame.to_string(index=False, max_rows=40))
@@ -311,6 +322,6 @@ def add_result_commands(commands: Any) -> None:
     generate.add_argument(
         "--steps", type=positive_int, help="steps to generate (default: output length)"
     )
-    generate.add_argument("--out", help="write the generated steps to this .parquet")
+    generate.add_argument("--out", help="write the generated steps to this .parquet or .csv")
     generate.add_argument("--plot", help="draw context, truth and generation to this PNG")
     generate.set_defaults(handler=cmd_generate)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +34,15 @@ from tune_app.cli.commands import resume_command
 from tune_app.errors import InputError
 from tune_app.plan.plan import Plan, apply_overrides, read_plan_dict
 from tune_app.plan.search_space import SearchSpace, load_space, space_changes
+from tune_app.runs.lock import running_owner
 from tune_app.runs.records import MANIFEST, RunManifest
 from tune_app.runs.spec import RunSpec, load_model_config
 from tune_app.runs.storage import Location
 from tune_app.training.configs import DataConfig, ModelConfig, TrainConfig
-from tune_app.training.data import SeriesTable, open_series
+from tune_app.training.data import SeriesTable, absolute_data_path, open_series
 from tune_app.tune.options import OPTIONS, Launch, from_record, kept_settings
 
-__all__ = ["SPACES", "Resumed", "resume_run"]
+__all__ = ["SPACES", "Resumed", "plan_conflicts", "resume_run"]
 
 # the spec's sections that flags set, by field (`components` is the data's, named by two flags)
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -87,8 +88,23 @@ def _value_at(raw: Any, path: str) -> Any:
     return node
 
 
-def _plan_conflicts(given: Mapping[str, Any], recorded: dict[str, Any]) -> list[Conflict]:
-    """The plan flags given that the run's plan contradicts."""
+def plan_conflicts(given: Mapping[str, Any], recorded: dict[str, Any]) -> list[Conflict]:
+    """The plan flags given (`--plan`, `--set`, `--phase-epochs`) that a run's or a
+    checkpoint's own plan contradicts.
+
+    Args:
+        given: the flags typed, by dest, with their values (`args.given`); flags left out
+            never count.
+        recorded: the plan the run or checkpoint recorded (`Plan.to_dict()`).
+
+    Returns:
+        (the flag as given, what the recorded plan has) for each flag that differs; a
+        `--phase-epochs` or `--plan` equal to the recorded plan (a shortened one included)
+        does not.
+
+    Raises:
+        InputError: the `--plan` file cannot be read.
+    """
     out: list[Conflict] = []
     phase_epochs, overrides = given.get("phase_epochs"), list(given.get("overrides") or [])
     if "phase_epochs" in given:
@@ -122,7 +138,7 @@ def _spec_conflicts(
 ) -> list[Conflict]:
     """The flags given that describe the run (plan, model, data, trainer) and differ from it."""
     recorded = manifest.spec
-    out = _plan_conflicts(given, recorded.get("plan") or {})
+    out = plan_conflicts(given, recorded.get("plan") or {})
     mine = built.to_dict()
     for section, cls in _SECTIONS.items():
         for key in (f.name for f in fields(cls) if f.name != "components"):
@@ -166,7 +182,7 @@ def _own_table(
     path = given.get("data", recorded_path)
     built_spec, built_table = built
     try:
-        if path == built_spec.data_path and spec.data == built_spec.data:
+        if absolute_data_path(path) == built_spec.data_path and spec.data == built_spec.data:
             table = built_table
         else:
             table = open_series(path, spec.data)
@@ -178,7 +194,7 @@ def _own_table(
             "resume from the folder the run started in, or pass --data with the path of the "
             "same file"
         ) from None
-    if not manifest.data_fingerprint or table.fingerprint == manifest.data_fingerprint:
+    if not manifest.data_fingerprint or table.matches(manifest.data_fingerprint):
         return table, None
     own = recorded_path or "the built-in synthetic data"
     if "data" in given:
@@ -271,11 +287,19 @@ def resume_run(
         own settings (`options.from_record`).
 
     Raises:
-        InputError: no run there, a run of another kind, its data unreadable or changed,
+        InputError: no run there (or one still starting, named by its process), a run of
+            another kind, its data unreadable or changed,
             flags that differ from the run's settings (each named, with the run's value), or a
             search space file that differs from the run's space (each parameter named).
     """
     if not location.join(MANIFEST).exists():
+        owner = running_owner(location)
+        if owner is not None:  # launched seconds ago: Ray is starting, the manifest comes next
+            raise InputError(
+                f"--resume: run {location.name} is starting ({owner.describe()}) and still "
+                f"going, so there is nothing to resume: wait for it to end, or stop it (Ctrl-C "
+                "in its terminal), then --resume"
+            )
         raise InputError(
             f"--resume: no run to resume at {location.uri} (no {MANIFEST}); check --name and "
             "--storage"
@@ -289,6 +313,10 @@ def resume_run(
     spec = RunSpec.from_dict(manifest.spec)
     options = from_record(OPTIONS[kind], manifest) if kind in OPTIONS else None
     table, data_conflict = _own_table(given, manifest, spec, (built, built_table))
+    # the file the data was read from now, as an absolute path (a run from before paths were
+    # recorded so, or a file given with --data at another place): where the run's data is
+    read_from = given.get("data", spec.data_path)
+    spec = replace(spec, data_path=absolute_data_path(read_from))
     conflicts = [
         *([data_conflict] if data_conflict else []),
         *_spec_conflicts(given, built, manifest),

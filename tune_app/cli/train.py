@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tune_app.cli.args import (
     add_allow_other_data,
@@ -13,7 +13,11 @@ from tune_app.cli.args import (
     default_out,
     positive_int,
 )
+from tune_app.errors import InputError
 from tune_app.training.metrics import BEST_VAL_FREE_LOSS, VAL_FREE_LOSS
+
+if TYPE_CHECKING:
+    from tune_app.runs.spec import RunSpec
 
 __all__ = ["add_train_commands"]
 
@@ -40,9 +44,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         stop_after = stop_after or epoch
         spec.dataset()  # validate before writing anything
     else:
-        if args.resume:
-            _defaults_from_checkpoint(args)
+        state = _defaults_from_checkpoint(args) if args.resume else None
         spec, _ = build_spec(args)
+        if state is not None:
+            spec = _own_plan(args, spec, state)
     out = Path(args.out) if args.out else default_out("train")
     result = run_train(
         spec,
@@ -60,16 +65,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _defaults_from_checkpoint(args: argparse.Namespace) -> None:
+def _defaults_from_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     """`train --resume CKPT`: the checkpoint's own data file, components (by name, in its
     order) and model, unless flags say else (another data file is then refused unless
-    --allow-other-data; see runs/local.py)."""
+    --allow-other-data; see runs/local.py). Returns the checkpoint's state."""
+    from tune_app.training.data import check_recorded_data
     from tune_app.training.normalisation import Normalisation
     from tune_app.training.resumable import open_checkpoint
 
     state = open_checkpoint(args.resume)  # refused here (exit 2) when unreadable or unfit
     if args.data is None:
         args.data = state.get("data_path")
+        check_recorded_data(args.data, f"checkpoint {args.resume}")
     recorded = Normalisation.from_dict(state.get("normalisation"))
     if recorded is not None and not args.components and not args.component:
         args.component = list(recorded.components)
@@ -79,6 +86,44 @@ def _defaults_from_checkpoint(args: argparse.Namespace) -> None:
             setattr(args, key, model[key])
     if args.input_len is None:
         args.input_len = (state.get("data_config") or {}).get("input_len")
+    return state
+
+
+def _own_plan(args: argparse.Namespace, spec: RunSpec, state: dict[str, Any]) -> RunSpec:
+    """`train --resume CKPT` goes on with the plan the checkpoint was trained with (as
+    `baseline --resume` goes on with the run's): a plan flag left out takes it from the
+    checkpoint, one given that differs from it is refused (exit 2) before anything is written."""
+    from tune_app.cli.resume import plan_conflicts
+    from tune_app.plan.plan import Plan
+
+    recorded = state["plan"]
+    given = getattr(args, "given", None)
+    if given is None:  # called without `main`: the plan flags that hold a value were given
+        given = frozenset(
+            dest for dest in ("plan", "phase_epochs", "overrides") if getattr(args, dest)
+        )
+    own = Plan.from_dict(recorded, f"checkpoint {args.resume}'s plan")
+    plan_flags = {d: getattr(args, d) for d in ("plan", "phase_epochs", "overrides") if d in given}
+    conflicts = plan_conflicts(plan_flags, recorded)
+    if conflicts:
+        differ = "; ".join(
+            flag if theirs == own.shape else f"{flag} (the checkpoint's: {theirs})"
+            for flag, theirs in conflicts
+        )
+        raise InputError(
+            f"--resume: checkpoint {args.resume} goes on with the plan it was trained with "
+            f"('{own.name}', {own.shape}), and {differ} would change it; drop "
+            f"{'the flag' if len(conflicts) == 1 else 'these flags'} to resume it, or train more epochs with `tune-app continue --model_path "
+            f"{args.resume} --epochs N --start_lr X --min_lr Y --output_dir DIR`"
+        )
+    done = int(state["epoch"])
+    rest = (
+        f"epochs {done + 1}-{own.total_epochs}"
+        if done < own.total_epochs
+        else "every epoch of it had run"
+    )
+    print(f"resuming {args.resume} after epoch {done} with its own plan ({own.shape}): {rest}")
+    return spec.with_plan(own)
 
 
 def cmd_continue(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tune_app.errors import DivergedError, InputError, Interrupted, RunFailed
+from tune_app.errors import CheckpointError, DivergedError, InputError, Interrupted, RunFailed
 from tune_app.plan.plan import Plan
 from tune_app.plan.rules import MonitorRules
 from tune_app.plan.schedules import Cosine
@@ -18,8 +19,8 @@ from tune_app.runs.reporting import ProgressPrinter, TensorBoardWriter
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import locate
 from tune_app.runs.writers import BestStateWriter, CheckpointWriter, history_parquet
-from tune_app.training.checkpoint import atomic_write_bytes, package_versions
-from tune_app.training.data import Dataset, Normalisation
+from tune_app.training.checkpoint import atomic_write_bytes, load_state, package_versions
+from tune_app.training.data import Dataset, Normalisation, SeriesTable, check_recorded_data
 from tune_app.training.model import Seq2Seq
 from tune_app.training.monitors import BoundaryRule, Callback, StopAfter, monitors
 from tune_app.training.resumable import fresh_optimizer, open_checkpoint
@@ -94,12 +95,14 @@ def write_run_config(
 
 
 def check_same_data(
-    state: dict[str, Any], checkpoint: Path, fingerprint: str, data: str, allow: bool
+    state: dict[str, Any], checkpoint: Path, table: SeriesTable, data: str, allow: bool
 ) -> None:
-    """Refuse to resume `checkpoint` on data other than its own (by fingerprint), unless `allow`."""
+    """Refuse to resume `checkpoint` on data other than its own (by fingerprint, an older
+    float32 one too), unless `allow`."""
     recorded = state.get("data_fingerprint")
-    if allow or recorded is None or recorded == fingerprint:
+    if allow or recorded is None or table.matches(recorded):
         return
+    fingerprint = table.fingerprint
     own = state.get("data_path") or "the built-in synthetic data"
     raise InputError(
         f"checkpoint {checkpoint} was trained on {own} (fingerprint {recorded[:12]}), "
@@ -126,7 +129,7 @@ def run_train(
     if resume is not None:  # a bad checkpoint fails here, before anything is written
         state = check_resume(resume, spec.model)
         data = spec.data_path or "the built-in synthetic data"
-        check_same_data(state, resume, table.fingerprint, data, allow_other_data)
+        check_same_data(state, resume, table, data, allow_other_data)
         if fresh := fresh_optimizer(state, resume):
             print(fresh)
         normalisation = Normalisation.from_dict(state.get("normalisation"))
@@ -143,6 +146,8 @@ def run_train(
         if last is None:
             raise _nothing_saved(out_dir) from None
         raise Interrupted({"--resume": str(last[0]), "--out": str(out_dir)}) from None
+    except BrokenPipeError:
+        raise  # stdout's reader left (`| head`): `main` ends quietly, no disk to blame
     except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
         last = _last_checkpoint(out_dir)
         flags: dict[str, str | None] | None = None
@@ -191,6 +196,19 @@ def _last_checkpoint(out_dir: Path) -> tuple[Path, int] | None:
     """The newest checkpoint a run in `out_dir` wrote, and its epoch."""
     found = sorted((out_dir / "checkpoints").glob("epoch_*"))
     return (found[-1], CheckpointMeta.read(locate(found[-1])).epoch) if found else None
+
+
+def _last_saved(out_dir: Path, best_name: str) -> tuple[Path, int] | None:
+    """The newest whole state a run in `out_dir` saved, and its epoch: its newest checkpoint
+    folder, or its best-state file (`best_name`, written atomically at every new best epoch)
+    where that is newer; `continue` writes a checkpoint folder only at its end."""
+    found = [last] if (last := _last_checkpoint(out_dir)) else []
+    best = out_dir / best_name
+    # an unreadable one is no state to go on from
+    with contextlib.suppress(CheckpointError, KeyError, TypeError, ValueError, OSError):
+        if best.is_file():
+            found.append((best, int(load_state(best)["epoch"])))
+    return max(found, key=lambda item: item[1]) if found else None
 
 
 def _nothing_saved(out_dir: Path, first: str = "") -> Interrupted:
@@ -283,6 +301,7 @@ def run_continue(
                 "pass --data"
             )
         data_path = state["data_path"]
+        check_recorded_data(data_path, f"checkpoint {model_path}")
     spec = RunSpec.from_dict(
         {
             "plan": state["plan"],
@@ -299,9 +318,7 @@ def run_continue(
     else:
         print(_older(model_path))
     table = spec.open_table()
-    check_same_data(
-        state, model_path, table.fingerprint, data_path or "synthetic", allow_other_data
-    )
+    check_same_data(state, model_path, table, data_path or "synthetic", allow_other_data)
     dataset = spec.dataset(table, normalisation)
     lr = (
         f"lr falling from {start_lr:g} to {min_lr:g} (cosine)"
@@ -319,14 +336,16 @@ def run_continue(
             spec, dataset, output_dir, model_path, "best_model_combined.pth", progress_every
         )
     except KeyboardInterrupt:
-        last = _last_checkpoint(output_dir)
+        last = _last_saved(output_dir, "best_model_combined.pth")
         if last is None:
             raise _nothing_saved(output_dir, "at the end of the continuation") from None
         if last[1] >= spec.plan.total_epochs:
             raise Interrupted(note=f"every epoch had run; the result is in {output_dir}") from None
         raise Interrupted(_continue_flags(spec, last)) from None
+    except BrokenPipeError:
+        raise  # stdout's reader left (`| head`): `main` ends quietly, no disk to blame
     except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
-        last = _last_checkpoint(output_dir)
+        last = _last_saved(output_dir, "best_model_combined.pth")
         flags = _continue_flags(spec, last) if last and last[1] < spec.plan.total_epochs else None
         raise _write_failed(exc, output_dir, last, flags) from None
 

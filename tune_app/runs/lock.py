@@ -24,7 +24,7 @@ from datetime import datetime
 from tune_app.errors import InputError, RunClaimed
 from tune_app.runs.storage import Location
 
-__all__ = ["LOCK_FILE", "LockOwner", "hold_name", "release_name"]
+__all__ = ["LOCK_FILE", "LockOwner", "hold_name", "release_name", "running_owner"]
 
 LOCK_FILE = "tune_app_run.lock"
 _HELD: dict[str, tuple[Location, str]] = {}  # run uri -> (its folder, our claim's token)
@@ -172,6 +172,24 @@ def hold_name(location: Location, *, resume: bool) -> str | None:
             owner.describe(),
         )
     raise InputError(f"--name {location.name}: could not claim {location.uri}; run again")
+
+
+def running_owner(location: Location) -> LockOwner | None:
+    """Who holds the run's name now, if a process that may still run does.
+
+    Args:
+        location: the run's folder.
+
+    Returns:
+        The lock's owner when its process runs (or is on another host, where that cannot be
+        told); None without a lock, with an unreadable one, or with one whose process is gone.
+    """
+    file = location.join(LOCK_FILE)
+    try:
+        owner = LockOwner.parse(file.read_text()) if file.exists() else None
+    except OSError:
+        return None
+    return owner if owner is not None and owner.alive() is not False else None
 
 
 def release_name(location: Location) -> None:

@@ -3,6 +3,7 @@ TensorBoard, several at once."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,15 @@ from tqdm import tqdm
 from tune_app.training.metrics import BEST_VAL_FREE_LOSS, EPOCH, TRAIN_LOSS, VAL_FREE_LOSS, VAL_LOSS
 from tune_app.training.monitors import Callback, EpochState
 
-__all__ = ["ProgressPrinter", "TensorBoardWriter", "progress_line"]
+__all__ = ["ProgressPrinter", "TensorBoardWriter", "discard_stdout", "progress_line"]
+
+
+def discard_stdout() -> None:
+    """Point stdout at the null device, after its reader closed the pipe (`| head`): later
+    prints, and the interpreter's final flush, then find no closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def progress_line(metrics: dict[str, float], total: int) -> str:
@@ -41,6 +50,7 @@ class ProgressPrinter(Callback):
         self.started = time.perf_counter()
         self.first: int | None = None
         self.bar: tqdm | None = None
+        self.reader_left = False  # stdout's reader closed the pipe (`| head`): print no more
 
     def _left(self, epoch: int) -> str:
         assert self.first is not None
@@ -74,13 +84,21 @@ class ProgressPrinter(Callback):
             return
         if epoch % self.every and not state.checkpoint_due and epoch != self.total:
             return
+        if self.reader_left:
+            return
         note = "  checkpoint" if state.checkpoint_due else ""
-        print(
-            f"{progress_line(metrics, self.total)} {metrics['seconds']:.2f}s "
-            f"left {self._left(epoch)}{note}",
-            file=self.stream or sys.stdout,
-            flush=True,
-        )
+        try:
+            print(
+                f"{progress_line(metrics, self.total)} {metrics['seconds']:.2f}s "
+                f"left {self._left(epoch)}{note}",
+                file=self.stream or sys.stdout,
+                flush=True,
+            )
+        except BrokenPipeError:
+            # `tune-app train ... | head`: the reader wanted fewer lines, not less training;
+            # the run goes on to its end, and what it would print goes nowhere
+            self.reader_left = True
+            discard_stdout()
 
     def close(self) -> None:
         if self.bar is not None:

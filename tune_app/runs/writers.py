@@ -16,17 +16,10 @@ from tune_app.training.checkpoint import (
     save_checkpoint,
     state_bytes,
 )
-from tune_app.training.data import Dataset
+from tune_app.training.data import Dataset, absolute_data_path
 from tune_app.training.monitors import Callback, EpochState
 
 __all__ = ["BestStateWriter", "CheckpointWriter", "history_parquet"]
-
-
-def _absolute(data_path: str | None) -> str | None:
-    """A local data file as an absolute path, so a checkpoint finds it from any folder."""
-    if data_path is None or "://" in data_path:
-        return data_path
-    return str(Path(data_path).resolve())
 
 
 def history_parquet(history: list[dict[str, float]]) -> bytes:
@@ -47,7 +40,7 @@ class CheckpointWriter(Callback):
         version: int = 0,
     ) -> None:
         self.out_dir, self.data, self.params, self.version = out_dir, data, params, version
-        self.data_path = _absolute(data_path)
+        self.data_path = absolute_data_path(data_path)
         self.last: Path | None = None
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
@@ -80,7 +73,7 @@ class BestStateWriter(Callback):
     seed's `best_model_combined.pth`; `tune-app continue --model_path` takes it)."""
 
     def __init__(self, file: Path, data_path: str | None) -> None:
-        self.file, self.data_path = file, _absolute(data_path)
+        self.file, self.data_path = file, absolute_data_path(data_path)
 
     def on_epoch_end(self, metrics: dict[str, float], state: EpochState) -> None:
         if metrics["epochs_since_best"] == 0:

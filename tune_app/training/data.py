@@ -42,7 +42,9 @@ __all__ = [
     "Normalisation",
     "SeriesTable",
     "Windows",
+    "absolute_data_path",
     "build_dataset",
+    "check_recorded_data",
     "find_gaps",
     "load_dataset",
     "open_series",
@@ -58,8 +60,11 @@ class SeriesTable:
         series_ids: the series, sorted.
         components: the component columns, in the order of `values`' last axis.
         values: per series, [T, C] float64, ordered by step.
-        fingerprint: sha256 of the components' names and values (as float32, as it always was,
-            so older checkpoints still match their data).
+        fingerprint: sha256 of the components' names, the series ids and their float64 values
+            (two files that differ in any digit are different data).
+        older_fingerprint: the same over the values cast to float32, as fingerprints were
+            until checkpoints recorded the float64 one: an older checkpoint's still matches
+            its data (`matches`).
         gaps: missing steps; only ever non-empty when read with allow_gaps (inspect).
         times: per series, [T] int64 ns since 1970 UTC from the `timestamp` column, or None.
         irregular: intervals far from their series' usual one (only with allow_gaps).
@@ -76,6 +81,19 @@ class SeriesTable:
     irregular: tuple[Irregular, ...] = ()
     ignored: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    older_fingerprint: str = ""
+
+    def matches(self, recorded: str | None) -> bool:
+        """Whether a recorded data fingerprint is this data's.
+
+        Args:
+            recorded: the fingerprint a checkpoint, export or run recorded (None or "": none).
+
+        Returns:
+            True when it equals `fingerprint`, or `older_fingerprint` (a record from before
+            fingerprints were taken over float64 values); False for None or "".
+        """
+        return bool(recorded) and recorded in (self.fingerprint, self.older_fingerprint)
 
 
 @dataclass
@@ -131,6 +149,17 @@ class Dataset:
     def fingerprint(self) -> str:
         """The data's fingerprint (`SeriesTable.fingerprint`), recorded with every checkpoint."""
         return self.table.fingerprint
+
+    def matches(self, recorded: str | None) -> bool:
+        """Whether a recorded data fingerprint is this data's (`SeriesTable.matches`).
+
+        Args:
+            recorded: the fingerprint a checkpoint recorded.
+
+        Returns:
+            True for this data's fingerprint, float64 or older float32.
+        """
+        return self.table.matches(recorded)
 
     @property
     def mean(self) -> np.ndarray:
@@ -301,12 +330,14 @@ def series_from_arrow(
     gaps = find_gaps(frame)
     ids, values, times, irregular = [], [], [], []
     digest = hashlib.sha256(("|".join(chosen)).encode())
+    older = digest.copy()  # over float32 values, as fingerprints were taken before
     for series_id, group in frame.groupby(ID, sort=True):
         array = np.ascontiguousarray(group[chosen].to_numpy(dtype=np.float64))
         ids.append(str(series_id))
         values.append(array)
-        digest.update(str(series_id).encode())
-        digest.update(array.astype(np.float32).tobytes())
+        for hashed, raw in ((digest, array), (older, array.astype(np.float32))):
+            hashed.update(str(series_id).encode())
+            hashed.update(raw.tobytes())
         if timed:
             steps = group[STEP].to_numpy(dtype=np.int64)
             stamps = group[TIMESTAMP].to_numpy(dtype=np.int64)
@@ -326,6 +357,7 @@ def series_from_arrow(
         tuple(irregular),
         tuple(ignored),
         tuple(precision_notes(table, chosen, path)),
+        older.hexdigest(),
     )
 
 
@@ -458,3 +490,42 @@ def open_series(
             selected_by=selected_by,
         )
     return read_series(path, config, selected_by=selected_by)
+
+
+def absolute_data_path(path: str | None) -> str | None:
+    """A data path as a run records it: a local file as its absolute, resolved path (so a
+    checkpoint or export finds it from any folder, and a Ray worker's working directory never
+    enters it), a remote URI (`s3://...`) as given.
+
+    Args:
+        path: the `--data` value as typed; None for the built-in synthetic data.
+
+    Returns:
+        The path to record, or None.
+    """
+    if path is None or "://" in path:
+        return path
+    return str(Path(path).resolve())
+
+
+def check_recorded_data(path: str | None, owner: str) -> None:
+    """Refuse, naming it, a model's recorded training file that is not there any more, before
+    the reader would blame the user's `--data` for it.
+
+    Args:
+        path: the data path the checkpoint, export or run recorded (None: synthetic data).
+        owner: what recorded it, for the message ("checkpoint results/t/checkpoints/...").
+
+    Raises:
+        InputError: a local recorded file that does not exist (remote URIs are left to the
+            reader).
+    """
+    if path is None or "://" in path or Path(path).is_file():
+        return
+    relative = (
+        "" if Path(path).is_absolute() else " (a path relative to the folder the run started in)"
+    )
+    raise InputError(
+        f"{owner} was trained on {path}{relative}, which is not there now; pass --data with "
+        "that file (or a copy of it)"
+    )

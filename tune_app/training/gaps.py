@@ -9,7 +9,7 @@ import pandas as pd
 
 from tune_app.errors import InputError
 from tune_app.training.tables import ID, STEP
-from tune_app.training.timestamps import TIMESTAMP, Irregular
+from tune_app.training.timestamps import TIMESTAMP, Irregular, clock_change_hint
 
 __all__ = ["Gap", "fill", "find_gaps", "refuse_gaps"]
 
@@ -103,10 +103,19 @@ def refuse_gaps(gaps: list[Gap], irregular: list[Irregular], path: str) -> None:
     if irregular:
         shown = "; ".join(i.describe() for i in irregular[:3])
         more = f" (and {len(irregular) - 3} more)" if len(irregular) > 3 else ""
+        hint = clock_change_hint(irregular)
+        if all(i.clock_change for i in irregular):  # no row is missing: say only that
+            raise InputError(
+                f"{path}: the {TIMESTAMP} jumps an hour where clocks go forward: {shown}{more}; "
+                f"{hint} (see them all with `tune-app data inspect`)"
+            )
+        fixes = [hint] if hint else []
+        fixes.append(
+            "add the missing rows with their steps (then --fill ffill fills them), or drop "
+            f"the {TIMESTAMP} column if the steps are what counts"
+        )
         raise InputError(
             f"{path}: the steps are consecutive but the {TIMESTAMP} jumps: {shown}{more}. "
-            "Windows would join the values on either side as if they were one step apart; add "
-            "the missing rows with their steps (then --fill ffill fills them), or drop the "
-            f"{TIMESTAMP} column if the steps are what counts (see them all with `tune-app data "
-            "inspect`)"
+            f"Windows would join the values on either side as if they were one step apart; "
+            f"{'; '.join(fixes)} (see them all with `tune-app data inspect`)"
         )

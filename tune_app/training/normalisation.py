@@ -106,11 +106,15 @@ class Normalisation:
             values: per series, [T_i, C] values in the data's units.
 
         Returns:
-            One line per such component (none in the usual case).
+            One line per such component (none in the usual case; none for a component that is
+            constant in these values, relative to its scale (`is_constant`): float64's rounding
+            noise of a constant is no spread to lose).
         """
         notes = []
         for c, name in enumerate(self.components):
             column = np.concatenate([np.asarray(v[:, c], dtype=np.float64) for v in values])
+            if column.size == 0 or is_constant(column.std(), np.abs(column).max()):
+                continue
             z64 = (column - self.mean[c]) / self.std[c]
             exact = float(z64.std())
             kept = float(z64.astype(np.float32).astype(np.float64).std())

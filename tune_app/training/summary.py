@@ -8,7 +8,7 @@ import numpy as np
 
 from tune_app.training.data import SeriesTable
 from tune_app.training.normalisation import is_constant
-from tune_app.training.timestamps import format_seconds, step_seconds
+from tune_app.training.timestamps import clock_change_hint, format_seconds, step_seconds
 
 __all__ = ["describe"]
 
@@ -67,9 +67,14 @@ def describe(table: SeriesTable) -> str:
         problems.append("training refuses gaps: fill them in the file or pass --fill ffill")
     problems += [f"irregular interval in {i.describe()}" for i in table.irregular]
     if table.irregular:
+        irregular = list(table.irregular)
+        fixes = [hint] if (hint := clock_change_hint(irregular)) else []
+        if not all(i.clock_change for i in irregular):
+            fixes.append(
+                "add the missing rows, or drop the timestamp column if the steps are what counts"
+            )
         problems.append(
-            "training refuses irregular intervals as it refuses gaps: add the missing rows, or "
-            "drop the timestamp column if the steps are what counts"
+            f"training refuses irregular intervals as it refuses gaps: {'; '.join(fixes)}"
         )
     problems += list(table.notes)
     lines.append("problems: " + ("\n  ".join(["", *problems]) if problems else "none"))

@@ -21,6 +21,7 @@ from tune_app.errors import InputError
 __all__ = [
     "TIMESTAMP",
     "Irregular",
+    "clock_change_hint",
     "format_seconds",
     "irregular_intervals",
     "step_seconds",
@@ -29,6 +30,12 @@ __all__ = [
 
 TIMESTAMP = "timestamp"
 REGULAR = (0.5, 1.5)  # an interval within these multiples of the series' median is regular
+HOUR_NS = 3_600_000_000_000
+# Where clocks change for daylight saving time: in these months (spring and autumn in either
+# hemisphere), at a local hour from 00:00 to 03:59. Local times written without a UTC offset
+# skip an hour there (clocks go forward) or repeat one (clocks go back).
+CLOCK_CHANGE_MONTHS = frozenset({3, 4, 9, 10, 11})
+CLOCK_CHANGE_HOURS = range(4)
 # a number in the timestamp column is Unix time; its size says its unit (seconds until 5138)
 Unit = Literal["s", "ms", "us", "ns"]
 UNIX_UNITS: tuple[tuple[float, Unit], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
@@ -100,17 +107,45 @@ class Irregular:
     after_step: int
     seconds: float
     usual: float
+    clock_change: bool = False  # exactly an hour more, in local times where clocks go forward
 
     def describe(self) -> str:
         """The interval in words, for messages and `data inspect`.
 
         Returns:
-            `series 's01': 10 h after step 99 (usually 1 h per step)`.
+            `series 's01': 10 h after step 99 (usually 1 h per step)`, with `, an hour more:
+            clocks going forward?` for a likely clock change.
         """
+        forward = ", an hour more: clocks going forward?" if self.clock_change else ""
         return (
             f"series {self.series_id!r}: {format_seconds(self.seconds)} after step "
-            f"{self.after_step} (usually {format_seconds(self.usual)} per step)"
+            f"{self.after_step} (usually {format_seconds(self.usual)} per step{forward})"
         )
+
+
+def clock_change_hint(irregular: list[Irregular]) -> str:
+    """What to do about local times across a clock change, when some of `irregular` look like
+    one.
+
+    Args:
+        irregular: the intervals found (`irregular_intervals`).
+
+    Returns:
+        A sentence (no final period), or "" when none is a likely clock change.
+    """
+    if not any(i.clock_change for i in irregular):
+        return ""
+    return (
+        "local times without a UTC offset skip an hour when clocks go forward (02:00 to 03:00), "
+        "so no row is missing there: write the times with their offset (2024-03-31 "
+        "03:00:00+02:00) or in UTC"
+    )
+
+
+def _near_clock_change(time_ns: int) -> bool:
+    """Whether a naive local time lies where clocks may change (`CLOCK_CHANGE_MONTHS`/`HOURS`)."""
+    when = pd.Timestamp(time_ns)
+    return when.month in CLOCK_CHANGE_MONTHS and when.hour in CLOCK_CHANGE_HOURS
 
 
 def _monotone(series_id: str, steps: np.ndarray, times: np.ndarray, aware: bool, path: str) -> None:
@@ -119,11 +154,13 @@ def _monotone(series_id: str, steps: np.ndarray, times: np.ndarray, aware: bool,
         return
     i = int(bad[0])
     shown = [str(pd.Timestamp(t, tz="UTC" if aware else None)) for t in times[i : i + 2]]
+    back = int(times[i] - times[i + 1])  # clocks going back repeat less than an hour's times
+    repeat = not aware and 0 <= back < HOUR_NS and _near_clock_change(int(times[i]))
     hint = (
-        ""
-        if aware
-        else "; local times without a UTC offset repeat an hour when clocks go back: write "
+        "; local times without a UTC offset repeat an hour when clocks go back: write "
         "them with their offset (2024-10-27 02:30:00+01:00) or in UTC"
+        if repeat
+        else ""
     )
     raise InputError(
         f"{path}: the {TIMESTAMP} of series {series_id!r} does not increase with its steps: step "
@@ -166,7 +203,23 @@ def irregular_intervals(
         except (TypeError, ValueError):
             pass
     seconds = np.diff(times).astype(np.float64) / 1e9
-    return [Irregular(series_id, int(steps[i]), float(seconds[i]), usual) for i in odd]
+    consecutive = np.diff(steps) == 1
+    return [
+        Irregular(
+            series_id,
+            int(steps[i]),
+            float(seconds[i]),
+            usual,
+            # naive local times: one hour more than usual where clocks go forward
+            clock_change=bool(
+                not aware
+                and consecutive[i]
+                and abs(seconds[i] - usual - 3600) < 1
+                and _near_clock_change(int(times[i + 1]) - HOUR_NS)
+            ),
+        )
+        for i in odd
+    ]
 
 
 def step_seconds(times: tuple[np.ndarray, ...] | None) -> float | None:

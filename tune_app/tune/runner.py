@@ -36,6 +36,7 @@ from tune_app.tune.preflight import check_capacity, check_search
 from tune_app.tune.progress import TrialTable, trial_dirname
 from tune_app.tune.selection import Selection
 from tune_app.tune.trainable import trainable_for
+from tune_app.tune.trial_errors import StopWhenRunGone, trial_errors
 
 __all__ = [
     "CapacityOptions",
@@ -92,7 +93,7 @@ def run_config(launch: Launch, location: Location, kind: str, **kwargs: Any) -> 
         failure_config=tune.FailureConfig(max_failures=launch.max_failures),
         progress_reporter=_reporter(),
         verbose=launch.verbose,
-        callbacks=[KeepTrialLogs()],
+        callbacks=[KeepTrialLogs(), StopWhenRunGone(location)],
         **kwargs,
     )
 
@@ -131,11 +132,16 @@ def fit_or_restore(
     else:
         tuner = make_tuner()
     try:
-        return fit(tuner, location, launch.storage)  # Ctrl-C: tune_app's resume command
-    except (InputError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        raise RunFailed(f"the run at {location.uri} stopped: {why_stopped(location, exc)}") from exc
+        with trial_errors(location) as errors:  # Ray's trial tracebacks to a file, named
+            try:
+                return fit(tuner, location, launch.storage)  # Ctrl-C: tune_app's resume command
+            except (InputError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                logged = f"; Ray's trial traceback(s): {errors.file}" if errors.file else ""
+                raise RunFailed(
+                    f"the run at {location.uri} stopped: {why_stopped(location, exc)}{logged}"
+                ) from exc
     finally:
         release_name(location)
 
