@@ -4,6 +4,7 @@ half-written checkpoint folders are never taken for checkpoints: `best` exports 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -72,6 +73,9 @@ def test_storage_full_mid_run(small_disk: Path, tmp_path: Path):
     assert last.startswith(("tune-app: the run at", "trial failed:")), err[-3000:]
     assert "storage is full" in last, err[-3000:]
     assert "Traceback" not in err, err[-3000:]  # Ray's trial tracebacks went to a file, named
+    for logged in set(re.findall(r"Ray's traceback: (\S+)\)", err)):
+        assert "Traceback" in Path(logged).read_text()
+        Path(logged).unlink()  # in the temporary folder: the full disk could not take it
     (small_disk / "filler").unlink()
     best = subprocess.run(
         [*CLI, "best", str(run), "--out", str(tmp_path / "best")],
