@@ -152,6 +152,9 @@ def test_corrupt_and_malicious_checkpoints_are_refused(tiny_dataset, tmp_path: P
     state_file.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_state(first.last_checkpoint)
+    state_file.write_bytes(b"")  # what a full disk leaves: EOFError without a message
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_state(first.last_checkpoint)
 
     class Evil:
         def __reduce__(self):  # type: ignore[no-untyped-def]

@@ -239,9 +239,10 @@ def load_torch_file(file: Path, map_location: str | torch.device = "cpu") -> Any
             f"checkpoint {file}: corrupt or truncated (not a readable torch file); use an earlier checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        # an empty file (a full disk) raises an EOFError with no message at all
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise CheckpointError(
-            f"checkpoint {file}: corrupt or truncated ({str(exc).splitlines()[0][:160]}); "
-            "use an earlier checkpoint"
+            f"checkpoint {file}: corrupt or truncated ({why}); use an earlier checkpoint"
         ) from None
     except Exception as exc:  # not a torch file at all: pickle raises anything (KeyError, ...)
         raise CheckpointError(
