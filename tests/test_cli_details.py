@@ -156,3 +156,18 @@ def test_trials_are_named_by_their_folders_not_rays_ids(command, trained, tmp_pa
     else:
         assert "best: trial trial-00 at epoch" in shown
     assert "trial-00" in shown and "3170e" not in shown
+
+
+@pytest.mark.parametrize(("with_ray", "ignored"), [(True, True), (False, False)])
+def test_the_console_script_leaves_ray_with_sigterm_ignored(with_ray: bool, ignored: bool):
+    """Ray's process reaper may SIGTERM the driver's process group as Ray goes; Ray's handler
+    then printed 'Exception ignored ... SystemExit: 1' after tune-app's last line."""
+    code = (
+        ("import ray\n" if with_ray else "")
+        + "import signal, sys\nfrom tune_app.cli.main import run\n"
+        + "sys.argv = ['tune-app', 'plan', 'validate', '/nonexistent.yaml']\n"
+        + "code = run()\n"
+        + "print(code, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", str(ignored)], done.stdout + done.stderr

@@ -2,6 +2,6 @@
 
 import sys
 
-from tune_app.cli.main import main
+from tune_app.cli.main import run
 
-sys.exit(main())
+sys.exit(run())

@@ -184,5 +184,22 @@ def _closed_pipe() -> int:
     return 141  # 128 + SIGPIPE, what a shell reports for a writer the reader left
 
 
+def run() -> int:
+    """The `tune-app` console script (and `python -m tune_app.cli`): `main`, then, when the
+    command used Ray, Ray shut down with SIGTERM ignored (`tune.cluster.leave_quietly`), so
+    nothing of Ray's is printed after tune-app's last line and the exit code stays its own.
+
+    Returns:
+        `main`'s exit code.
+    """
+    try:
+        return main()
+    finally:
+        if "ray" in sys.modules:
+            from tune_app.tune.cluster import leave_quietly
+
+            leave_quietly()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

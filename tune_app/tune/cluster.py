@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -61,6 +62,7 @@ __all__ = [
     "check_reachable",
     "connect",
     "join",
+    "leave_quietly",
     "local_system_config",
     "start_local",
     "target",
@@ -471,6 +473,20 @@ def join(address: str, **init_kwargs: Any) -> None:
     # joined: ray.init's own messages, as they would have been shown
     sys.stderr.write(log.read_bytes().decode(errors="replace"))
     log.unlink(missing_ok=True)
+
+
+def leave_quietly() -> None:
+    """At the end of the `tune-app` process: ignore SIGTERM, then shut Ray down.
+
+    When Ray goes, its process reaper may SIGTERM the process group the driver is in; Ray's own
+    SIGTERM handler then raises SystemExit inside whatever the exiting interpreter runs, which
+    Python prints as "Exception ignored ... SystemExit: 1" after tune-app's last line (seen
+    after a run that stopped on a full disk). The process is ending with its own exit code, so
+    the signal is ignored from here on.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def connect(address: str | None, **init_kwargs: Any) -> None:
