@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tune_app.cli.args import add_field, settings
+from tune_app.cli.args import settings
 from tune_app.cli.compare import add_seed_args, check_seed_count, failed_trials, score_and_write
 from tune_app.cli.cost import Cost, cost_line, epoch_seconds, remaining
 from tune_app.errors import InputError, Interrupted, NothingToResume, RunClaimed, RunFailed
@@ -376,32 +376,9 @@ def add_certify_command(commands: Any) -> None:
         help="also the winner's plan with one family of modifications removed at a time, each "
         "against the full winner's plan on the same seeds: which one carried the gain",
     )
-    group = certify.add_argument_group("Ray Tune")
-    add_field(
-        group,
-        Launch,
-        "resume",
-        action="store_true",
-        help="go on with a certification that was cut short",
-    )
-    add_field(
-        group, Launch, "address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT"
-    )
-    add_field(group, Launch, "cpus_per_trial", type=float, help="CPUs per trial")
-    add_field(group, Launch, "gpus_per_trial", type=float, help="GPUs per trial")
-    add_field(
-        group,
-        Launch,
-        "max_failures",
-        type=int,
-        help="retries of a crashed trial from its last checkpoint",
-    )
-    add_field(
-        group,
-        Launch,
-        "wait_for_resources",
-        type=float,
-        metavar="SECONDS",
-        help="on a cluster, how long to wait for a node with a trial's resources",
+    from tune_app.cli.runs import add_launch_args
+
+    add_launch_args(
+        certify, named=False, resume_help="go on with a certification that was cut short"
     )
     certify.set_defaults(handler=cmd_certify)

@@ -33,20 +33,29 @@ if TYPE_CHECKING:
 __all__ = ["Prepared", "add_launch_args", "add_run_commands", "prepare_run"]
 
 
-def add_launch_args(parser: argparse.ArgumentParser) -> None:
+def add_launch_args(
+    parser: argparse.ArgumentParser,
+    *,
+    named: bool = True,
+    resume_help: str = "continue an interrupted run (--name required)",
+) -> None:
     """Add the flags of where and how a Ray run goes (`Launch`'s fields).
 
     Args:
         parser: the command's parser.
+        named: whether the command names its run (`--name`, `--storage`); `certify` does not:
+            its runs live inside the search run it certifies.
+        resume_help: what `--resume` does for this command.
     """
     group = parser.add_argument_group("Ray Tune")
-    add_field(
-        group,
-        Launch,
-        "name",
-        help="run name (default KIND-TIMESTAMP); with --resume, the run to continue",
-    )
-    add_field(group, Launch, "storage", help="local path or URI (s3://bucket/prefix)")
+    if named:
+        add_field(
+            group,
+            Launch,
+            "name",
+            help="run name (default KIND-TIMESTAMP); with --resume, the run to continue",
+        )
+        add_field(group, Launch, "storage", help="local path or URI (s3://bucket/prefix)")
     add_field(
         group, Launch, "address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT"
     )
@@ -58,13 +67,7 @@ def add_launch_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="GPUs per trial; trials train on cuda when > 0",
     )
-    add_field(
-        group,
-        Launch,
-        "resume",
-        action="store_true",
-        help="continue an interrupted run (--name required)",
-    )
+    add_field(group, Launch, "resume", action="store_true", help=resume_help)
     add_field(
         group,
         Launch,
