@@ -17,7 +17,7 @@ from tune_app.cli.runs import add_run_commands
 from tune_app.cli.train import add_train_commands
 from tune_app.errors import DivergedError, InputError, Interrupted, RunFailed
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -35,6 +35,7 @@ __all__ = [
     "check_join",
     "check_niceness",
     "check_reachable",
+    "from_environment",
     "target",
     "token_here",
 ]
