@@ -13,6 +13,7 @@ to the time between the two.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import socket
@@ -199,14 +200,12 @@ def release_name(location: Location) -> None:
     if held is None:
         return
     file = location.join(LOCK_FILE)
-    try:
+    with contextlib.suppress(OSError):  # the folder went away with the lock in it
         owner = LockOwner.parse(file.read_text()) if file.exists() else None
         if owner is not None and owner.token == held[1]:
             location.fs.delete_file(file.path)
         if location.is_local and not os.listdir(location.path):
             os.rmdir(location.path)
-    except OSError:
-        pass  # the folder went away with the lock in it
 
 
 def _release_all() -> None:
