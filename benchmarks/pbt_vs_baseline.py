@@ -248,19 +248,28 @@ def baselines(spec: RunSpec, population: int) -> list[dict[str, float]]:
 
 
 def search(
-    spec: RunSpec, population: int, storage: str, name: str, scheduler: str
+    spec: RunSpec,
+    population: int,
+    storage: str,
+    name: str,
+    scheduler: str,
+    options: Any = None,
+    space: Any = None,
 ) -> tuple[dict, Plan]:
     """One search with `spec`'s seed: its winner's best val loss and test scores (the exported
     best checkpoint), the control's best val loss, the exploits, rounds and winner's lineage;
-    and the winner's exported plan (what `certify` trains again)."""
+    and the winner's exported plan (what `certify` trains again).
+
+    `options` (a `SearchOptions`) and `space` (a `SearchSpace`) replace the defaults
+    (`population` and `scheduler` with the rest default; the default space) where given."""
     from tune_app.analysis.evaluate import load_model
     from tune_app.plan.search_space import load_space
     from tune_app.runs.results import export_best, open_run
     from tune_app.tune.runner import Launch, SearchOptions, run_search
 
-    space = load_space(None, "modifications.yaml", "pbt")
-    launch = Launch(name=name, storage=storage, cpus_per_trial=2 / population, verbose=0)
-    options = SearchOptions(population=population, scheduler=scheduler)
+    space = space or load_space(None, "modifications.yaml", "pbt")
+    options = options or SearchOptions(population=population, scheduler=scheduler)
+    launch = Launch(name=name, storage=storage, cpus_per_trial=2 / options.population, verbose=0)
     _, location = run_search(spec, spec.open_table(), space, options, launch)
     run = open_run(location.uri)
     export = Path(storage) / f"{name}_best"

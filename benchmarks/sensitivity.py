@@ -1,0 +1,231 @@
+"""How much each parameter of the default search space matters: certified effect sizes.
+
+For each numeric parameter of `tune_app/search_spaces/modifications.yaml` that a plan can hold
+(the boundary rules `plateau_restart_*` and `gap_regularise` act on a trial's own metrics, so no
+plan holds them from epoch 1; bool switches are measured through their numbers), two plans: the
+seed plan (shortened to `--phase-epochs` per phase) with that parameter at its space's low bound
+and at its high bound from epoch 1, every other parameter neutral. A parameter that needs a
+switch or a partner gets them: `lr_restart_factor` and `lr_restart_period` switch `lr_restart`
+on with the partner at the middle of its initial range, and so do `curriculum_start` and
+`curriculum_epochs`; `component_weight` is measured on the first component's weight.
+
+On each set of `benchmarks/pbt_vs_baseline.py`, every such plan and the seed plan are trained
+from scratch on the same `--seeds` fresh seeds in one Tune run, as `tune-app compare` does it,
+and each is scored on the test split at its best-validation checkpoint. The effect of a bound
+is the certified ratio of the test MSE (z-units), plan-with-bound / seed plan: the geometric
+mean over seeds (exp of the mean per-seed log ratio) with its 95 % t interval
+(`tune_app.analysis.certification`, the statistics `compare` prints). Below 1 is better.
+
+Prints a table, a parameter's bound per row and a set per column ("*": the interval excludes 1),
+and per parameter how many sets its bounds moved the test MSE either way; writes
+results/benchmarks/sensitivity.json. Every argument is checked before any training.
+
+    .venv/bin/python benchmarks/sensitivity.py [--sets co2,macro] [--phase-epochs 4] [--seeds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from _common import RESULTS, write
+from pbt_vs_baseline import SETS, _installed, _names, certify
+
+from tune_app.cli.args import whole
+from tune_app.plan import registry
+from tune_app.plan.effects import explored_plan
+from tune_app.plan.plan import Plan, load_plan
+from tune_app.plan.search_space import Param, SearchSpace, load_space
+from tune_app.runs.spec import RunSpec
+from tune_app.training.model import ModelConfig
+from tune_app.training.trainer import TrainConfig
+
+# A parameter measured with others set: the switch it needs and its partner (at the middle of
+# the partner's initial range).
+PARTNERS = {
+    "lr_restart_factor": ("lr_restart", "lr_restart_period"),
+    "lr_restart_period": ("lr_restart", "lr_restart_factor"),
+    "curriculum_start": (None, "curriculum_epochs"),
+    "curriculum_epochs": (None, "curriculum_start"),
+}
+
+
+def measured(space: SearchSpace) -> list[Param]:
+    """The parameters a plan can hold from epoch 1 (numbers, not boundary rules), in the
+    space's order; of a per-component parameter, the first component's."""
+    out, seen = [], set()
+    for param in space.params:
+        found = registry.lookup(param.name)
+        if param.type == "bool" or found is None or found.target != "modification":
+            continue
+        if found.per_component:
+            if found.name in seen:
+                continue
+            seen.add(found.name)
+        out.append(param)
+    return out
+
+
+def middle(param: Param) -> float:
+    """The middle of `param`'s initial range (its bounds where it has none)."""
+    low, high = param.initial or (param.low, param.high)
+    return (low + high) / 2
+
+
+def bound_params(param: Param, bound: str, space: SearchSpace) -> dict[str, Any]:
+    """The flat parameters of `param` at its `bound` ("low" or "high"), with its switch and
+    partner (`PARTNERS`) set."""
+    params: dict[str, Any] = {param.name: getattr(param, bound)}
+    switch, partner = PARTNERS.get(param.name, (None, None))
+    if switch:
+        params[switch] = True
+    if partner:
+        params[partner] = middle(next(p for p in space.params if p.name == partner))
+    return params
+
+
+def arms(plan: Plan, space: SearchSpace, components: list[str]) -> dict[str, tuple[Plan, dict]]:
+    """Every measured bound as a plan from epoch 1: label ("lr_scale-low") -> (plan, params)."""
+    out = {}
+    for param in measured(space):
+        found = registry.lookup(param.name)
+        name = found.name if found else param.name  # component_weight, whatever the first is
+        for bound in ("low", "high"):
+            params = bound_params(param, bound, space)
+            out[f"{name}-{bound}"] = (explored_plan(plan, params, 1, components), params)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, every value checked before any work.
+
+    Raises:
+        SystemExit: exit 2 naming the bad value (an unknown set, a count below its minimum,
+            a set whose package is not installed).
+    """
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sets",
+        type=_names("data set", SETS),
+        default=list(SETS),
+        help=f"comma-separated, out of {','.join(SETS)} (default: all)",
+    )
+    parser.add_argument(
+        "--phase-epochs",
+        type=whole(1),
+        default=4,
+        help="epochs per phase of the shortened seed plan (>= 1)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=whole(2),
+        default=4,
+        help="fresh seeds each plan is trained on (>= 2, for an interval)",
+    )
+    args = parser.parse_args(argv)
+    for name in args.sets:
+        module = SETS[name].needs
+        if module and not _installed(module):
+            parser.error(
+                f"argument --sets: {name} needs {module}, which is not installed here; "
+                "install the bench extra (pip install -e '.[bench]') or leave it out"
+            )
+    return args
+
+
+def cell(found: dict[str, Any]) -> str:
+    """One bound on one set: `ratio [low, high]`, starred where the interval excludes 1."""
+    if found.get("ratio") is None:
+        return "diverged"
+    low, high = found["low"], found["high"]
+    star = "*" if low is not None and (high < 1.0 or low > 1.0) else " "
+    return f"{found['ratio']:.3f} [{low:.2f},{high:.2f}]{star}"
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]], labels: list[str]) -> list[str]:
+    """The effect table: a row per bound, a column per set."""
+    sets = list(results)
+    width = 22
+    lines = [f"{'bound':32}" + "".join(f"{name:<{width}}" for name in sets)]
+    for label in labels:
+        first = next(iter(results.values()))[label]
+        name, bound = label.rsplit("-", 1)
+        value = next(v for k, v in first["params"].items() if k.startswith(name))
+        row = f"{name + ' ' + bound + ' = ' + format(value, 'g'):32}"
+        lines.append(row + "".join(f"{cell(results[s][label]):<{width}}" for s in sets))
+    return lines
+
+
+def verdicts(results: dict[str, dict[str, dict[str, Any]]], labels: list[str]) -> list[str]:
+    """Per bound: on how many sets it certified better, worse, or neither."""
+    lines = []
+    for label in labels:
+        better = [s for s, row in results.items() if (row[label].get("high") or 2.0) < 1.0]
+        worse = [s for s, row in results.items() if (row[label].get("low") or 0.0) > 1.0]
+        lines.append(
+            f"  {label}: better on {len(better)} ({', '.join(better) or '-'}), "
+            f"worse on {len(worse)} ({', '.join(worse) or '-'}) of {len(results)}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    plan = load_plan(phase_epochs=args.phase_epochs)
+    space = load_space(None, "modifications.yaml", "pbt")
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    labels: list[str] = []
+    settings = {"phase_epochs": args.phase_epochs, "seeds": args.seeds, "sets": args.sets}
+    with tempfile.TemporaryDirectory() as storage:
+        for name in args.sets:
+            bench = SETS[name]
+            path = Path(storage) / f"{name}.parquet"
+            bench.make().to_parquet(path, index=False)
+            components = [
+                c for c in pd.read_parquet(path).columns if c not in ("series_id", "step")
+            ]
+            spec = RunSpec(
+                plan,
+                ModelConfig(components=len(components), hidden=bench.hidden),
+                bench.data,
+                TrainConfig(),
+                str(path),
+            )
+            built = arms(plan, space.expand(components), components)
+            labels = list(built)
+            began = time.perf_counter()
+            certified = certify(
+                spec, {k: p for k, (p, _) in built.items()}, args.seeds, storage, f"{name}_sens"
+            )
+            row = {
+                label: {**certified[label], "params": params}
+                for label, (_, params) in built.items()
+            }
+            results[name] = row
+            print(
+                f"{name}: {len(built) + 1} plans x {args.seeds} seeds in "
+                f"{time.perf_counter() - began:.0f} s",
+                flush=True,
+            )
+            print("\n".join(table({name: row}, labels)), flush=True)
+            write("sensitivity", {**settings, "results": results})  # a set at a time
+    print()
+    print(
+        f"test MSE, plan with the bound / seed plan, {args.seeds} seeds, "
+        f"{plan.total_epochs} epochs; [95 % t interval]; *: excludes 1"
+    )
+    print("\n".join(table(results, labels)))
+    print("\n".join(verdicts(results, labels)))
+    print(f"wrote {RESULTS / 'sensitivity.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The sensitivity study's plans and the design study's pass/fail bar (benchmarks/ is not a
+package: imported from its folder)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import search_designs
+import sensitivity
+
+from tune_app.plan.plan import load_plan
+from tune_app.plan.search_space import load_space
+
+COMPONENTS = ["a", "b"]
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space(None, "modifications.yaml", "pbt").expand(COMPONENTS)
+
+
+def test_every_plan_field_of_the_space_is_measured_and_no_rule(space):
+    names = [p.name for p in sensitivity.measured(space)]
+    assert "lr_scale" in names and "alpha_shift" in names
+    assert "component_weight_a" in names and "component_weight_b" not in names
+    assert "component_weight-low" in sensitivity.arms(
+        load_plan(phase_epochs=4), space, COMPONENTS
+    )  # the first only
+    assert not {"plateau_restart", "plateau_restart_factor", "gap_regularise", "lr_restart"} & set(
+        names
+    )
+
+
+def test_each_bound_is_a_plan_of_its_own_from_epoch_1(space):
+    plan = load_plan(phase_epochs=4)
+    built = sensitivity.arms(plan, space, COMPONENTS)
+    # a curriculum starting from every window, or admitting all at once, is the plan itself
+    same = {label for label, (p, _) in built.items() if p.fingerprint == plan.fingerprint}
+    assert same == {"curriculum_start-high", "curriculum_epochs-low"}
+    fingerprints = {p.fingerprint for label, (p, _) in built.items() if label not in same}
+    assert len(fingerprints) == len(built) - len(same)  # every other bound: a plan of its own
+    lr_low, params = built["lr_scale-low"]
+    low = next(p for p in space.params if p.name == "lr_scale").low
+    assert params == {"lr_scale": low}
+    epoch1 = plan.lr_at(1, 0, 10)
+    assert lr_low.lr_at(1, 0, 10) == pytest.approx(low * epoch1)  # in force from epoch 1
+    assert lr_low.lr_at(20, 5, 10) == pytest.approx(low * plan.lr_at(20, 5, 10))
+
+
+def test_a_parameter_that_needs_a_switch_gets_it_and_its_partner(space):
+    params = sensitivity.bound_params(
+        next(p for p in space.params if p.name == "lr_restart_period"), "high", space
+    )
+    factor = next(p for p in space.params if p.name == "lr_restart_factor")
+    assert params["lr_restart"] is True
+    assert params["lr_restart_factor"] == pytest.approx(sum(factor.initial) / 2)
+
+
+@pytest.mark.parametrize(
+    ("found", "passed", "failed"),
+    [
+        ({"ratio": 0.85, "low": 0.7, "high": 0.95}, True, False),
+        ({"ratio": 0.85, "low": 0.7, "high": 1.02}, False, False),  # interval holds 1
+        ({"ratio": 0.93, "low": 0.9, "high": 0.96}, False, False),  # < 10 % better
+        ({"ratio": 1.2, "low": 1.05, "high": 1.4}, False, True),
+        ({"ratio": None, "low": None, "high": None}, False, False),  # every seed diverged
+        ({"ratio": 0.8, "low": None, "high": None}, False, False),  # one seed: no interval
+    ],
+)
+def test_the_bar_of_a_set(found, passed, failed):
+    assert search_designs.passes(found) is passed
+    assert search_designs.fails(found) is failed
+
+
+def test_a_design_meets_the_bar_on_three_sets_and_no_failure():
+    good = {"certified": {"ratio": 0.8, "low": 0.7, "high": 0.9}}
+    bad = {"certified": {"ratio": 1.2, "low": 1.1, "high": 1.3}}
+    results = {s: {"x": [good], "y": [good]} for s in ("s1", "s2", "s3")}
+    results["s4"] = {"x": [good], "y": [bad]}
+    lines = search_designs.summary_lines(results)
+    assert "x " in lines[1] and "passed 4" in lines[1] and lines[1].endswith(": met")
+    assert "failed 1 (s4)" in lines[2] and lines[2].endswith("not met")
+
+
+def test_designs_cost_the_same_member_runs():
+    for design in search_designs.DESIGNS.values():
+        assert design.population * design.searches == search_designs.TRIAL_EPOCHS_PER_DESIGN
+    assert search_designs.DESIGNS["half-phase"].options(4).perturb_every == 2
+    assert search_designs.DESIGNS["truncation"].options(4).perturb_every is None
+
+
+def test_a_bad_space_file_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        search_designs.parse_args(["--space-file", f"narrow={tmp_path / 'none.yaml'}"])
+    assert exc.value.code == 2
+    assert "no file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        search_designs.parse_args(["--designs", "greedy"])
