@@ -1,6 +1,7 @@
 """How much each parameter of the default search space matters: certified effect sizes.
 
-For each numeric parameter of `tune_app/search_spaces/modifications.yaml` that a plan can hold
+For each numeric parameter of `tune_app/search_spaces/modifications_full.yaml` (every
+modification; the default space is what this study kept of it) that a plan can hold
 (the boundary rules `plateau_restart_*` and `gap_regularise` act on a trial's own metrics, so no
 plan holds them from epoch 1; bool switches are measured through their numbers), two plans: the
 seed plan (shortened to `--phase-epochs` per phase) with that parameter at its space's low bound
@@ -44,6 +45,8 @@ from tune_app.plan.search_space import Param, SearchSpace, load_space
 from tune_app.runs.spec import RunSpec
 from tune_app.training.model import ModelConfig
 from tune_app.training.trainer import TrainConfig
+
+FULL_SPACE = "modifications_full.yaml"  # every parameter: the study decides the default's
 
 # A parameter measured with others set: the switch it needs and its partner (at the middle of
 # the partner's initial range).
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     plan = load_plan(phase_epochs=args.phase_epochs)
-    space = load_space(None, "modifications.yaml", "pbt")
+    space = load_space(None, FULL_SPACE, "pbt")
     results: dict[str, dict[str, dict[str, Any]]] = {}
     labels: list[str] = []
     settings = {"phase_epochs": args.phase_epochs, "seeds": args.seeds, "sets": args.sets}

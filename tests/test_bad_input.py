@@ -46,7 +46,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "broken_run" / "tune_app_run.json").write_text(json.dumps({"kind": "baseline"}))
     for name in ("modifications.yaml", "capacity.yaml"):  # a user's copies, to edit later
         shutil.copy(SPACES / name, root / f"my_{name}")
-    _edit_space(root / "my_modifications.yaml", "alpha_shift", high=0.1)  # not the package's
+    _edit_space(
+        root / "my_modifications.yaml", "teacher_forcing_shift", high=0.1
+    )  # not the package's
     with contextlib.chdir(root):  # runs to resume, recorded as `search` and `baseline` do
         _record_run("search", "pbt-run", ["--phase-epochs", "1", "--population", "3"])
         _record_run("baseline", "base-run", ["--data", "good.parquet", "--phase-epochs", "1"])
@@ -485,11 +487,11 @@ def _edit_manifest(run: str, **changes: object) -> None:
 def _upgraded(run: str) -> None:
     """The run as an older tune_app recorded it, whose packaged space had wider bounds."""
     content = json.loads(Path("results", run, "tune_app_run.json").read_text())["space_content"]
-    content["params"]["alpha_shift"]["high"] = 0.3
+    content["params"]["teacher_forcing_shift"]["high"] = 0.3
     _edit_manifest(run, space_content=content, tune_app_version="0.0.9")
 
 
-LOW = "  - alpha_shift: low -0.3 -> -0.2\n"  # the edit below, as a resume names it
+LOW = "  - teacher_forcing_shift: low -0.3 -> -0.25\n"  # the edit below, as a resume names it
 RESTORE = "restore my_modifications.yaml, or start a new run with another --name"
 
 
@@ -497,7 +499,7 @@ RESTORE = "restore my_modifications.yaml, or start a new run with another --name
     ("change", "argv", "problems"),
     [
         (  # issue 15: an edited space file was ignored on --resume without a word
-            lambda: _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+            lambda: _edit_space(Path("my_modifications.yaml"), "teacher_forcing_shift", low=-0.25),
             ["search", "--space", "my_modifications.yaml", "--name", "m2-run", "--resume"],
             [
                 "the search run 'm2-run' goes on with the search space it started with "
@@ -506,12 +508,12 @@ RESTORE = "restore my_modifications.yaml, or start a new run with another --name
             ],
         ),
         (  # without --space: the run's own file, not the package's, is what it started with
-            lambda: _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+            lambda: _edit_space(Path("my_modifications.yaml"), "teacher_forcing_shift", low=-0.25),
             ["search", "--name", "m2-run", "--resume"],
             [LOW + RESTORE],
         ),
         (  # flags and the space at once, in one message
-            lambda: _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+            lambda: _edit_space(Path("my_modifications.yaml"), "teacher_forcing_shift", low=-0.25),
             ["search", "--name", "m2-run", "--resume", "--population", "8"],
             ["--population 8 (the run's: 4)", "drop these flags", LOW + RESTORE],
         ),
@@ -526,7 +528,7 @@ RESTORE = "restore my_modifications.yaml, or start a new run with another --name
             [
                 "the package's search_spaces/modifications.yaml differs from it (the run started "
                 "with tune_app 0.0.9, this is ",
-                "  - alpha_shift: high 0.3 -> 0.15\n",
+                "  - teacher_forcing_shift: high 0.3 -> 0.2\n",
                 "resume it with tune_app 0.0.9, or start a new run with another --name",
             ],
         ),
@@ -563,7 +565,7 @@ def test_resume_refuses_a_space_changed_since_the_run_started(
         (lambda: None, ["search", "--name", "m2-run", "--resume"], 0.1),  # its own, unchanged
         (  # an older run recorded no space: resumed as before, unchecked
             lambda: (
-                _edit_space(Path("my_modifications.yaml"), "alpha_shift", low=-0.2),
+                _edit_space(Path("my_modifications.yaml"), "teacher_forcing_shift", low=-0.25),
                 _edit_manifest("m2-run", space_content=None, space_file=None),
             ),
             ["search", "--name", "m2-run", "--resume", "--space", "my_modifications.yaml"],
@@ -574,7 +576,7 @@ def test_resume_refuses_a_space_changed_since_the_run_started(
             ["search", "--name", "m2-run", "--resume"],
             0.1,
         ),
-        (lambda: None, ["search", "--name", "pbt-run", "--resume"], 0.15),  # the package's
+        (lambda: None, ["search", "--name", "pbt-run", "--resume"], 0.2),  # the package's
     ],
     ids=["own file", "older run", "file gone", "package's"],
 )
@@ -591,7 +593,7 @@ def test_resume_goes_on_with_the_runs_own_space(change, argv, high, workdir: Pat
     with pytest.raises(Reached) as info:
         main(argv)
     space = info.value.args[2]
-    assert {p.name: p.high for p in space.params}["alpha_shift"] == high
+    assert {p.name: p.high for p in space.params}["teacher_forcing_shift"] == high
 
 
 def test_given_flags_are_the_typed_ones():

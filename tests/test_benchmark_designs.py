@@ -21,7 +21,7 @@ COMPONENTS = ["a", "b"]
 
 @pytest.fixture(scope="module")
 def space():
-    return load_space(None, "modifications.yaml", "pbt").expand(COMPONENTS)
+    return load_space(None, sensitivity.FULL_SPACE, "pbt").expand(COMPONENTS)
 
 
 def test_every_plan_field_of_the_space_is_measured_and_no_rule(space):

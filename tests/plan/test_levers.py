@@ -19,7 +19,7 @@ from tune_app.runs.storage import locate
 from tune_app.tune.trainable import MEMBER_KEY, trial_plan
 
 SEED = load_plan()
-SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
+SPACE = load_space(None, "modifications_full.yaml", "pbt").expand(["c0", "c1", "c2"])
 LEVERS = {  # parameter -> the knob of `Settings` it multiplies
     "lr_scale": "lr",
     "weight_decay_scale": "weight_decay",

@@ -16,7 +16,7 @@ from tune_app.plan.search_space import SearchSpace, load_space, parse_space
 from tune_app.tune.explore import Exploit, Observation, explore_pb2
 from tune_app.tune.pbt import population
 
-SPACE = load_space(None, "modifications.yaml", "pbt").expand(["c0", "c1", "c2"])
+SPACE = load_space(None, "modifications_full.yaml", "pbt").expand(["c0", "c1", "c2"])
 # every kind of parameter: float, bool, a choice, per-component weights
 EVERY_KIND = parse_space(space_with_a_choice(), "a choice", "pbt").expand(["c0", "c1", "c2"])
 
