@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= results/demo
 
-.PHONY: demo test test-slow test-all lint typecheck bench bench-search clean venv
+.PHONY: demo test test-slow test-all lint typecheck bench bench-search bench-sensitivity bench-designs clean venv
 
 venv: $(STAMP)
 
@@ -44,6 +44,15 @@ bench: $(STAMP)
 # about an hour on 2 CPUs before the certification, which adds up to as much again
 bench-search: $(STAMP)
 	$(BIN)/python benchmarks/pbt_vs_baseline.py
+
+# each space parameter at its bounds, certified against the plan on five sets (~20 min, 2 CPUs)
+bench-sensitivity: $(STAMP)
+	$(BIN)/python benchmarks/sensitivity.py
+
+# selection rules, population 4 vs 8, half-phase rounds, the full space, at equal cost, every
+# winner certified (~80 min, 2 CPUs)
+bench-designs: $(STAMP)
+	$(BIN)/python benchmarks/search_designs.py --space-file full-space=search_spaces/modifications_full.yaml
 
 clean:
 	rm -rf $(VENV) results/demo .pytest_cache .mypy_cache .ruff_cache

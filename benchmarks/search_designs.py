@@ -119,9 +119,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--designs",
-        default=",".join(DESIGNS),
+        default=None,
         help=f"comma-separated, out of {','.join(DESIGNS)} and the "
-        "--space-file names (default: the built-in ones)",
+        "--space-file names (default: all of them)",
     )
     parser.add_argument(
         "--space-file",
@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, path in files.items():
         designs[name] = Design(space=path, selection=args.space_selection)
     try:
-        args.designs = _names("design", designs)(args.designs)
+        args.designs = _names("design", designs)(args.designs or ",".join(designs))
     except argparse.ArgumentTypeError as exc:
         parser.error(f"argument --designs: {exc}")
     args.table = {name: designs[name] for name in args.designs}

@@ -14,6 +14,7 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +25,13 @@ from tune_app.errors import InputError, Interrupted, NothingToResume, RunClaimed
 from tune_app.tune.options import CompareOptions, Launch
 
 if TYPE_CHECKING:
+    from tune_app.plan.plan import Plan
     from tune_app.runs.records import Comparison, RunManifest
     from tune_app.runs.results import Run
     from tune_app.runs.spec import RunSpec
     from tune_app.runs.storage import Location
     from tune_app.training.data import SeriesTable
+    from tune_app.tune.compare import Arm
 
 __all__ = ["add_certify_command"]
 
@@ -216,6 +219,30 @@ def _ablations(
     return score_and_write(folder, pairs, names, (main.b_scores, [winner]))
 
 
+def _ablation_arms(winner_plan: Plan, rules: Collection[int]) -> list[Arm]:
+    """The winner's plan less one family of modifications at a time (`plan/ablation.py`), an
+    arm each ("no-lr-scale"); none where the plan uses no family.
+
+    Args:
+        winner_plan: the winner's plan.
+        rules: the epochs where a boundary rule of the winner changed its plan.
+
+    Returns:
+        The ablated arms, in `families_in`'s order.
+    """
+    from tune_app.plan.ablation import families_in, without
+    from tune_app.tune.compare import Arm
+
+    return [
+        Arm(
+            f"no-{family.replace(' ', '-')}",
+            without(winner_plan, family, rules),
+            f"the winner's plan without {family}",
+        )
+        for family in families_in(winner_plan, rules)
+    ]
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
     """`tune-app certify RUN`: the control's plan against the winner's, trained from scratch on
     fresh seeds inside the search run (`RUN/certify/`; with `--ablate` also the winner's plan
@@ -247,7 +274,6 @@ def cmd_certify(args: argparse.Namespace) -> int:
     )
     from tune_app.analysis.certification import comparison_lines
     from tune_app.analysis.outcome import member_label
-    from tune_app.plan.ablation import families_in, without
     from tune_app.plan.plan import Plan
     from tune_app.runs.records import CERTIFICATE, Certificate
     from tune_app.runs.results import find_best
@@ -297,13 +323,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
         Arm(WINNER, winner_plan, f"the winner's plan: {label} at epoch {checkpoint.epoch}"),
     ]
     _check_same_arms(folders[CERTIFY], states[CERTIFY][1], arms)
-    rules = rule_epochs(run, trial, checkpoint)
-    ablated = []
-    for family in families_in(winner_plan, rules) if args.ablate else []:
-        plan = without(winner_plan, family, rules)
-        ablated.append(
-            Arm(f"no-{family.replace(' ', '-')}", plan, f"the winner's plan without {family}")
-        )
+    ablated = (
+        _ablation_arms(winner_plan, rule_epochs(run, trial, checkpoint)) if args.ablate else []
+    )
     if ablated:
         _check_same_arms(folders[ABLATE], states[ABLATE][1], ablated)
     check_resources(base.address, base.cpus_per_trial, base.gpus_per_trial, base.wait_for_resources)
