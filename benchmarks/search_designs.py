@@ -95,14 +95,25 @@ DESIGNS = {
 
 
 def _space_files(texts: list[str]) -> dict[str, str]:
-    """`--space-file NAME=PATH` pairs, each file checked to exist."""
-    out = {}
+    """`--space-file NAME=PATH` pairs, each file loaded and checked as `tune-app search
+    --space` checks it, each name new (not a built-in design's, not given twice)."""
+    from tune_app.errors import InputError
+
+    out: dict[str, str] = {}
     for text in texts:
         name, sep, path = text.partition("=")
         if not sep or not name or not path:
             raise argparse.ArgumentTypeError(f"--space-file {text!r}: give NAME=PATH")
+        if name in DESIGNS or name in out:
+            raise argparse.ArgumentTypeError(
+                f"--space-file {text!r}: {name} is already a design; give it another name"
+            )
         if not Path(path).is_file():
             raise argparse.ArgumentTypeError(f"--space-file {text!r}: no file {path}")
+        try:
+            load_space(path, "modifications.yaml", "pbt")
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(f"--space-file {text!r}: {exc}") from None
         out[name] = path
     return out
 

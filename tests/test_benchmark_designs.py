@@ -101,3 +101,14 @@ def test_a_bad_space_file_is_refused_before_any_work(tmp_path, capsys):
     assert "no file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         search_designs.parse_args(["--designs", "greedy"])
+    bad = tmp_path / "lr0.yaml"  # a space `tune-app search --space` refuses
+    bad.write_text("kind: pbt\nparams:\n  lr_scale: {type: float, low: 0, high: 2, log: true}\n")
+    for given in (f"x={bad}", f"truncation={tmp_path}"):  # refused, or a built-in's name
+        with pytest.raises(SystemExit) as exc:
+            search_designs.parse_args(["--space-file", given])
+        assert exc.value.code == 2
+    assert "lr_scale" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    good.write_text("kind: pbt\nparams:\n  lr_scale: {type: float, low: 0.5, high: 2}\n")
+    args = search_designs.parse_args(["--space-file", f"narrow={good}"])
+    assert "narrow" in args.designs and "truncation" in args.designs  # run by default

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tune_app.errors import InputError
 from tune_app.plan.modifications import modification_from_params
 from tune_app.plan.plan import load_plan
-from tune_app.plan.search_space import SearchSpace, load_space, parse_space, space_changes
+from tune_app.plan.search_space import Param, SearchSpace, load_space, parse_space, space_changes
 from tune_app.tune.pbt import population
 
 SPACE = load_space(None, "modifications_full.yaml", "pbt").expand(["c0", "c1", "c2"])
@@ -338,3 +338,22 @@ _SWITCH = {"lr_restart": {"type": "bool"}}
 def test_space_changes_name_each_parameter_that_differs(edited, changes):
     run = parse_space(_m2(), "m2.yaml", "pbt")
     assert space_changes(run, parse_space(edited, "m2.yaml", "pbt")) == changes
+
+
+def test_an_int_with_fractional_bounds_is_refused_and_never_leaves_its_bounds():
+    """Issue 22's fresh user: `lr_scale: {type: int, low: 0.5, ...}` was accepted and a member
+    trained with lr_scale 0 (round(0.4) = 0, int(max(0, 0.5)) = 0)."""
+    raw = {
+        "kind": "pbt",
+        "params": {
+            "lr_scale": {"type": "int", "low": 0.5, "high": 2, "mutate": "shift", "step": 1}
+        },
+    }
+    with pytest.raises(InputError) as info:
+        parse_space(raw, "space.yaml", "pbt")
+    assert "params.lr_scale.low" in str(info.value) and "low: 1" in str(info.value)
+    raw["params"]["lr_scale"].update(low=1, initial=[1.5, 2])
+    with pytest.raises(InputError, match="initial range is whole numbers"):
+        parse_space(raw, "space.yaml", "pbt")
+    whole = Param(name="lr_scale", type="int", low=0.5, high=2.5)  # built by hand, unchecked
+    assert [whole.clamp(v) for v in (-3, 0.4, 0.6, 2.4, 9)] == [1, 1, 1, 2, 2]

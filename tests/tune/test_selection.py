@@ -95,6 +95,9 @@ def test_each_rule_ranks_as_documented(selection, order):
         (lambda x: improvement_fitness(x, 3, 2), [2.0], 2.0),  # one epoch: no rate
         (lambda x: improvement_fitness(x, 3, 2), [2.0, 0.0, 1.0], NAN),  # a loss of 0: no log
         (lambda x: improvement_fitness(x, 3, 2), [2.0, NAN, 1.0], NAN),
+        # issue 22's fresh user: a warm-up's drop read off 2 epochs, 4 on, was projected to
+        # 0.37 and ranked ahead of a member at 0.73; the gain is capped at the window's own
+        (lambda x: improvement_fitness(x, 2, 4), [3.834, 2.3995], 2.3995**2 / 3.834),
     ],
 )
 def test_fitness_on_hand_made_losses(function, losses, expected):
@@ -189,3 +192,20 @@ def test_the_scheduler_ranks_on_its_rule_and_journals_it(tmp_path: Path):
         ("t3", 2.0, 2.0),
     ]
     assert [(e["trial"], e["donor"]) for e in event.exploits] == [("t3", "t2")]
+
+
+def test_a_warm_up_drop_does_not_outrank_a_member_three_times_better():
+    """Round 4 of the fresh user's run: the control (3.834 -> 2.40) was projected to 0.37 and
+    the best member (0.73) was ranked last and overwritten with the control's weights."""
+    losses = {0: [5.1, 3.834, 2.3995], 1: [1.2, 0.9, 0.7295], 2: [4.5, 3.9, 3.327]}
+    decided = plan_round(
+        losses, {0}, 0.34, random.Random(0), Selection.for_interval("improvement", 4)
+    )
+    assert decided.ranking[0][0] == 1
+    assert all(loser != 1 for loser, _ in decided.exploits)
+
+
+def test_rounds_every_epoch_say_the_rule_reads_one_epoch():
+    assert "as truncation" in Selection.for_interval("improvement", 1).describe()
+    assert "as truncation" in Selection.for_interval("recent", 1).describe()
+    assert "as truncation" not in Selection.for_interval("recent", 4).describe()

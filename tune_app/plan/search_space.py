@@ -60,8 +60,8 @@ class Param:
     def clamp(self, value: Any) -> Any:
         if self.type == "float":
             return float(min(max(float(value), self.low), self.high))
-        if self.type == "int":
-            return int(min(max(round(value), self.low), self.high))
+        if self.type == "int":  # whole bounds (parse_space refuses others): stays inside
+            return int(min(max(round(value), math.ceil(self.low)), math.floor(self.high)))
         return value
 
     def sample(self, rng: random.Random) -> Any:
@@ -271,6 +271,15 @@ def _parse_param(name: str, raw: Any, errors: ErrorList) -> Param | None:
             return None
         if fields["log"] and low <= 0:
             errors.add(f"{path}.low", "must be > 0 with log: true", low)
+        if kind == "int":  # rounding would leave the bounds: 0.5 rounds to 0
+            for key, value in (("low", low), ("high", high)):
+                if value != int(value):
+                    errors.add(
+                        f"{path}.{key}",
+                        "an int's bounds are whole numbers",
+                        raw.get(key),
+                        f"use type: float, or {key}: {math.ceil(value) if key == 'low' else math.floor(value)}",
+                    )
         fields.update(low=low, high=high)
         initial = raw.get("initial")
         if initial is not None:
@@ -283,6 +292,8 @@ def _parse_param(name: str, raw: Any, errors: ErrorList) -> Param | None:
                 errors.add(
                     f"{path}.initial", f"must be [a, b] with {low} <= a <= b <= {high}", initial
                 )
+            elif kind == "int" and any(v != int(v) for v in pair):  # type: ignore[arg-type]
+                errors.add(f"{path}.initial", "an int's initial range is whole numbers", initial)
             else:
                 fields["initial"] = (pair[0], pair[1])
         mutate = raw.get("mutate", "resample")

@@ -13,7 +13,7 @@ returns a loss-like number (lower ranks higher). No Ray here: `pbt.plan_round` r
 - **improvement**: the loss expected at the next round if the member keeps improving at its
   recent rate: `exp(log L_t + s * horizon)`, `s` the least-squares slope of `log L` per epoch
   over the last `window` epochs (clipped at 0 from above: a member getting worse is judged at its
-  current loss, not extrapolated). After FIRE-PBT (Dalibard & Jaderberg, 2021, "Faster
+  current loss, not extrapolated; the projected gain capped at the gain seen over the window). After FIRE-PBT (Dalibard & Jaderberg, 2021, "Faster
   Improvement Rate Population Based Training"): of two members at similar losses, the one
   improving faster is expected to end better, so a member that lowered its learning rate early
   (a quick drop, then a flat curve) does not win on its drop alone. A simplification of FIRE's
@@ -81,8 +81,13 @@ def recent_fitness(losses: Sequence[float], window: int) -> float:
 def improvement_fitness(losses: Sequence[float], window: int, horizon: float) -> float:
     """The loss expected `horizon` epochs on at the member's recent rate of improvement.
 
-    `exp(log L_t + min(s, 0) * horizon)`, `s` the ordinary least-squares slope of `log L` per
-    epoch over the last `window` epochs (with one epoch, `s = 0`: truncation).
+    `exp(log L_t - min(-min(s, 0) * horizon, log(L_first / L_t)))`, `s` the ordinary
+    least-squares slope of `log L` per epoch over the last `window` epochs, `L_first` the first
+    loss of that window (with one epoch, no rate: truncation). The projected improvement is
+    capped at the improvement the member showed over the window itself: a steep drop read off
+    two epochs (a warm-up's) is not carried a whole interval on, where it would rank a member
+    at 3 x the best one's loss first (issue 22's fresh user: 2.40 projected to 0.37, ahead of
+    0.73; capped, 1.50).
 
     Args:
         losses: one member's val_free_loss per epoch up to the round, oldest first (> 0).
@@ -103,7 +108,8 @@ def improvement_fitness(losses: Sequence[float], window: int, horizon: float) ->
     slope = sum((t - mean_t) * (y - mean_y) for t, y in enumerate(logs)) / sum(
         (t - mean_t) ** 2 for t in range(n)
     )
-    return math.exp(logs[-1] + min(slope, 0.0) * horizon)
+    drop = min(-min(slope, 0.0) * horizon, max(logs[0] - logs[-1], 0.0))
+    return math.exp(logs[-1] - drop)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,8 @@ class Selection:
 
     def describe(self) -> str:
         """The rule in words, as the journal and the report name it."""
+        if self.rule != "truncation" and self.window < 2:
+            return f"{self.rule} (rounds every epoch: one epoch's val_free_loss, as truncation)"
         if self.rule == "recent":
             return f"recent (mean val_free_loss of the last {self.window} epochs)"
         if self.rule == "improvement":
