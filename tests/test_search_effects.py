@@ -33,7 +33,11 @@ FACTOR = {"type": "float", "low": 0.5, "high": 3.0, "mutate": "scale"}
         (
             {"curriculum_start": {"type": "float", "low": 0.3, "high": 1.0}},
             2,
-            ["only copy weights", "alpha_shift"],
+            [
+                "only copy weights. Add a parameter that changes the plan by itself (the default "
+                "space's lr_scale, lr_restart_factor with lr_restart, teacher_forcing_shift, "
+                "grad_clip_scale; or alpha_shift, component_weight, gap_regularise, ...)"
+            ],
         ),
     ],
     ids=["switches-only", "factor-without-switch", "plateau-in-a-short-plan", "curriculum-start"],
@@ -70,6 +74,15 @@ def test_a_space_that_can_change_the_plan_is_kept(params, phase_epochs):
     )
     plan = load_plan(phase_epochs=phase_epochs)
     refuse_inert_space(space.expand(COMPONENTS), plan, plan.phases[0].epochs, COMPONENTS, 30)
+
+
+def test_the_refusal_suggests_the_default_spaces_levers():
+    """Issue 19: the refusal suggested alpha_shift and component_weight first, which the
+    default space left out since they never certified."""
+    from tune_app.plan.effects import DEFAULT_LEVERS
+
+    default = {param.name for param in load_space(None, "modifications.yaml", "pbt").params}
+    assert set(DEFAULT_LEVERS) <= default
 
 
 def test_refusal_is_a_bad_input():

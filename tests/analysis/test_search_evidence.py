@@ -19,7 +19,7 @@ from tune_app.analysis.text import (
 )
 from tune_app.cli import main
 from tune_app.plan.modifications import Modification
-from tune_app.plan.plan import load_plan
+from tune_app.plan.plan import Plan, load_plan
 from tune_app.runs.results import find_best, lineage, open_run
 
 PLAN = load_plan(phase_epochs=2)  # 5 phases of 2 epochs
@@ -243,6 +243,29 @@ def test_a_gap_rule_shows_as_the_members_own_change_not_a_copy(tmp_path: Path):
         "epochs 7-8 by member-01: gap rule from epoch 7: weight decay and noise x1.5 (x1.5 the "
         "plan's); in force: alpha_shift=0.05, regularisation=1.5",
     ]
+
+
+def test_a_gap_rule_on_scaled_levers_says_the_combined_factor_against_the_plan(tmp_path: Path):
+    """Issue 18: the gap rule's x1.06 on a member whose levers had weight_decay_scale 1.34 and
+    noise_scale 2.28 was said to leave weight decay and noise "x1.06 the plan's"; the plan
+    multiplies all three, so they were 1.42 and 2.42 x the plan's."""
+    levers = {"alpha_shift": 0.05, "weight_decay_scale": 1.34, "noise_scale": 2.28}
+    explored = Modification(from_epoch=1, **levers)
+    gap = Modification(from_epoch=7, regularisation=1.06, **levers)
+    plan = _plan(explored, gap)
+    checkpoints = {0: [(4, 0, 1.0, P), (8, 0, 0.8, P)], 1: [(4, 0, 0.9, _plan(explored))]}
+    checkpoints[1].append((8, 0, 0.5, plan))
+    journal = [_round(4, {1: 0.9, 0: 1.0}, []), _round(8, {1: 0.5, 0: 0.8}, [])]
+    run = open_run(str(fabricated_run(tmp_path, checkpoints, journal)))
+    said = winner_modifications(run)[-1]
+    assert said.startswith(
+        "epochs 7-8 by member-01: gap rule from epoch 7: weight decay and noise x1.06 "
+        "(weight decay x1.42 and noise x2.42 the plan's); in force: "
+    )
+    # the numbers are the plan's own: what it trains with at epoch 7 against the plan as written
+    written, scaled = PLAN.values_at(7), Plan.from_dict(plan).values_at(7)
+    assert f"x{scaled.weight_decay / written.weight_decay:.3g} and" in said
+    assert f"x{scaled.noise / written.noise:.3g} the plan's" in said
 
 
 def test_a_copy_still_shows_as_a_copy(four_rounds):

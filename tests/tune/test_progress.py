@@ -104,6 +104,41 @@ def test_capacity_rows_show_the_capacity():
     assert block.splitlines()[2].endswith("hidden=32 layers=2 dropout=0.123")
 
 
+def _spans(line: str, cells: list[str]) -> list[tuple[int, int]]:
+    """Where each cell sits in `line`, in turn: (start, end) of its text."""
+    spans, at = [], 0
+    for cell in cells:
+        start = line.index(cell, at)
+        spans.append((start, start + len(cell)))
+        at = start + len(cell)
+    return spans
+
+
+def test_a_long_arm_label_widens_the_first_column_and_the_rest_stay_aligned():
+    """Issue 19: certify's `no-grad-clip-scale-1000-3` overflowed the 9-character first column
+    and shifted every later column of its row; its role was empty."""
+    arms = [("no-grad-clip-scale-1000", 3), ("winner", 3), ("control", 12)]
+    trials = [
+        fake_trial(f"c_{i:05d}", {"spec": SPEC, "arm": {"label": a, "seed": s}}, "RUNNING", RESULT)
+        for i, (a, s) in enumerate(arms)
+    ]
+    lines = render(trials, 3.0).splitlines()
+    titles = lines[1].split()
+    header = _spans(lines[1], titles)
+    assert [line.split()[0] for line in lines[2:]] == [
+        "control-12",
+        "no-grad-clip-scale-1000-3",
+        "winner-3",
+    ]
+    for line in lines[2:]:
+        cells = line.split()
+        assert len(cells) == len(titles) and cells[1] == "arm"
+        spans = _spans(line, cells)
+        # the name, role and status start under their titles; the numbers end under theirs
+        assert [s for s, _ in spans[:3]] == [s for s, _ in header[:3]]
+        assert [e for _, e in spans[3:]] == [e for _, e in header[3:]]
+
+
 def test_table_prints_only_when_something_changed_and_at_the_end():
     stream = io.StringIO()
     table = TrialTable(every=0, stream=stream)

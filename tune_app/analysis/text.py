@@ -22,6 +22,7 @@ from tune_app.analysis.outcome import (
     search_selection,
     winner_and_control,
 )
+from tune_app.plan.modifications import Modification
 from tune_app.runs.records import Certificate, JournalEvent
 from tune_app.runs.results import Run, find_best, lineage
 from tune_app.training.metrics import RANK_METRIC, VAL_FREE_LOSS
@@ -131,7 +132,7 @@ def _rule_change(before: dict[str, Any] | None, after: dict[str, Any]) -> tuple[
     old, new = float(before.get("regularisation", 1.0)), float(after.get("regularisation", 1.0))
     if new != old:
         names.append("gap")
-        parts.append(f"weight decay and noise x{new / old:.3g} (x{new:.3g} the plan's)")
+        parts.append(f"weight decay and noise x{new / old:.3g} ({_against_plan(after)} the plan's)")
     restart = after.get("lr_restart")
     if restart and restart.get("period") == 0 and restart != before.get("lr_restart"):
         names.append("plateau")
@@ -140,6 +141,16 @@ def _rule_change(before: dict[str, Any] | None, after: dict[str, Any]) -> tuple[
         return "boundary rule", "the modification restated"
     name = " and ".join(names) + (" rules" if len(names) > 1 else " rule")
     return name, "; ".join(parts)
+
+
+def _against_plan(modification: dict[str, Any]) -> str:
+    """What the plan's weight decay and noise are multiplied by under `modification` (as
+    `Modification.to_dict`): the gap rule's factor times the levers weight_decay_scale and
+    noise_scale, as `Plan.values_at` applies them; `x1.5`, or `weight decay x1.42 and noise
+    x2.42` where the two differ."""
+    mod = Modification.from_dict(modification, "lineage modification")
+    decay, noise = f"{mod.weight_decay_factor:.3g}", f"{mod.noise_factor:.3g}"
+    return f"x{decay}" if decay == noise else f"weight decay x{decay} and noise x{noise}"
 
 
 def _in_force(modification: dict[str, Any] | None) -> str:

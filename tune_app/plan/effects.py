@@ -25,6 +25,12 @@ from tune_app.plan.search_space import SearchSpace
 
 __all__ = ["changes_training", "explored_plan", "refuse_inert_space"]
 
+# what the refusal of an inert space suggests first: the default space's levers
+# (search_spaces/modifications.yaml, what certified), each of which changes the plan by itself
+# (lr_restart_factor with its switch lr_restart)
+DEFAULT_LEVERS = ("lr_scale", "lr_restart_factor", "teacher_forcing_shift", "grad_clip_scale")
+OTHER_LEVERS = ("alpha_shift", "component_weight", "gap_regularise")  # modifications_full.yaml's
+
 STEPS = 8  # optimizer steps per epoch the lr is compared at (start, middle, end of an epoch)
 
 
@@ -200,9 +206,10 @@ def refuse_inert_space(
         return
     names = {param.name for param in space.params}
     hints = "; ".join(_why_inert(names, plan, rounds, patience))
+    levers = [f"{n} with lr_restart" if n == "lr_restart_factor" else n for n in DEFAULT_LEVERS]
     raise InputError(
         f"--space {space.source}: no member this space can draw trains any differently from the "
         f"control (the plan as written) after a round, so the search would only copy weights"
         f"{': ' + hints if hints else ''}. Add a parameter that changes the plan by itself "
-        "(alpha_shift, teacher_forcing_shift, component_weight, gap_regularise, ...)"
+        f"(the default space's {', '.join(levers)}; or {', '.join(OTHER_LEVERS)}, ...)"
     )

@@ -105,6 +105,16 @@ class Modification:
             and all(getattr(self, name) == 1.0 for name in registry.SCALES)
         )
 
+    @property
+    def weight_decay_factor(self) -> float:
+        """What the plan's weight decay is multiplied by: the gap rule's x the lever's."""
+        return self.regularisation * self.weight_decay_scale
+
+    @property
+    def noise_factor(self) -> float:
+        """What the plan's input noise is multiplied by: the gap rule's x the lever's."""
+        return self.regularisation * self.noise_scale
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"from_epoch": self.from_epoch}
         if self.alpha_shift:
@@ -123,6 +133,21 @@ class Modification:
             if getattr(self, name) != 1.0:
                 out[name] = getattr(self, name)
         return out
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "modification") -> Modification:
+        """The modification `to_dict` wrote.
+
+        Raises:
+            InputError: `raw` is not a valid modification (every problem listed).
+        """
+        errors = ErrorList(source)
+        mod = parse_modification(raw, source, errors)
+        if mod is None and not errors:
+            errors.add(source, "expected a modification with from_epoch", raw)
+        errors.raise_if_any()
+        assert mod is not None
+        return mod
 
 
 _KEYS = (

@@ -169,8 +169,8 @@ class Plan:
         weight_decay, noise = phase.weight_decay.at(t), phase.noise.at(t)
         grad_clip = phase.grad_clip.at(t)
         if mod is not None:
-            weight_decay *= mod.regularisation * mod.weight_decay_scale
-            noise *= mod.regularisation * mod.noise_scale
+            weight_decay *= mod.weight_decay_factor
+            noise *= mod.noise_factor
             grad_clip *= mod.grad_clip_scale
             alpha = min(max(alpha + mod.alpha_shift, 0.0), 1.0)
             teacher_forcing = min(max(teacher_forcing + mod.teacher_forcing_shift, 0.0), 1.0)

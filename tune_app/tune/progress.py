@@ -3,7 +3,8 @@
 Ray's own `CLIReporter` prints the whole trial config (our run spec, ~2,000 characters) in its
 "Current best trial" line and truncated dicts in its parameter columns. `TrialTable` is a
 `ray.tune.ProgressReporter` (Ray's public reporter API) that prints a header line and one row
-per member instead: member number, control or not, status, epoch/total, phase, lr, teacher
+per trial instead: its name (as wide as the longest), its role (control, search or a compare or
+certify arm), status, epoch/total, phase, lr, teacher
 forcing, alpha, val_free_loss and the best so far. The parameters stay in the run's records
 (`params.json`, the run manifest, checkpoints' meta.json), not in folder names: `trial_dirname`
 names a search member's folder `member-02` and any other trial's `trial-03`.
@@ -62,6 +63,7 @@ MEMBER_COLUMNS = (
     ("val_free", 9),
     ("best", 9),
 )
+ROW_WIDTH = 160  # a row is cut here (its capacity text), more by as much as a long name widens it
 HEADER_WIDTH = 120  # the header (elapsed, states, the scheduler's and Ray's status) wraps here
 CAPACITY_SHOWN = ("hidden", "layers", "cell", "dropout", "input_len")
 
@@ -125,6 +127,12 @@ def _capacity_text(capacity: dict[str, Any]) -> str:
     return " ".join(f"{k}={short(capacity[k])}" for k in CAPACITY_SHOWN if k in capacity)
 
 
+def _arm_role(config: dict[str, Any]) -> str:
+    """A compare or certify trial's role: `arm` (its name says which, and the seed); "" for
+    any other trial."""
+    return "arm" if isinstance(config.get(ARM_KEY), dict) else ""
+
+
 def trial_row(trial: Any) -> list[str]:
     """One row of the table: the cells of `MEMBER_COLUMNS` (plus the capacity, if any)."""
     config = trial.config or {}
@@ -135,7 +143,7 @@ def trial_row(trial: Any) -> list[str]:
     epochs = f"{int(epoch) if isinstance(epoch, int | float) else 0}/{total or '?'}"
     cells = [
         trial_dirname(trial),
-        "control" if member.get("control") else ("search" if member else ""),
+        "control" if member.get("control") else ("search" if member else _arm_role(config)),
         str(trial.status),
         epochs,
         _number(result.get("phase"), ".0f"),
@@ -151,8 +159,16 @@ def trial_row(trial: Any) -> list[str]:
     return cells
 
 
-def _line(cells: Sequence[str]) -> str:
+def _widths(rows: Sequence[Sequence[str]]) -> list[int]:
+    """The columns' widths for these rows: `MEMBER_COLUMNS`'s, the first widened to the
+    longest trial name (a compare or certify arm's label and seed, `no-grad-clip-scale-1000-3`,
+    up to `trial_dirname`'s 60 characters), so every later column starts where its title does."""
     widths = [w for _, w in MEMBER_COLUMNS]
+    widths[0] = max([widths[0], *(len(row[0]) for row in rows)])
+    return widths
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     head = zip(cells[: len(widths)], widths, strict=True)
     fixed = [f"{c:<{w}}" if i < 3 else f"{c:>{w}}" for i, (c, w) in enumerate(head)]
     return "  ".join(fixed + list(cells[len(widths) :])).rstrip()
@@ -194,8 +210,10 @@ def render(
     if any(isinstance((t.config or {}).get(CAPACITY_KEY), dict) for t in trials):
         titles.append("capacity")
     rows = sorted((trial_row(t) for t in trials), key=lambda cells: cells[0])
+    widths = _widths(rows)
+    cut = ROW_WIDTH + widths[0] - MEMBER_COLUMNS[0][1]  # the capacity's text is cut, not a name
     wrapped = textwrap.wrap(header, HEADER_WIDTH, subsequent_indent="   ", break_on_hyphens=False)
-    return "\n".join([*wrapped, _line(titles), *(_line(r)[:160] for r in rows)])
+    return "\n".join([*wrapped, _line(titles, widths), *(_line(r, widths)[:cut] for r in rows)])
 
 
 class Pace:
