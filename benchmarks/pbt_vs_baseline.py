@@ -567,6 +567,48 @@ def target_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+PASS_RATIO = 0.90  # issue 22: a winner certified at <= this, its interval below 1, passes a set
+
+
+def passes(found: dict[str, Any]) -> bool:
+    """A winner certified >= 10 % better than the plan, its 95 % interval below 1."""
+    ratio, high = found.get("ratio"), found.get("high")
+    return ratio is not None and high is not None and ratio <= PASS_RATIO and high < 1.0
+
+
+def fails(found: dict[str, Any]) -> bool:
+    """A winner certified worse than the plan (its 95 % interval above 1)."""
+    low = found.get("low")
+    return low is not None and low > 1.0
+
+
+def certified_target_lines(results: dict[str, Any]) -> list[str]:
+    """Issue 22's bar on the certified ratios: per scheduler, the sets where a search seed's
+    winner certified <= `PASS_RATIO` with its interval below 1 (>= `TARGET_SETS` of them),
+    and the sets where one certified worse (none)."""
+    lines = [
+        f"certified target: a winner <= {PASS_RATIO:.2f} x the plan's test MSE on fresh seeds, "
+        f"its interval below 1, on >= {TARGET_SETS} sets; none certified worse"
+    ]
+    for scheduler in SCHEDULERS:
+        found = {
+            name: [run["certified"] for run in row[scheduler]["runs"] if "certified" in run]
+            for name, row in results.items()
+            if isinstance(row.get(scheduler), dict)
+        }
+        found = {name: runs for name, runs in found.items() if runs}
+        if not found:
+            continue
+        hits = [name for name, runs in found.items() if any(passes(r) for r in runs)]
+        worse = [name for name, runs in found.items() if any(fails(r) for r in runs)]
+        met = len(hits) >= TARGET_SETS and not worse
+        lines.append(
+            f"  {scheduler}: passed on {len(hits)} of {len(found)} ({', '.join(hits) or 'none'}), "
+            f"worse on {len(worse)} ({', '.join(worse) or 'none'}): {'met' if met else 'not met'}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -628,6 +670,7 @@ def main(argv: list[str] | None = None) -> None:
             print("\n".join(set_lines(name, results[name], args.population, args.search_seeds)))
     print()
     print("\n".join(target_lines(results)))
+    print("\n".join(certified_target_lines(results)))
     print(f"wrote {write('pbt_vs_baseline', {**settings, 'std': STD, 'results': results})}")
 
 

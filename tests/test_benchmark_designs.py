@@ -77,6 +77,21 @@ def test_the_bar_of_a_set(found, passed, failed):
     assert search_designs.fails(found) is failed
 
 
+def test_the_certified_target_counts_sets_passed_and_worse():
+    import pbt_vs_baseline
+
+    good = {"certified": {"ratio": 0.8, "low": 0.7, "high": 0.9}}
+    near = {"certified": {"ratio": 0.95, "low": 0.9, "high": 0.99}}
+    bad = {"certified": {"ratio": 1.2, "low": 1.1, "high": 1.3}}
+    results = {s: {"pbt": {"runs": [near, good]}} for s in ("a", "b", "c")}
+    lines = pbt_vs_baseline.certified_target_lines(results)
+    assert lines[1].endswith("passed on 3 of 3 (a, b, c), worse on 0 (none): met")
+    results["d"] = {"pbt": {"runs": [bad]}}
+    assert pbt_vs_baseline.certified_target_lines(results)[1].endswith("(d): not met")
+    results = {s: {"pbt": {"runs": [near]}} for s in ("a", "b", "c")}  # better, < 10 %
+    assert "passed on 0 of 3" in pbt_vs_baseline.certified_target_lines(results)[1]
+
+
 def test_a_design_meets_the_bar_on_three_sets_and_no_failure():
     good = {"certified": {"ratio": 0.8, "low": 0.7, "high": 0.9}}
     bad = {"certified": {"ratio": 1.2, "low": 1.1, "high": 1.3}}
