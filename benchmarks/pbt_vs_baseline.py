@@ -150,6 +150,34 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def add_set_args(parser: argparse.ArgumentParser, phase_epochs: int, least: int = 1) -> None:
+    """`--sets` (out of `SETS`, default all) and `--phase-epochs` (default `phase_epochs`,
+    at least `least`), as every benchmark over the five sets takes them."""
+    parser.add_argument(
+        "--phase-epochs",
+        type=whole(least),
+        default=phase_epochs,
+        help=f"epochs per phase of the shortened seed plan (>= {least}; default {phase_epochs})",
+    )
+    parser.add_argument(
+        "--sets",
+        type=_names("data set", SETS),
+        default=list(SETS),
+        help=f"comma-separated, out of {','.join(SETS)} (default: all)",
+    )
+
+
+def check_sets(parser: argparse.ArgumentParser, sets: list[str]) -> None:
+    """Exit 2 (`parser.error`) naming a set whose data's package is not installed."""
+    for name in sets:
+        module = SETS[name].needs
+        if module and not _installed(module):
+            parser.error(
+                f"argument --sets: {name} needs {module}, which is not installed here; "
+                "install the bench extra (pip install -e '.[bench]') or leave it out"
+            )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, every value checked before any work.
 
@@ -173,18 +201,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=4,
         help="search members, the control included (>= 2: the control and one searcher); also the plan's seeded runs",
     )
-    parser.add_argument(
-        "--phase-epochs",
-        type=whole(1),
-        default=10,
-        help="epochs per phase of the shortened seed plan (>= 1)",
-    )
-    parser.add_argument(
-        "--sets",
-        type=_names("data set", SETS),
-        default=list(SETS),
-        help=f"comma-separated, out of {','.join(SETS)} (default: all)",
-    )
+    add_set_args(parser, phase_epochs=10)
     parser.add_argument(
         "--schedulers",
         type=_names("scheduler", SCHEDULERS),
@@ -205,13 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "on the test split (0: no certified ratio; 1: no interval)",
     )
     args = parser.parse_args(argv)
-    for name in args.sets:
-        module = SETS[name].needs
-        if module and not _installed(module):
-            parser.error(
-                f"argument --sets: {name} needs {module}, which is not installed here; "
-                "install the bench extra (pip install -e '.[bench]') or leave it out"
-            )
+    check_sets(parser, args.sets)
     if "pb2" in args.schedulers and not _installed("sklearn"):
         parser.error(
             "argument --schedulers: pb2 needs scikit-learn, which is not installed here; "
@@ -609,6 +620,21 @@ def certified_target_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def set_spec(name: str, plan: Plan, storage: str) -> tuple[RunSpec, list[str]]:
+    """Set `name`'s data written as parquet under `storage`, and the run spec over it (its
+    model's hidden size and windows from `SETS`, the trainer's defaults, seed 0).
+
+    Returns:
+        The spec and the data's component names.
+    """
+    bench = SETS[name]
+    path = Path(storage) / f"{name}.parquet"
+    bench.make().to_parquet(path, index=False)
+    columns = [c for c in pd.read_parquet(path).columns if c not in ("series_id", "step")]
+    model = ModelConfig(components=len(columns), hidden=bench.hidden)
+    return RunSpec(plan, model, bench.data, TrainConfig(), str(path)), columns
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -617,17 +643,8 @@ def main(argv: list[str] | None = None) -> None:
     print(legend(TrainConfig().rank_alpha, TrainConfig().rank_max_lag))
     with tempfile.TemporaryDirectory() as storage:
         for name in args.sets:
-            bench = SETS[name]
-            path = Path(storage) / f"{name}.parquet"
-            bench.make().to_parquet(path, index=False)
-            components = len(pd.read_parquet(path).columns) - 2
-            spec = RunSpec(
-                plan,
-                ModelConfig(components=components, hidden=bench.hidden),
-                bench.data,
-                TrainConfig(),
-                str(path),
-            )
+            spec, columns = set_spec(name, plan, storage)
+            components = len(columns)
             began = time.perf_counter()
             row = plan_row(baselines(spec, args.population), plan.total_epochs, components)
             print()

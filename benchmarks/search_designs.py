@@ -44,15 +44,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from _common import RESULTS, write
-from pbt_vs_baseline import PASS_RATIO, SETS, _installed, _names, certify, fails, passes, search
+from pbt_vs_baseline import (
+    PASS_RATIO,
+    _names,
+    add_set_args,
+    certify,
+    check_sets,
+    fails,
+    passes,
+    search,
+    set_spec,
+)
 
 from tune_app.cli.args import whole
 from tune_app.plan.plan import Plan, load_plan
 from tune_app.plan.search_space import SearchSpace, load_space
 from tune_app.runs.spec import RunSpec
-from tune_app.training.model import ModelConfig
 from tune_app.training.trainer import TrainConfig
 from tune_app.tune.options import SearchOptions
 
@@ -146,29 +154,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("truncation", "recent", "improvement"),
         help="the selection rule of the --space-file designs",
     )
-    parser.add_argument(
-        "--sets",
-        type=_names("data set", SETS),
-        default=list(SETS),
-        help=f"comma-separated, out of {','.join(SETS)} (default: all)",
-    )
-    parser.add_argument(
-        "--phase-epochs",
-        type=whole(2),
-        default=4,
-        help="epochs per phase of the shortened seed plan (>= 2)",
-    )
+    add_set_args(parser, phase_epochs=4, least=2)
     parser.add_argument(
         "--repeats",
         type=whole(1),
         default=2,
-        help="repeats of each design (search seeds 0, 1, ...)",
+        help="repeats of each design (search seeds 0, 1, ...; default 2)",
     )
     parser.add_argument(
         "--certify-seeds",
         type=whole(2),
         default=5,
-        help="fresh seeds each winner and the plan are trained on (>= 2)",
+        help="fresh seeds each winner and the plan are trained on (>= 2; default 5)",
     )
     args = parser.parse_args(argv)
     try:
@@ -183,10 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except argparse.ArgumentTypeError as exc:
         parser.error(f"argument --designs: {exc}")
     args.table = {name: designs[name] for name in args.designs}
-    for name in args.sets:
-        module = SETS[name].needs
-        if module and not _installed(module):
-            parser.error(f"argument --sets: {name} needs {module}, which is not installed here")
+    check_sets(parser, args.sets)
     return args
 
 
@@ -272,17 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory() as storage:
         for set_name in args.sets:
-            bench = SETS[set_name]
-            data = Path(storage) / f"{set_name}.parquet"
-            bench.make().to_parquet(data, index=False)
-            components = len(pd.read_parquet(data).columns) - 2
-            spec = RunSpec(
-                plan,
-                ModelConfig(components=components, hidden=bench.hidden),
-                bench.data,
-                TrainConfig(),
-                str(data),
-            )
+            spec, _ = set_spec(set_name, plan, storage)
             began = time.perf_counter()
             winners: dict[str, Plan] = {}
             records: dict[str, list[dict[str, Any]]] = {}

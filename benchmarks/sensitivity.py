@@ -30,21 +30,16 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from _common import RESULTS, write
-from pbt_vs_baseline import SETS, _installed, _names, certify
+from pbt_vs_baseline import add_set_args, certify, check_sets, set_spec
 
 from tune_app.cli.args import whole
 from tune_app.plan import registry
 from tune_app.plan.effects import explored_plan
 from tune_app.plan.plan import Plan, load_plan
 from tune_app.plan.search_space import Param, SearchSpace, load_space
-from tune_app.runs.spec import RunSpec
-from tune_app.training.model import ModelConfig
-from tune_app.training.trainer import TrainConfig
 
 FULL_SPACE = "modifications_full.yaml"  # every parameter: the study decides the default's
 
@@ -114,32 +109,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--sets",
-        type=_names("data set", SETS),
-        default=list(SETS),
-        help=f"comma-separated, out of {','.join(SETS)} (default: all)",
-    )
-    parser.add_argument(
-        "--phase-epochs",
-        type=whole(1),
-        default=4,
-        help="epochs per phase of the shortened seed plan (>= 1)",
-    )
+    add_set_args(parser, phase_epochs=4)
     parser.add_argument(
         "--seeds",
         type=whole(2),
         default=4,
-        help="fresh seeds each plan is trained on (>= 2, for an interval)",
+        help="fresh seeds each plan is trained on (>= 2, for an interval; default 4)",
     )
     args = parser.parse_args(argv)
-    for name in args.sets:
-        module = SETS[name].needs
-        if module and not _installed(module):
-            parser.error(
-                f"argument --sets: {name} needs {module}, which is not installed here; "
-                "install the bench extra (pip install -e '.[bench]') or leave it out"
-            )
+    check_sets(parser, args.sets)
     return args
 
 
@@ -189,19 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"phase_epochs": args.phase_epochs, "seeds": args.seeds, "sets": args.sets}
     with tempfile.TemporaryDirectory() as storage:
         for name in args.sets:
-            bench = SETS[name]
-            path = Path(storage) / f"{name}.parquet"
-            bench.make().to_parquet(path, index=False)
-            components = [
-                c for c in pd.read_parquet(path).columns if c not in ("series_id", "step")
-            ]
-            spec = RunSpec(
-                plan,
-                ModelConfig(components=len(components), hidden=bench.hidden),
-                bench.data,
-                TrainConfig(),
-                str(path),
-            )
+            spec, components = set_spec(name, plan, storage)
             built = arms(plan, space.expand(components), components)
             labels = list(built)
             began = time.perf_counter()
