@@ -58,11 +58,15 @@ from pbt_vs_baseline import (
 )
 
 from tune_app.cli.args import whole
+from tune_app.errors import InputError
 from tune_app.plan.plan import Plan, load_plan
 from tune_app.plan.search_space import SearchSpace, load_space
 from tune_app.runs.spec import RunSpec
+from tune_app.training.data import DataConfig
+from tune_app.training.model import ModelConfig
 from tune_app.training.trainer import TrainConfig
 from tune_app.tune.options import SearchOptions
+from tune_app.tune.preflight import check_space_trains
 
 TRIAL_EPOCHS_PER_DESIGN = 8  # member-runs of the whole plan per repeat: population x searches
 TARGET_SETS = 3  # a design passing on this many sets, failing on none, meets issue 22's bar
@@ -104,8 +108,6 @@ DESIGNS = {
 def _space_files(texts: list[str]) -> dict[str, str]:
     """`--space-file NAME=PATH` pairs, each file loaded and checked as `tune-app search
     --space` checks it, each name new (not a built-in design's, not given twice)."""
-    from tune_app.errors import InputError
-
     out: dict[str, str] = {}
     for text in texts:
         name, sep, path = text.partition("=")
@@ -181,6 +183,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"argument --designs: {exc}")
     args.table = {name: designs[name] for name in args.designs}
     check_sets(parser, args.sets)
+    for name, design in args.table.items():  # as `tune-app search` refuses it, before any work
+        if design.space:
+            try:
+                check_space_trains(
+                    load_space(design.space, "modifications.yaml", "pbt"),
+                    RunSpec(
+                        load_plan(phase_epochs=args.phase_epochs),
+                        ModelConfig(components=1),
+                        DataConfig(),
+                        TrainConfig(),
+                    ),
+                    ["c0"],
+                    design.options(args.phase_epochs).perturb_every,
+                )
+            except InputError as exc:
+                parser.error(f"--space-file {name}={design.space}: {exc}")
     return args
 
 

@@ -123,7 +123,30 @@ def test_a_bad_space_file_is_refused_before_any_work(tmp_path, capsys):
             search_designs.parse_args(["--space-file", given])
         assert exc.value.code == 2
     assert "lr_scale" in capsys.readouterr().err
+    inert = tmp_path / "inert.yaml"  # lr_restart alone: every member trains as the control
+    inert.write_text("kind: pbt\nparams:\n  lr_restart: {type: bool}\n")
+    with pytest.raises(SystemExit) as exc:
+        search_designs.parse_args(["--space-file", f"x={inert}"])
+    assert exc.value.code == 2
     good = tmp_path / "good.yaml"
     good.write_text("kind: pbt\nparams:\n  lr_scale: {type: float, low: 0.5, high: 2}\n")
     args = search_designs.parse_args(["--space-file", f"narrow={good}"])
     assert "narrow" in args.designs and "truncation" in args.designs  # run by default
+
+
+def test_the_table_of_sets_with_different_components(space):
+    """The sensitivity run's combined table raised KeyError when two sets named their first
+    component differently (component_weight_precipitation vs component_weight_gdp)."""
+    plan = load_plan(phase_epochs=4)
+    results = {}
+    for name, columns in (("weather", ["precipitation", "wind"]), ("macro", ["gdp"])):
+        expanded = load_space(None, sensitivity.FULL_SPACE, "pbt").expand(columns)
+        built = sensitivity.arms(plan, expanded, columns)
+        results[name] = {
+            label: {"ratio": 0.9, "low": 0.8, "high": 0.95, "params": params}
+            for label, (_, params) in built.items()
+        }
+    assert set(results["weather"]) == set(results["macro"])
+    lines = sensitivity.table(results, list(results["macro"]))
+    row = next(line for line in lines if line.startswith("component_weight low"))
+    assert row.count("0.900 [0.80,0.95]*") == 2

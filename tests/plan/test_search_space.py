@@ -357,3 +357,11 @@ def test_an_int_with_fractional_bounds_is_refused_and_never_leaves_its_bounds():
         parse_space(raw, "space.yaml", "pbt")
     whole = Param(name="lr_scale", type="int", low=0.5, high=2.5)  # built by hand, unchecked
     assert [whole.clamp(v) for v in (-3, 0.4, 0.6, 2.4, 9)] == [1, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("kind", ["int", "float"])
+def test_an_infinite_bound_is_refused_not_a_traceback(kind):
+    """Issue 22's second fresh user: `high: .inf` on an int raised OverflowError (exit 1)."""
+    raw = {"kind": "pbt", "params": {"lr_scale": {"type": kind, "low": 1, "high": float("inf")}}}
+    with pytest.raises(InputError, match="needs finite bounds"):
+        parse_space(raw, "space.yaml", "pbt")

@@ -400,3 +400,19 @@ def test_a_restored_members_search_asks_the_live_scheduler(tmp_path: Path):
         live.on_trial_add(None, trial)
         trial.status = Trial.TERMINATED
     assert live.all_finished()
+
+
+def test_the_status_line_says_a_smoothing_rule_reads_one_epoch(tmp_path: Path):
+    """Issue 22's fresh user: `--selection improvement` with rounds every epoch ranked exactly
+    as truncation, and nothing said so."""
+    from tune_app.tune.selection import Selection
+
+    def line(rule: str, interval: int) -> str:
+        journal = Journal(locate(tmp_path / f"{rule}{interval}"))
+        selection = Selection.for_interval(rule, interval)
+        return PhaseBoundaryPBT(SPACE, interval, 10, journal, selection=selection).debug_string()
+
+    assert "improvement selection reading one epoch, as truncation" in line("improvement", 1)
+    assert "recent selection reading one epoch, as truncation" in line("recent", 1)
+    assert "(improvement selection)" in line("improvement", 4)
+    assert "(truncation selection)" in line("truncation", 1)

@@ -269,6 +269,9 @@ def _parse_param(name: str, raw: Any, errors: ErrorList) -> Param | None:
         if low is None or high is None or not low < high:
             errors.add(path, "needs numbers low < high", (raw.get("low"), raw.get("high")))
             return None
+        if not (math.isfinite(low) and math.isfinite(high)):
+            errors.add(path, "needs finite bounds", (raw.get("low"), raw.get("high")))
+            return None
         if fields["log"] and low <= 0:
             errors.add(f"{path}.low", "must be > 0 with log: true", low)
         if kind == "int":  # rounding would leave the bounds: 0.5 rounds to 0

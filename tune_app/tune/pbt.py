@@ -236,8 +236,13 @@ class PhaseBoundaryPBT(FIFOScheduler):
         waiting = sorted({epoch for epoch, _ in self._waiting.values()})
         at = f", {len(self._waiting)} waiting at epoch {waiting[0]}" if waiting else ""
         name = self.explore_method.upper()
+        rule = self.selection.rule
+        if self.selection.as_truncation:
+            rule += " selection reading one epoch, as truncation"
+        else:
+            rule += " selection"
         return (
-            f"{name} rounds every {self.interval} epochs ({self.selection.rule} selection): "
+            f"{name} rounds every {self.interval} epochs ({rule}): "
             f"{self._rounds} rounds, {self._exploits} exploits{at}"
         )
 

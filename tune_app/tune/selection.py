@@ -87,7 +87,9 @@ def improvement_fitness(losses: Sequence[float], window: int, horizon: float) ->
     capped at the improvement the member showed over the window itself: a steep drop read off
     two epochs (a warm-up's) is not carried a whole interval on, where it would rank a member
     at 3 x the best one's loss first (issue 22's fresh user: 2.40 projected to 0.37, ahead of
-    0.73; capped, 1.50).
+    0.73; capped, 1.50). A member whose loss fell by more than the gap within its window
+    can still rank ahead (8.0 -> 2.2 in one epoch projects to 0.61): that is the rule's bet on
+    momentum, which truncation, the default, does not make.
 
     Args:
         losses: one member's val_free_loss per epoch up to the round, oldest first (> 0).
@@ -146,9 +148,14 @@ class Selection:
             return improvement_fitness(losses, self.window, self.horizon)
         return truncation_fitness(losses)
 
+    @property
+    def as_truncation(self) -> bool:
+        """A smoothing rule that reads one epoch (rounds every epoch): it ranks as truncation."""
+        return self.rule != "truncation" and self.window < 2
+
     def describe(self) -> str:
         """The rule in words, as the journal and the report name it."""
-        if self.rule != "truncation" and self.window < 2:
+        if self.as_truncation:
             return f"{self.rule} (rounds every epoch: one epoch's val_free_loss, as truncation)"
         if self.rule == "recent":
             return f"recent (mean val_free_loss of the last {self.window} epochs)"
