@@ -18,18 +18,13 @@ from dataclasses import replace
 from typing import Any
 
 from tune_app.errors import InputError
+from tune_app.plan import registry
 from tune_app.plan.modifications import modification_from_params
 from tune_app.plan.plan import Plan, Settings
 from tune_app.plan.rules import MonitorRules
-from tune_app.plan.search_space import SearchSpace
+from tune_app.plan.search_space import SearchSpace, load_space
 
-__all__ = ["changes_training", "explored_plan", "refuse_inert_space"]
-
-# what the refusal of an inert space suggests first: the default space's levers
-# (search_spaces/modifications.yaml, what certified), each of which changes the plan by itself
-# (lr_restart_factor with its switch lr_restart)
-DEFAULT_LEVERS = ("lr_scale", "lr_restart_factor", "teacher_forcing_shift", "grad_clip_scale")
-OTHER_LEVERS = ("alpha_shift", "component_weight", "gap_regularise")  # modifications_full.yaml's
+__all__ = ["changes_training", "default_levers", "explored_plan", "refuse_inert_space"]
 
 STEPS = 8  # optimizer steps per epoch the lr is compared at (start, middle, end of an epoch)
 
@@ -172,6 +167,19 @@ def _why_inert(names: set[str], plan: Plan, rounds: Sequence[int], patience: int
     return hints
 
 
+def default_levers() -> list[str]:
+    """The default space's plan parameters, each named as it changes the plan by itself
+    (`lr_restart_factor with lr_restart`): what the refusal of an inert space suggests."""
+    out = []
+    for param in load_space(None, "modifications.yaml", "pbt").params:
+        known = registry.lookup(param.name)
+        if known is None or known.target != "modification" or known.is_switch:
+            continue
+        switch = "lr_restart" if param.name.startswith("lr_restart_") else None
+        out.append(f"{param.name} with {switch}" if switch else param.name)
+    return out
+
+
 def refuse_inert_space(
     space: SearchSpace,
     plan: Plan,
@@ -206,10 +214,10 @@ def refuse_inert_space(
         return
     names = {param.name for param in space.params}
     hints = "; ".join(_why_inert(names, plan, rounds, patience))
-    levers = [f"{n} with lr_restart" if n == "lr_restart_factor" else n for n in DEFAULT_LEVERS]
+    levers = ", ".join(default_levers())
     raise InputError(
         f"--space {space.source}: no member this space can draw trains any differently from the "
         f"control (the plan as written) after a round, so the search would only copy weights"
         f"{': ' + hints if hints else ''}. Add a parameter that changes the plan by itself "
-        f"(the default space's {', '.join(levers)}; or {', '.join(OTHER_LEVERS)}, ...)"
+        f"(the default space's {levers}; or any of search_spaces/modifications_full.yaml)"
     )
