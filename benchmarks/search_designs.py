@@ -1,7 +1,7 @@
 """Which search design's winners survive certification: selection rule, population, interval.
 
 Each design is a PBT search setting (`tune-app search`'s `--population`, `--perturb-every`,
-`--selection`, `--space`) run at the same cost: `TRIAL_EPOCHS_PER_DESIGN` member-epochs per
+`--selection`, `--space`) run at the same cost: `MEMBER_RUNS_PER_REPEAT` member-runs of the plan per
 repeat, so a population of 8 runs one search where a population of 4 runs two, and the better
 of the two winners on validation (what a user with twice the budget would keep) is that
 repeat's winner. Designs:
@@ -68,7 +68,7 @@ from tune_app.training.trainer import TrainConfig
 from tune_app.tune.options import SearchOptions
 from tune_app.tune.preflight import check_space_trains
 
-TRIAL_EPOCHS_PER_DESIGN = 8  # member-runs of the whole plan per repeat: population x searches
+MEMBER_RUNS_PER_REPEAT = 8  # member-runs of the whole plan per repeat: population x searches
 TARGET_SETS = 3  # a design passing on this many sets, failing on none, meets issue 22's bar
 
 
@@ -84,8 +84,8 @@ class Design:
 
     @property
     def searches(self) -> int:
-        """Searches per repeat at the design's cost (`TRIAL_EPOCHS_PER_DESIGN` member-runs)."""
-        return max(1, TRIAL_EPOCHS_PER_DESIGN // self.population)
+        """Searches per repeat at the design's cost (`MEMBER_RUNS_PER_REPEAT` member-runs)."""
+        return max(1, MEMBER_RUNS_PER_REPEAT // self.population)
 
     def options(self, phase_epochs: int) -> SearchOptions:
         every = (

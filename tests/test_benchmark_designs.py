@@ -104,7 +104,7 @@ def test_a_design_meets_the_bar_on_three_sets_and_no_failure():
 
 def test_designs_cost_the_same_member_runs():
     for design in search_designs.DESIGNS.values():
-        assert design.population * design.searches == search_designs.TRIAL_EPOCHS_PER_DESIGN
+        assert design.population * design.searches == search_designs.MEMBER_RUNS_PER_REPEAT
     assert search_designs.DESIGNS["half-phase"].options(4).perturb_every == 2
     assert search_designs.DESIGNS["truncation"].options(4).perturb_every is None
 

@@ -205,7 +205,8 @@ def test_a_warm_up_drop_does_not_outrank_a_member_three_times_better():
     assert all(loser != 1 for loser, _ in decided.exploits)
 
 
-def test_rounds_every_epoch_say_the_rule_reads_one_epoch():
-    assert "as truncation" in Selection.for_interval("improvement", 1).describe()
-    assert "as truncation" in Selection.for_interval("recent", 1).describe()
-    assert "as truncation" not in Selection.for_interval("recent", 4).describe()
+def test_a_smoothing_rule_at_rounds_every_epoch_reads_one_epoch_as_truncation():
+    assert Selection.for_interval("improvement", 1).as_truncation
+    assert Selection.for_interval("recent", 1).as_truncation
+    assert not Selection.for_interval("recent", 4).as_truncation
+    assert not Selection.for_interval("truncation", 1).as_truncation

@@ -152,16 +152,3 @@ class Selection:
     def as_truncation(self) -> bool:
         """A smoothing rule that reads one epoch (rounds every epoch): it ranks as truncation."""
         return self.rule != "truncation" and self.window < 2
-
-    def describe(self) -> str:
-        """The rule in words, as the journal and the report name it."""
-        if self.as_truncation:
-            return f"{self.rule} (rounds every epoch: one epoch's val_free_loss, as truncation)"
-        if self.rule == "recent":
-            return f"recent (mean val_free_loss of the last {self.window} epochs)"
-        if self.rule == "improvement":
-            return (
-                f"improvement (val_free_loss projected {self.horizon:g} epochs on at its "
-                f"rate over the last {self.window} epochs)"
-            )
-        return "truncation (val_free_loss at the round's epoch)"
