@@ -19,6 +19,7 @@ from tiny import TRAIN_FLAGS, ray_like_run
 
 from tune_app.cli import main
 from tune_app.runs.lock import LOCK_FILE, LockOwner, hold_name, release_name
+from tune_app.runs.records import MANIFEST
 from tune_app.runs.storage import locate
 from tune_app.training.synthetic import make_synthetic
 
@@ -277,12 +278,21 @@ def test_a_run_folder_deleted_while_it_runs_is_said(run, tmp_path: Path):
         time.sleep(0.2)
     assert list(storage.glob("d/*/checkpoint_*/meta.json")), "no first checkpoint"
     shutil.rmtree(storage / "d")
+    gone_at = time.monotonic()
     _, err = driver.communicate(timeout=600)
+    # the run ends within a second of the deletion (it checks between results), not at the
+    # next checkpoint a phase later: 30 epochs here
+    assert time.monotonic() - gone_at < 60, err[-3000:]
     assert driver.returncode == 1, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert "disappeared while it ran" in last and "nothing is left to resume" in last, err[-3000:]
     assert "not writable" not in err
-    assert "Traceback" not in err, err[-3000:]  # Ray's trial traceback went to a file, named
-    logged = Path(last.split("Ray's trial traceback(s): ")[1])
-    assert "Traceback" in logged.read_text() and not (storage / "d").exists()
-    logged.unlink()
+    assert "Traceback" not in err, err[-3000:]  # a trial's traceback goes to a file, named
+    if "Ray's trial traceback(s): " in last:
+        logged = Path(last.split("Ray's trial traceback(s): ")[1])
+        assert "Traceback" in logged.read_text()
+        logged.unlink()
+    # Ray may have saved its experiment state (every >= 10 s) into the folder again before the
+    # run ended (CI stop 28): what it made holds neither a manifest nor a checkpoint
+    remade = sorted(str(p.relative_to(storage)) for p in (storage / "d").rglob("*"))
+    assert not [p for p in remade if "checkpoint_" in p or p.endswith(MANIFEST)], remade

@@ -5,12 +5,17 @@ Ray Tune logs every trial failure as "Trial task failed for trial X" with the wh
 the run stopped. `TrialErrorLog`, a filter on Tune's controller logger, writes each such record
 (traceback included) to a log file instead: `RUN/trial_errors.log` while the run's folder is
 there and writable, else a file in the system's temporary folder (a full disk, a deleted
-folder), and prints one line naming the trial, the error and the file. Records it cannot write
-anywhere are left to Ray's own handler.
+folder), and prints one line naming the trial, the error and the file; the same for Ray's
+"Unhandled error" records (a trial's task that failed while the run stopped, its error never
+read). Records it cannot write anywhere are left to Ray's own handler.
 
-`StopWhenRunGone`, a Tune callback, ends the run at the first trial failure after its folder
-disappeared (its manifest, written before Ray starts, is gone): Ray would otherwise retry the
-trial `--max-failures` times against the missing folder, and make the folder again.
+`StopWhenRunGone`, a Tune callback, ends the run once its folder disappeared (its manifest,
+written before Ray starts, is gone): at the first trial failure after that, and between trial
+results as soon as it sees the manifest missing (local storage: within a second; remote storage:
+within `REMOTE_CHECK_S`). Ray would otherwise go on training until the next checkpoint found
+the folder missing (a whole phase), retry the trial `--max-failures` times against it, and make
+the folder again with its own experiment state (it saves that every 10 s or more; a folder Ray
+made again holds that state only: no manifest, no checkpoint).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,8 @@ __all__ = ["ERRORS_FILE", "RunFolderGone", "StopWhenRunGone", "TrialErrorLog", "
 
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 FAILED = "Trial task failed for trial "
+RAY_WORKER_LOGGER = "ray._private.worker"  # logs a task's error that nothing read
+UNHANDLED = "Unhandled error"
 ERRORS_FILE = "trial_errors.log"
 
 
@@ -47,18 +55,21 @@ def _manifest_there(location: Location) -> bool:
 _HEADER = re.compile(r"^[\w.]*(?:Error|Exception|Exit|Interrupt)\b[^:]*:")
 
 
-def _last_line(error: BaseException | None) -> str:
+def _last_line(error: BaseException | str | None) -> str:
     """The error's own line: the last `SomeError: ...` line of its text (a RayTaskError's text
     holds the remote traceback, its original error last), else its last line."""
     if error is None:
         return "an error"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     headers = [line for line in lines if _HEADER.match(line)]
-    return ((headers or lines or [type(error).__name__])[-1])[:240]
+    fallback = error if isinstance(error, str) else type(error).__name__
+    return ((headers or lines or [fallback])[-1])[:240]
 
 
 class TrialErrorLog(logging.Filter):
-    """Diverts Tune's "Trial task failed" records to a file, with one line on stderr each.
+    """Diverts Tune's "Trial task failed" records, and Ray's "Unhandled error" ones (a trial's
+    task that failed while the run was stopping, its result never read), to a file, with one
+    line on stderr each.
 
     Attributes:
         file: where the tracebacks went (None until the first failure).
@@ -93,23 +104,26 @@ class TrialErrorLog(logging.Filter):
         """Write a trial failure's record to the file and print its line instead.
 
         Args:
-            record: a record of Tune's controller logger.
+            record: a record of Tune's controller logger or of Ray's worker logger.
 
         Returns:
-            False for a trial failure written to the file (Ray's handler skips it), True for
-            any other record, or one no file could take.
+            False for a trial failure or an unhandled task error written to the file (Ray's
+            handler skips it), True for any other record, or one no file could take.
         """
         message = record.getMessage()
-        if not message.startswith(FAILED):
+        if message.startswith(FAILED):
+            error: BaseException | str | None = record.exc_info[1] if record.exc_info else None
+            what = f"{message[len(FAILED) :]} failed"
+        elif message.startswith(UNHANDLED):
+            error, what = message, "a task that failed as the run stopped, its error not read,"
+        else:
             return True
         written = self._write(logging.Formatter("%(asctime)s %(message)s").format(record))
         if written is None:
             return True
         self.file = written
-        error = record.exc_info[1] if record.exc_info else None
         print(
-            f"tune-app: {message[len(FAILED) :]} failed: {_last_line(error)} (Ray's traceback: "
-            f"{written})",
+            f"tune-app: {what}: {_last_line(error)} (Ray's traceback: {written})",
             file=sys.stderr,
             flush=True,
         )
@@ -118,7 +132,7 @@ class TrialErrorLog(logging.Filter):
 
 @contextlib.contextmanager
 def trial_errors(location: Location) -> Iterator[TrialErrorLog]:
-    """`TrialErrorLog` on Tune's controller logger while the block runs.
+    """`TrialErrorLog` on Tune's controller logger and Ray's worker logger while the block runs.
 
     Args:
         location: the run's folder.
@@ -127,26 +141,57 @@ def trial_errors(location: Location) -> Iterator[TrialErrorLog]:
         The filter; its `file` names where the tracebacks went.
     """
     divert = TrialErrorLog(location)
-    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
-    logger.addFilter(divert)
+    loggers = [logging.getLogger(TUNE_CONTROLLER_LOGGER), logging.getLogger(RAY_WORKER_LOGGER)]
+    for logger in loggers:
+        logger.addFilter(divert)
     try:
         yield divert
     finally:
-        logger.removeFilter(divert)
+        for logger in loggers:
+            logger.removeFilter(divert)
 
 
 class RunFolderGone(RuntimeError):
     """The run's folder disappeared while it ran; raised to end Tune's loop."""
 
 
+LOCAL_CHECK_S = 0.5
+REMOTE_CHECK_S = 30.0
+
+
+def _manifest_gone(location: Location) -> bool:
+    """True only where the storage answers that the manifest does not exist (a remote store
+    that does not answer is not a deleted run)."""
+    try:
+        return not location.join(MANIFEST).exists()
+    except OSError:
+        return False
+
+
 class StopWhenRunGone(Callback):
-    """Ends the run at a trial failure once the run's folder (its manifest) is gone."""
+    """Ends the run once the run's folder (its manifest) is gone: at a trial failure, and at
+    the start of Tune's loop step at most every `LOCAL_CHECK_S` (local) or `REMOTE_CHECK_S`
+    (remote storage: each check is a request) seconds.
+
+    Raises:
+        RunFolderGone: from the callback, which ends `Tuner.fit`.
+    """
 
     def __init__(self, location: Location) -> None:
         self.location = location
+        self.every = LOCAL_CHECK_S if location.is_local else REMOTE_CHECK_S
+        self.checked = time.monotonic()
 
     def _check(self) -> None:
         if not _manifest_there(self.location):
+            raise RunFolderGone(f"{self.location.uri} disappeared")
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.checked < self.every:
+            return
+        self.checked = now
+        if _manifest_gone(self.location):
             raise RunFolderGone(f"{self.location.uri} disappeared")
 
     def on_trial_recover(
