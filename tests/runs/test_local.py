@@ -123,3 +123,105 @@ def test_a_missing_recorded_data_file_is_named(tmp_path: Path, capsys):
         assert f"was trained on {data}, which is not there now; pass --data" in err, err
         assert "make-synthetic" not in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+
+
+# a run whose data and trainer settings all differ from the defaults
+OWN = ["--output-len", "8", "--stride", "8", "--fill", "ffill", "--batch-size", "16"]
+OWN += ["--seed", "7", "--checkpoint-every", "1", "--rank-max-lag", "5", "--dropout", "0.1"]
+OWN += ["--phase-epochs", "1", "--hidden", "8", "--input-len", "16"]
+
+
+@pytest.fixture(scope="module")
+def own_settings(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A run with OWN's settings stopped after epoch 2, and the same run uninterrupted."""
+    root = tmp_path_factory.mktemp("own")
+    _, data, _ = trained
+    stopped, whole = root / "stopped", root / "whole"
+    argv = ["train", "--data", str(data), *OWN, "--progress-every", "5"]
+    assert main([*argv, "--stop-after", "2", "--out", str(stopped)]) == 0
+    assert main([*argv, "--out", str(whole)]) == 0
+    return stopped, whole
+
+
+def test_train_resume_continues_the_recorded_run_bit_for_bit(own_settings, tmp_path, capsys):
+    """Leftover 1: `train --resume CKPT` without flags took the output length, stride, fill,
+    batch size and seed (and the other trainer settings) from the defaults, not from the
+    checkpoint: it trained another setup (output_len 24, stride 1, batch 64, seed 0) without a
+    word. Now it continues the recorded run exactly: the same metrics, epoch for epoch, as the
+    run that was never stopped, and the same settings in its config.json."""
+    import json
+
+    import pandas as pd
+
+    stopped, whole = own_settings
+    resumed = tmp_path / "resumed"
+    checkpoint = str(stopped / "checkpoints" / "epoch_00002")
+    assert main(["train", "--resume", checkpoint, "--out", str(resumed)]) == 0
+    mine, theirs = (json.loads((d / "config.json").read_text()) for d in (resumed, whole))
+    # the components by name, in the checkpoint's order (the run itself took every column)
+    assert mine["data"].pop("components") == ["c0", "c1", "c2"] == mine["components"]
+    assert theirs["data"].pop("components") is None
+    for section in ("plan", "model", "data", "train"):
+        assert mine[section] == theirs[section], section
+    a, b = (
+        pd.read_parquet(d / "metrics.parquet").drop(columns="seconds") for d in (resumed, whole)
+    )
+    assert len(a) == 5
+    pd.testing.assert_frame_equal(a, b)
+    # the flags the run was made with, typed again: the same run, accepted
+    again = ["train", "--resume", checkpoint, *OWN, "--out", str(tmp_path / "again")]
+    assert main(again) == 0
+
+
+CONTRADICTIONS = [
+    (["--output-len", "24"], "--output-len 24 (the checkpoint's: 8)"),
+    (["--stride", "1"], "--stride 1 (the checkpoint's: 8)"),
+    (["--batch-size", "64"], "--batch-size 64 (the checkpoint's: 16)"),
+    (["--seed", "0"], "--seed 0 (the checkpoint's: 7)"),
+    (["--checkpoint-every", "0"], "--checkpoint-every 0 (the checkpoint's: 1)"),
+    (["--dropout", "0.2"], "--dropout 0.2 (the checkpoint's: 0.1)"),
+    (["--component", "c1", "--component", "c0", "--component", "c2"], "'c1', 'c0', 'c2'"),
+    (["--phase-epochs", "2"], "--phase-epochs 2 (the checkpoint's: 5 phases of 1 epoch)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"), CONTRADICTIONS, ids=[flags[0] for flags, _ in CONTRADICTIONS]
+)
+def test_train_resume_refuses_a_flag_that_contradicts_the_checkpoint(
+    own_settings, flags, named, tmp_path, capsys
+):
+    """A flag typed on `train --resume` that differs from what the checkpoint recorded is
+    refused (exit 2) before anything is written, named with the checkpoint's value, as
+    `baseline --resume` refuses one that differs from the run's."""
+    stopped, _ = own_settings
+    out = tmp_path / "out"
+    checkpoint = str(stopped / "checkpoints" / "epoch_00002")
+    capsys.readouterr()
+    assert main(["train", "--resume", checkpoint, *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tune-app: error: --resume: checkpoint {checkpoint} goes on with"), err
+    assert named in err and "drop the flag to resume it" in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_train_resume_compares_a_model_config_file_with_the_checkpoint(
+    own_settings, tmp_path, capsys
+):
+    """--model-config on `train --resume` was silently overridden by the checkpoint's model:
+    a file that differs from it is refused (exit 2), one that agrees is accepted."""
+    import json
+
+    stopped, _ = own_settings
+    checkpoint = str(stopped / "checkpoints" / "epoch_00002")
+    differs, agrees = tmp_path / "differs.json", tmp_path / "agrees.json"
+    differs.write_text(json.dumps({"model": {"hidden": 32}, "data": {"input_len": 24}}))
+    agrees.write_text(
+        json.dumps({"model": {"hidden": 8, "dropout": 0.1}, "data": {"input_len": 16}})
+    )
+    argv = ["train", "--resume", checkpoint, "--model-config"]
+    assert main([*argv, str(differs), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert f"--model-config {differs} (the checkpoint's: hidden=8, input_len=16)" in err, err
+    assert not (tmp_path / "d").exists()
+    assert main([*argv, str(agrees), "--out", str(tmp_path / "a"), "--stop-after", "3"]) == 0

@@ -42,7 +42,7 @@ from tune_app.training.configs import DataConfig, ModelConfig, TrainConfig
 from tune_app.training.data import SeriesTable, absolute_data_path, open_series
 from tune_app.tune.options import OPTIONS, Launch, from_record, kept_settings
 
-__all__ = ["SPACES", "Resumed", "plan_conflicts", "resume_run"]
+__all__ = ["SPACES", "Resumed", "checkpoint_conflicts", "plan_conflicts", "resume_run"]
 
 # the spec's sections that flags set, by field (`components` is the data's, named by two flags)
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -133,26 +133,36 @@ def plan_conflicts(given: Mapping[str, Any], recorded: dict[str, Any]) -> list[C
     return out
 
 
-def _spec_conflicts(
-    given: Mapping[str, Any], built: RunSpec, manifest: RunManifest
+def _field_conflicts(
+    given: Mapping[str, Any],
+    mine: Mapping[str, Mapping[str, Any]],
+    recorded: Mapping[str, Any],
+    named: tuple[str, ...] | None,
+    own: tuple[str, ...] | None,
 ) -> list[Conflict]:
-    """The flags given that describe the run (plan, model, data, trainer) and differ from it."""
-    recorded = manifest.spec
-    out = plan_conflicts(given, recorded.get("plan") or {})
-    mine = built.to_dict()
+    """The model, data and trainer flags given (and a --model-config file's values, the
+    components named) that differ from what a run or a checkpoint recorded.
+
+    Args:
+        given: the flags typed, by dest, with their values.
+        mine: the spec the flags describe, by section (`RunSpec.to_dict()`'s model, data and
+            train): a flag given is its value there.
+        recorded: the spec the run or checkpoint recorded, by section.
+        named: the components the flags name, in order.
+        own: the components the run or checkpoint trained on (None: not recorded).
+    """
+    out: list[Conflict] = []
     for section, cls in _SECTIONS.items():
         for key in (f.name for f in fields(cls) if f.name != "components"):
             if key not in given:
                 continue
             value, theirs = mine[section][key], (recorded.get(section) or {}).get(key)
-            if key == "checkpoint_every" and manifest.kind == "search" and not value:
-                value = manifest.perturb_every  # a search checkpoints at every round by default
             if _plain(value) != _plain(theirs):
                 out.append((f"{_flag(key)} {given[key]}", theirs))
-    named = given.keys() & {"components", "component"}
-    if named and tuple(built.data.components or ()) != manifest.components:
-        shown = ", ".join(repr(c) for c in built.data.components or ())
-        out.append((f"--component(s) {shown}", ", ".join(repr(c) for c in manifest.components)))
+    named_given = given.keys() & {"components", "component"}
+    if named_given and own is not None and tuple(named or ()) != tuple(own):
+        shown = ", ".join(repr(c) for c in named or ())
+        out.append((f"--component(s) {shown}", ", ".join(repr(c) for c in own)))
     if "model_config" in given:
         # the values the file sets, unless a flag given sets them (compared on their own)
         model_raw, data_raw = load_model_config(given["model_config"])
@@ -167,6 +177,62 @@ def _spec_conflicts(
         if differ:
             out.append((f"--model-config {given['model_config']}", ", ".join(differ)))
     return out
+
+
+def _spec_conflicts(
+    given: Mapping[str, Any], built: RunSpec, manifest: RunManifest
+) -> list[Conflict]:
+    """The flags given that describe the run (plan, model, data, trainer) and differ from it."""
+    recorded = manifest.spec
+    mine = built.to_dict()
+    if manifest.kind == "search" and not mine["train"]["checkpoint_every"]:
+        # a search checkpoints at every round by default
+        mine["train"] = {**mine["train"], "checkpoint_every": manifest.perturb_every}
+    return [
+        *plan_conflicts(given, recorded.get("plan") or {}),
+        *_field_conflicts(given, mine, recorded, built.data.components, manifest.components),
+    ]
+
+
+def checkpoint_conflicts(
+    given: Mapping[str, Any],
+    recorded: Mapping[str, Any],
+    named: tuple[str, ...] | None,
+    own: tuple[str, ...] | None,
+) -> list[Conflict]:
+    """The flags given to `train --resume CHECKPOINT` that the checkpoint's own plan, model,
+    data or trainer settings contradict: as `resume_run` for a Ray run, a checkpoint goes on
+    with what it was trained with.
+
+    Args:
+        given: the flags typed, by dest, with their values (`args.given`); flags left out
+            never count.
+        recorded: the checkpoint's spec by section: `plan`, `model`, `data` and `train` (its
+            `model_config`, `data_config` and `train_config`).
+        named: the components the flags name, in order (None: none named).
+        own: the components the checkpoint trained on (None: not recorded).
+
+    Returns:
+        (the flag as given, the checkpoint's value) for each flag that differs.
+
+    Raises:
+        InputError: the `--plan` or `--model-config` file cannot be read.
+    """
+    mine = {section: dict(recorded.get(section) or {}) for section in _SECTIONS}
+    if "model_config" in given:  # the file's values, then the flags' (as build_spec does)
+        model_raw, data_raw = load_model_config(given["model_config"])
+        ModelConfig.from_dict({**mine["model"], **model_raw})  # an unknown key: refused here
+        mine["model"].update(model_raw)
+        if "input_len" in data_raw:
+            mine["data"]["input_len"] = int(data_raw["input_len"])
+    for section, cls in _SECTIONS.items():
+        for key in (f.name for f in fields(cls) if f.name != "components"):
+            if key in given:
+                mine[section][key] = given[key]
+    return [
+        *plan_conflicts(given, recorded.get("plan") or {}),
+        *_field_conflicts(given, mine, recorded, named, own),
+    ]
 
 
 def _own_table(

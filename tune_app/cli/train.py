@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,16 +11,22 @@ from tune_app.cli.args import (
     add_allow_other_data,
     add_run_args,
     build_spec,
+    component_names,
     default_out,
     positive_int,
+    typed,
 )
 from tune_app.errors import InputError
+from tune_app.training.configs import DataConfig, ModelConfig, TrainConfig
 from tune_app.training.metrics import BEST_VAL_FREE_LOSS, VAL_FREE_LOSS
 
 if TYPE_CHECKING:
     from tune_app.runs.spec import RunSpec
 
 __all__ = ["add_train_commands"]
+
+# the settings a checkpoint records, by section of its spec, and the flags that set them
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -47,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         state = _defaults_from_checkpoint(args) if args.resume else None
         spec, _ = build_spec(args)
         if state is not None:
-            spec = _own_plan(args, spec, state)
+            spec = _own_spec(spec, state, args.resume)
     out = Path(args.out) if args.out else default_out("train")
     result = run_train(
         spec,
@@ -66,64 +73,105 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _defaults_from_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
-    """`train --resume CKPT`: the checkpoint's own data file, components (by name, in its
-    order) and model, unless flags say else (another data file is then refused unless
-    --allow-other-data; see runs/local.py). Returns the checkpoint's state."""
+    """`train --resume CKPT` goes on with the run the checkpoint recorded, as `baseline
+    --resume` goes on with the run's (cli/resume.py): its plan, model, components, data
+    settings (windows, stride, fill) and trainer settings (seed, batch size, ...). A flag left
+    out takes the checkpoint's value; one given that differs from it is refused (exit 2, each
+    named with the checkpoint's value) before anything is written. Its own data file too,
+    unless --data names another (refused unless --allow-other-data; see runs/local.py).
+
+    Returns:
+        The checkpoint's state.
+    """
+    from tune_app.cli.resume import checkpoint_conflicts
     from tune_app.training.data import check_recorded_data
-    from tune_app.training.normalisation import Normalisation
     from tune_app.training.resumable import open_checkpoint
 
     state = open_checkpoint(args.resume)  # refused here (exit 2) when unreadable or unfit
+    given = getattr(args, "given", None)
+    if given is None:  # called without `main`: the flags that hold a value were given
+        given = typed(args)
+    typed_values = {dest: getattr(args, dest) for dest in given if hasattr(args, dest)}
+    recorded = _recorded_spec(state)
+    own = _own_components(state)
+    conflicts = checkpoint_conflicts(typed_values, recorded, component_names(args), own)
+    if conflicts:
+        raise InputError(_conflicts_message(args.resume, recorded["plan"], conflicts))
     if args.data is None:
         args.data = state.get("data_path")
         check_recorded_data(args.data, f"checkpoint {args.resume}")
-    recorded = Normalisation.from_dict(state.get("normalisation"))
-    if recorded is not None and not args.components and not args.component:
-        args.component = list(recorded.components)
-    model = state.get("model_config") or {}
-    for key in ("hidden", "layers", "dropout", "cell"):
-        if getattr(args, key) is None and key in model:
-            setattr(args, key, model[key])
-    if args.input_len is None:
-        args.input_len = (state.get("data_config") or {}).get("input_len")
+    if own is not None and not args.components and not args.component:
+        args.component = list(own)
+    for section, cls in _SECTIONS.items():
+        for key in (f.name for f in fields(cls) if f.name != "components"):
+            if key in vars(args) and getattr(args, key) is None and key in recorded[section]:
+                setattr(args, key, recorded[section][key])  # a flag left out: the checkpoint's
     return state
 
 
-def _own_plan(args: argparse.Namespace, spec: RunSpec, state: dict[str, Any]) -> RunSpec:
-    """`train --resume CKPT` goes on with the plan the checkpoint was trained with (as
-    `baseline --resume` goes on with the run's): a plan flag left out takes it from the
-    checkpoint, one given that differs from it is refused (exit 2) before anything is written."""
-    from tune_app.cli.resume import plan_conflicts
+def _recorded_spec(state: dict[str, Any]) -> dict[str, Any]:
+    """The spec a checkpoint recorded, by section, as a run's manifest holds it."""
+    return {
+        "plan": state["plan"],
+        "model": dict(state.get("model_config") or {}),
+        "data": dict(state.get("data_config") or {}),
+        "train": dict(state.get("train_config") or {}),
+    }
+
+
+def _own_components(state: dict[str, Any]) -> tuple[str, ...] | None:
+    """The components a checkpoint trained on, in its order (None: not recorded)."""
+    from tune_app.training.normalisation import Normalisation
+
+    recorded = Normalisation.from_dict(state.get("normalisation"))
+    if recorded is not None:
+        return tuple(recorded.components)
+    names = state.get("components") or (state.get("data_config") or {}).get("components")
+    return tuple(names) if names else None
+
+
+def _conflicts_message(checkpoint: str, plan: dict[str, Any], conflicts: list[Any]) -> str:
+    """Why `train --resume` refuses the flags given: each with the checkpoint's own value."""
     from tune_app.plan.plan import Plan
 
-    recorded = state["plan"]
-    given = getattr(args, "given", None)
-    if given is None:  # called without `main`: the plan flags that hold a value were given
-        given = frozenset(
-            dest for dest in ("plan", "phase_epochs", "overrides") if getattr(args, dest)
-        )
-    own = Plan.from_dict(recorded, f"checkpoint {args.resume}'s plan")
-    plan_flags = {d: getattr(args, d) for d in ("plan", "phase_epochs", "overrides") if d in given}
-    conflicts = plan_conflicts(plan_flags, recorded)
-    if conflicts:
-        differ = "; ".join(
-            flag if theirs == own.shape else f"{flag} (the checkpoint's: {theirs})"
-            for flag, theirs in conflicts
-        )
-        raise InputError(
-            f"--resume: checkpoint {args.resume} goes on with the plan it was trained with "
-            f"('{own.name}', {own.shape}), and {differ} would change it; drop "
-            f"{'the flag' if len(conflicts) == 1 else 'these flags'} to resume it, or train more epochs with `tune-app continue --model_path "
-            f"{args.resume} --epochs N --start_lr X --min_lr Y --output_dir DIR`"
-        )
+    own = Plan.from_dict(plan, f"checkpoint {checkpoint}'s plan")
+    lines = "\n".join(f"  - {flag} (the checkpoint's: {theirs})" for flag, theirs in conflicts)
+    plan_flags = ("--plan", "--set", "--phase-epochs")
+    more = (
+        f"; more epochs after its plan: `tune-app continue --model_path {checkpoint} "
+        "--epochs N --start_lr X --min_lr Y --output_dir DIR`"
+        if any(flag.startswith(plan_flags) for flag, _ in conflicts)
+        else ""
+    )
+    return (
+        f"--resume: checkpoint {checkpoint} goes on with the plan it was trained with "
+        f"('{own.name}', {own.shape}) and its own model, data and trainer settings, and "
+        f"{len(conflicts)} flag(s) given differ from them:\n{lines}\n"
+        f"drop {'the flag' if len(conflicts) == 1 else 'these flags'} to resume it, or start a "
+        f"new run with them (without --resume){more}"
+    )
+
+
+def _own_spec(spec: RunSpec, state: dict[str, Any], resume: str) -> RunSpec:
+    """The spec `train --resume` trains: the checkpoint's own plan, data settings and trainer
+    settings whole (the fields no flag sets too, such as the split fractions), with the
+    components and device the flags' spec has (this process trains on the CPU)."""
+    from tune_app.plan.plan import Plan
+
+    own = Plan.from_dict(state["plan"], f"checkpoint {resume}'s plan")
+    recorded = _recorded_spec(state)
+    known = {f.name for f in fields(DataConfig)}  # an older checkpoint's other keys dropped
+    data = DataConfig.from_dict({k: v for k, v in recorded["data"].items() if k in known})
+    data = replace(data, components=spec.data.components)
+    train = replace(TrainConfig.from_dict(recorded["train"]), device=spec.train.device)
     done = int(state["epoch"])
     rest = (
         f"epochs {done + 1}-{own.total_epochs}"
         if done < own.total_epochs
         else "every epoch of it had run"
     )
-    print(f"resuming {args.resume} after epoch {done} with its own plan ({own.shape}): {rest}")
-    return spec.with_plan(own)
+    print(f"resuming {resume} after epoch {done} with its own plan ({own.shape}): {rest}")
+    return replace(spec.with_plan(own), data=data, train=train)
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
