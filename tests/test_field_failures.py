@@ -199,6 +199,104 @@ def test_ctrl_c_in_train_names_trains_own_resume(tmp_path: Path, monkeypatch, ca
     assert pd.read_parquet(tmp_path / "t" / "metrics.parquet")["epoch"].max() == 5
 
 
+@pytest.mark.parametrize("stop_after", [None, 2], ids=["every epoch", "--stop-after 2"])
+def test_ctrl_c_while_train_writes_its_final_files_says_every_epoch_had_run(
+    stop_after, tmp_path: Path, monkeypatch, capsys
+):
+    """Leftover 2: Ctrl-C after the last epoch's checkpoint, while `train` wrote its final files,
+    said to resume as if epochs were left (and a run stopped by --stop-after trained one more
+    epoch when resumed). Now it says every epoch had run, and the command it prints trains no
+    epoch more and writes the missing metrics.parquet."""
+    import tune_app.runs.local as local
+
+    real = local.atomic_write_bytes
+
+    def interrupt_the_metrics(path, data):  # type: ignore[no-untyped-def]
+        if path.name == "metrics.parquet":
+            raise KeyboardInterrupt
+        return real(path, data)
+
+    monkeypatch.setattr(local, "atomic_write_bytes", interrupt_the_metrics)
+    monkeypatch.chdir(tmp_path)
+    stop = ["--stop-after", str(stop_after)] if stop_after else []
+    assert main(["train", *TRAIN_FLAGS, *stop, "--out", "t"]) == 130
+    err = capsys.readouterr().err
+    last = stop_after or 5
+    assert f"every epoch had run (epoch {last} is in t/checkpoints/epoch_0000{last})" in err, err
+    assert "may lack its metrics.parquet; resuming trains no epoch more and writes it" in err
+    assert f"--resume t/checkpoints/epoch_0000{last} --out t" in err, err
+    assert not (tmp_path / "t" / "metrics.parquet").exists()
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    argv = err.split("resume with: tune-app ", 1)[1].split()
+    assert main(argv) == 0  # the hint works as printed
+    assert "every epoch of it had run" in capsys.readouterr().out or stop_after
+    assert pd.read_parquet(tmp_path / "t" / "metrics.parquet")["epoch"].tolist() == list(
+        range(1, last + 1)
+    )
+    assert sorted(p.name for p in (tmp_path / "t" / "checkpoints").iterdir())[-1] == (
+        f"epoch_0000{last}"
+    )
+
+
+def test_ctrl_c_at_trains_last_line_says_where_the_result_is(tmp_path: Path, monkeypatch, capsys):
+    """Ctrl-C as `train` printed its `done:` line said "nothing was saved yet; run the command
+    again", which would train it all again; every file was written by then."""
+    import builtins
+
+    import tune_app.cli.train as train
+
+    def interrupt_done(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args and str(args[0]).startswith("done:"):
+            raise KeyboardInterrupt
+        return builtins.print(*args, **kwargs)
+
+    monkeypatch.setattr(train, "print", interrupt_done, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TRAIN_FLAGS, "--out", "t"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "tune-app: interrupted; every epoch had run; the result is in t", err
+    assert (tmp_path / "t" / "metrics.parquet").is_file()
+
+
+def test_ctrl_c_as_train_exits_leaves_its_result_and_exit_code(tmp_path: Path):
+    """Leftover 2: Ctrl-C in the second after `tune-app train` printed `done: ...` (Python
+    unloading torch) killed it with status 130 and no word. The command had ended and said
+    so: the process now ends with its own exit code, 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_synthetic(series=2, length=200).to_parquet(tmp_path / "d.parquet")
+    argv = [sys.executable, "-m", "tune_app.cli", "train", "--data", "d.parquet", *TRAIN_FLAGS]
+    process = subprocess.Popen(
+        [*argv, "--out", "t"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("done:"):
+            time.sleep(0.05)  # past the line: the process is exiting (unloading torch)
+            process.send_signal(signal.SIGINT)
+            break
+    out, err = process.communicate(timeout=120)
+    # 0; or, had the signal come while the line was still being printed, the line that says
+    # where the result is: never 130 without a word
+    said = "tune-app: interrupted; every epoch had run; the result is in t"
+    assert process.returncode == 0 or (process.returncode == 130 and said in err), (
+        process.returncode,
+        out,
+        err,
+    )
+    assert "Traceback" not in err and (tmp_path / "t" / "metrics.parquet").is_file()
+
+
 def test_ray_interrupt_hint_is_replaced():
     from tune_app.tune.interrupt import RAY_TUNE_LOGGER, RayInterruptWatch
 

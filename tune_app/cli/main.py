@@ -189,12 +189,21 @@ def run() -> int:
     command used Ray, Ray shut down with SIGTERM ignored (`tune.cluster.leave_quietly`), so
     nothing of Ray's is printed after tune-app's last line and the exit code stays its own.
 
+    Once `main` has returned, the command has ended and its last line said how (`done: ...`,
+    or the error and the command that goes on); Ctrl-C is ignored from then on. The process
+    still has to shut Ray down and unload torch (about a second), and Python restores the
+    default SIGINT action while it exits: a Ctrl-C then killed it with status 130 and no word,
+    after it had printed its result.
+
     Returns:
         `main`'s exit code.
     """
+    import signal
+
     try:
         return main()
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if "ray" in sys.modules:
             from tune_app.tune.cluster import leave_quietly
 

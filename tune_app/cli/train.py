@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,7 @@ from tune_app.cli.args import (
     positive_int,
     typed,
 )
-from tune_app.errors import InputError
+from tune_app.errors import InputError, Interrupted
 from tune_app.training.configs import DataConfig, ModelConfig, TrainConfig
 from tune_app.training.metrics import BEST_VAL_FREE_LOSS, VAL_FREE_LOSS
 
@@ -65,11 +67,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         allow_other_data=args.allow_other_data,
     )
     last = result.history[-1] if result.history else {}
-    print(
-        f"done: {out}  val_free_loss {last.get(VAL_FREE_LOSS, float('nan')):.5f}  "
-        f"best {last.get(BEST_VAL_FREE_LOSS, float('nan')):.5f}"
-    )
+    with _done(out):
+        print(
+            f"done: {out}  val_free_loss {last.get(VAL_FREE_LOSS, float('nan')):.5f}  "
+            f"best {last.get(BEST_VAL_FREE_LOSS, float('nan')):.5f}"
+        )
     return 0
+
+
+@contextmanager
+def _done(out: Path) -> Iterator[None]:
+    """The last line of a run whose files are all written: Ctrl-C there says where the result
+    is (running the command again would train it all again)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(note=f"every epoch had run; the result is in {out}") from None
 
 
 def _defaults_from_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,9 +211,11 @@ def cmd_continue(args: argparse.Namespace) -> int:
         allow_other_data=args.allow_other_data,
     )
     best = result.history[-1][BEST_VAL_FREE_LOSS]
-    print(
-        f"done: {Path(args.output_dir) / 'best_model_combined.pth'} (best val_free_loss {best:.5f})"
-    )
+    with _done(Path(args.output_dir)):
+        print(
+            f"done: {Path(args.output_dir) / 'best_model_combined.pth'} "
+            f"(best val_free_loss {best:.5f})"
+        )
     return 0
 
 

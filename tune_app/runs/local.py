@@ -145,12 +145,21 @@ def run_train(
         last = _last_checkpoint(out_dir)
         if last is None:
             raise _nothing_saved(out_dir) from None
-        raise Interrupted({"--resume": str(last[0]), "--out": str(out_dir)}) from None
+        flags: dict[str, str | None] | None = {"--resume": str(last[0]), "--out": str(out_dir)}
+        end = min(stop_after or spec.plan.total_epochs, spec.plan.total_epochs)
+        if last[1] < end:
+            raise Interrupted(flags) from None
+        # after the last epoch's checkpoint, while the run wrote its final files
+        raise Interrupted(
+            flags,
+            note=f"every epoch had run (epoch {last[1]} is in {last[0]}), but {out_dir} may "
+            f"lack its {METRICS_FILE}; resuming trains no epoch more and writes it",
+        ) from None
     except BrokenPipeError:
         raise  # stdout's reader left (`| head`): `main` ends quietly, no disk to blame
     except OSError as exc:  # a full disk, a folder made read-only or removed while it ran
         last = _last_checkpoint(out_dir)
-        flags: dict[str, str | None] | None = None
+        flags = None
         if last is not None:
             flags = {"--resume": str(last[0]), "--out": str(out_dir)}
         raise _write_failed(exc, out_dir, last, flags) from None

@@ -276,7 +276,10 @@ def train(
             "history": history,
         }
 
-    for epoch in range(start_epoch, plan.total_epochs + 1):
+    end = plan.total_epochs
+    if history and any(callback.should_stop(start_epoch - 1) for callback in callbacks):
+        end = start_epoch - 1  # resumed where a callback stops it (--stop-after): no epoch more
+    for epoch in range(start_epoch, end + 1):
         began = time.perf_counter()
         settings = plan.values_at(epoch, 0, steps_per_epoch)
         for group in optimizer.param_groups:
