@@ -726,3 +726,20 @@ def test_the_cost_estimate_of_a_resumed_run_counts_only_what_is_left(workdir, mo
     startup = cost.WORKER_START_S + cost.TRIAL_SETUP_S
     assert f"trial start-up ~{startup:.0f} s, scoring 4 trials" in out  # all 4 scored again
     assert "training ~" in out  # timed by the run's own epochs
+
+
+@pytest.mark.parametrize("content", [b"", b'{"trial_data": [["{\\"config'], ids=["empty", "cut"])
+def test_certify_resume_names_the_ray_state_a_full_disk_cut_short(
+    content: bytes, workdir: Path, capsys
+):
+    """Leftover 3, certify's parts: a certify run whose Ray state a full disk cut short is
+    named before Ray starts (its trials would start again without their settings)."""
+    part = workdir / "results" / "cut" / "certify"
+    state = part / "experiment_state-2026-01-01_00-00-00.json"
+    state.write_bytes(content)
+    assert main(["certify", "results/cut", "--resume", "--seeds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"its certify run ({part}) cannot be resumed: Ray restores it from {state}" in err
+    assert f"move {part} away and run `tune-app certify {part.parent}` again" in err, err
+    advised, parsed = _parses(err)
+    assert advised[0] == "certify" and Path(parsed.run) == part.parent

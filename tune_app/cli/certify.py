@@ -278,7 +278,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from tune_app.runs.records import CERTIFICATE, Certificate
     from tune_app.runs.results import find_best
     from tune_app.tune.compare import Arm
-    from tune_app.tune.preflight import check_trial_resources
+    from tune_app.tune.preflight import check_trial_resources, unrestorable
     from tune_app.tune.resources import check_resources
 
     check_seed_count(args)
@@ -316,6 +316,14 @@ def cmd_certify(args: argparse.Namespace) -> int:
             raise InputError(
                 f"RUN {args.run}: its {name} run ({folders[name].uri}) was cut short; pass "
                 "--resume to go on with it (finished trials are kept)"
+            )
+        broken = unrestorable(folders[name]) if state == "started" else None
+        if broken is not None:  # Ray's state of it cut short (a full disk): named before Ray
+            raise InputError(
+                f"RUN {args.run}: its {name} run ({folders[name].uri}) cannot be resumed: Ray "
+                f"restores it from {broken[0].uri}, which {broken[1]}; move "
+                f"{folders[name].uri} away and run "
+                f"`tune-app certify {shlex.quote(run.location.uri)}` again"
             )
     seeds = _seeds(args, states[CERTIFY][1], spec.train.seed, run.location)
     arms = [

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from tune_app.runs.records import RunManifest
     from tune_app.runs.storage import Location
 
-__all__ = ["resume_command"]
+__all__ = ["resume_command", "train_resume_command"]
 
 
 def resume_command(manifest: RunManifest, location: Location) -> str:
@@ -35,3 +35,16 @@ def resume_command(manifest: RunManifest, location: Location) -> str:
         named = [str(arm.get("argument") or arm["label"]) for arm in manifest.arms]
         return "tune-app compare " + shlex.join([*(named or ["A", "B"]), *flags])
     return "tune-app " + shlex.join([manifest.kind, *flags])
+
+
+def train_resume_command(checkpoint: Location, out: Location) -> str:
+    """The command that goes on from a run's checkpoint in this process, without Ray.
+
+    Args:
+        checkpoint: a checkpoint folder on a local disk.
+        out: the folder the in-process run writes.
+
+    Returns:
+        `tune-app train --resume CHECKPOINT --out OUT`.
+    """
+    return "tune-app " + shlex.join(["train", "--resume", checkpoint.path, "--out", out.path])

@@ -30,17 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from tune_app import __version__
-from tune_app.cli.commands import resume_command
+from tune_app.cli.commands import resume_command, train_resume_command
 from tune_app.errors import InputError
 from tune_app.plan.plan import Plan, apply_overrides, read_plan_dict
 from tune_app.plan.search_space import SearchSpace, load_space, space_changes
 from tune_app.runs.lock import running_owner
-from tune_app.runs.records import MANIFEST, RunManifest
+from tune_app.runs.records import MANIFEST, RunManifest, scan_checkpoints
 from tune_app.runs.spec import RunSpec, load_model_config
 from tune_app.runs.storage import Location
 from tune_app.training.configs import DataConfig, ModelConfig, TrainConfig
 from tune_app.training.data import SeriesTable, absolute_data_path, open_series
 from tune_app.tune.options import OPTIONS, Launch, from_record, kept_settings
+from tune_app.tune.preflight import unrestorable
 
 __all__ = ["SPACES", "Resumed", "checkpoint_conflicts", "plan_conflicts", "resume_run"]
 
@@ -332,6 +333,40 @@ def _space_message(
     )
 
 
+def _last_checkpoint(location: Location) -> tuple[Location, int] | None:
+    """The newest whole checkpoint of any trial of the run at `location`, and its epoch."""
+    found = [
+        (checkpoint, meta.epoch)
+        for trial in location.children()
+        if trial.is_dir()
+        for checkpoint, meta in scan_checkpoints(trial)
+    ]
+    return max(found, key=lambda item: item[1]) if found else None
+
+
+def _unrestorable_message(kind: str, location: Location, file: Location, why: str) -> str:
+    """Why the run cannot be resumed (Ray's state file `file` `why`), and what goes on: a
+    baseline's last good checkpoint in this process, the best checkpoint exported, a new run."""
+    head = (
+        f"--resume: the {kind} run {location.name!r} cannot be resumed: Ray restores it from "
+        f"{file.uri}, which {why}"
+    )
+    again = "start the run again with another --name"
+    last = _last_checkpoint(location) if kind == "baseline" and location.is_local else None
+    if last is not None:
+        out = location.parent.join(f"{location.name}-train")
+        return (
+            f"{head}; its last good checkpoint (epoch {last[1]}) goes on in this process, "
+            f"without Ray: `{train_resume_command(last[0], out)}`; or {again}"
+        )
+    if kind in ("baseline", "search", "capacity"):
+        return (
+            f"{head}; `tune-app best {location.uri}` still exports the best checkpoint it "
+            f"kept; {again}"
+        )
+    return f"{head}; {again}"
+
+
 def resume_run(
     kind: str,
     location: Location,
@@ -354,7 +389,8 @@ def resume_run(
 
     Raises:
         InputError: no run there (or one still starting, named by its process), a run of
-            another kind, its data unreadable or changed,
+            another kind, Ray's state of it that a full disk cut short (named, with what goes
+            on from it: tune/preflight.py's `unrestorable`), its data unreadable or changed,
             flags that differ from the run's settings (each named, with the run's value), or a
             search space file that differs from the run's space (each parameter named).
     """
@@ -376,6 +412,9 @@ def resume_run(
             f"--name {location.name}: a {manifest.kind} run, not a {kind} run; resume it with "
             f"`{resume_command(manifest, location)}`"
         )
+    broken = unrestorable(location)
+    if broken is not None:
+        raise InputError(_unrestorable_message(kind, location, *broken))
     spec = RunSpec.from_dict(manifest.spec)
     options = from_record(OPTIONS[kind], manifest) if kind in OPTIONS else None
     table, data_conflict = _own_table(given, manifest, spec, (built, built_table))

@@ -7,10 +7,14 @@ PB2 only when it is asked for.
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import pickletools
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tune_app.errors import InputError
+from tune_app.runs.records import SPEC_KEY
 from tune_app.tune.options import SCHEDULERS, CapacityOptions, Launch, SearchOptions
 from tune_app.tune.selection import SELECTIONS
 
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
     from tune_app.plan.plan import Plan
     from tune_app.plan.search_space import SearchSpace
     from tune_app.runs.spec import RunSpec
+    from tune_app.runs.storage import Location
 
 __all__ = [
     "check_capacity",
@@ -26,7 +31,23 @@ __all__ = [
     "check_space_trains",
     "check_trial_resources",
     "round_interval",
+    "unrestorable",
 ]
+
+# The files `Tuner.restore` reads from a run's folder (Ray 2.60), each the greatest name that
+# matches its pattern, as Ray picks them: the experiment state is JSON, the others pickles.
+# Ray writes them whole on the driver and copies them into the run's storage, so a full disk
+# (or a kill) during the copy leaves one cut short. Ray then fails with a traceback (tuner.pkl)
+# or logs one and starts the run's trials again without their settings: each fails with
+# "KeyError: 'spec'", and the state Ray writes for them holds no trial's settings either.
+RAY_STATE = (
+    ("tuner.pkl", "pickle"),
+    ("experiment_state-*.json", "json"),
+    ("basic-variant-state-*.json", "pickle"),
+    ("searcher-state-*.pkl", "pickle"),
+    ("search_gen_state-*.json", "pickle"),
+    ("callback-states-*.pkl", "pickle"),
+)
 
 
 def check_trial_resources(launch: Launch) -> None:
@@ -187,3 +208,69 @@ def check_capacity(spec: RunSpec, options: CapacityOptions) -> CapacityOptions:
     if options.trials < 1:
         raise InputError(f"--trials: must be >= 1 (got {options.trials})")
     return replace(options, grace_epochs=options.grace_epochs or spec.plan.phases[0].epochs)
+
+
+_CUT = "(the storage was full, or the run was killed, as Ray wrote it)"
+EMPTY, CUT_SHORT = f"is empty {_CUT}", f"is cut short {_CUT}"
+NO_SETTINGS = (
+    "holds the run's trials without their settings (an earlier --resume that could not "
+    "restore the run wrote it)"
+)
+
+
+def _whole_pickle(data: bytes) -> str | None:
+    """What is wrong with a pickle, read opcode by opcode and never loaded (None: whole)."""
+    if not data:
+        return EMPTY
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except ValueError:  # ran out before its STOP opcode, or a byte that is no opcode
+        return CUT_SHORT
+    return None
+
+
+def _state_problem(data: bytes) -> str | None:
+    """What is wrong with Ray's experiment state (None: nothing this check knows of). A trial
+    whose settings are not in it (`config` without the run's spec) would fail at once."""
+    if not data:
+        return EMPTY
+    try:
+        state = json.loads(data)
+    except ValueError:
+        return CUT_SHORT
+    entries = state.get("trial_data") if isinstance(state, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            trial = json.loads(entry[0])
+        except (TypeError, ValueError, IndexError, KeyError):
+            continue  # a layout this check does not know: Ray's own to read
+        config = trial.get("config") if isinstance(trial, dict) else None
+        if isinstance(config, dict) and SPEC_KEY not in config:
+            return NO_SETTINGS
+    return None
+
+
+def unrestorable(location: Location) -> tuple[Location, str] | None:
+    """The first of Ray's files that `--resume` restores the run at `location` from (see
+    RAY_STATE) and that cannot restore it, read before Ray starts.
+
+    Args:
+        location: the run's folder.
+
+    Returns:
+        The file and what is wrong with it, as the end of a sentence ("is cut short (the
+        storage was full ...)"), or None when each file there is whole (a file that is not
+        there is Ray's to report: no run to resume).
+    """
+    children = [child for child in location.children() if not child.is_dir()]
+    for pattern, kind in RAY_STATE:
+        matching = [c for c in children if fnmatch.fnmatchcase(c.name, pattern)]
+        if not matching:
+            continue
+        newest = max(matching, key=lambda child: child.name)
+        data = newest.read_bytes()
+        problem = _state_problem(data) if kind == "json" else _whole_pickle(data)
+        if problem:
+            return newest, problem
+    return None
