@@ -171,3 +171,21 @@ def test_the_console_script_leaves_ray_with_sigterm_ignored(with_ray: bool, igno
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["2", str(ignored)], done.stdout + done.stderr
+
+
+def test_the_console_script_ignores_ctrl_c_once_the_command_has_ended():
+    """Leftover 2: after the command's last line the process still unloads torch and Ray
+    (about a second), and Python restores the default SIGINT action as it exits: a Ctrl-C
+    then ended it with status 130 and no word. Once `main` has returned, SIGINT is ignored
+    and the exit code stays the command's own, even for a Ctrl-C that comes then."""
+    code = (
+        "import os, signal, sys\nfrom tune_app.cli.main import run\n"
+        "sys.argv = ['tune-app', 'plan', 'validate', '/nonexistent.yaml']\n"
+        "code = run()\n"
+        "print(code, signal.getsignal(signal.SIGINT) == signal.SIG_IGN, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "True"], done.stdout + done.stderr
+    assert done.returncode == 2 and "KeyboardInterrupt" not in done.stderr, done.stderr
