@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -190,24 +191,37 @@ def run() -> int:
     nothing of Ray's is printed after tune-app's last line and the exit code stays its own.
 
     Once `main` has returned, the command has ended and its last line said how (`done: ...`,
-    or the error and the command that goes on); Ctrl-C is ignored from then on. The process
-    still has to shut Ray down and unload torch (about a second), and Python restores the
-    default SIGINT action while it exits: a Ctrl-C then killed it with status 130 and no word,
-    after it had printed its result.
+    or the error and the command that goes on). The process still has to shut Ray down and
+    unload torch (about a second), and Python restores the default SIGINT action while it
+    exits: a Ctrl-C then killed it with status 130 and no word, after it had printed its
+    result. Now a Ctrl-C while Ray shuts down ends the process at once with the command's own
+    exit code (a Ray that hangs can still be left), and one after that, in the interpreter's
+    teardown, is ignored.
 
     Returns:
         `main`'s exit code.
     """
+    import os
     import signal
 
+    code = 1  # main raised: an unexpected error, its traceback follows
+
+    def quit_now(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
     try:
-        return main()
+        code = main()
+        return code
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, quit_now)
         if "ray" in sys.modules:
             from tune_app.tune.cluster import leave_quietly
 
             leave_quietly()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
