@@ -134,13 +134,17 @@ def table(results: dict[str, dict[str, dict[str, Any]]], labels: list[str]) -> l
     """The effect table: a row per bound, a column per set."""
     sets = list(results)
     width = 22
-    lines = [f"{'bound':32}" + "".join(f"{name:<{width}}" for name in sets)]
+    rows = []
     for label in labels:
         first = next(iter(results.values()))[label]
         name, bound = label.rsplit("-", 1)
         value = next(v for k, v in first["params"].items() if k.startswith(name))
-        row = f"{name + ' ' + bound + ' = ' + format(value, 'g'):32}"
-        lines.append(row + "".join(f"{cell(results[s][label]):<{width}}" for s in sets))
+        rows.append((f"{name} {bound} = {value:g}", label))
+    first_width = max([len("bound"), *(len(row) for row, _ in rows)]) + 2  # a label never runs on
+    lines = [f"{'bound':{first_width}}" + "".join(f"{name:<{width}}" for name in sets)]
+    for row, label in rows:
+        cells = "".join(f"{cell(results[s][label]):<{width}}" for s in sets)
+        lines.append(f"{row:{first_width}}" + cells)
     return lines
 
 

@@ -150,3 +150,6 @@ def test_the_table_of_sets_with_different_components(space):
     lines = sensitivity.table(results, list(results["macro"]))
     row = next(line for line in lines if line.startswith("component_weight low"))
     assert row.count("0.900 [0.80,0.95]*") == 2
+    # fresh-22b: "teacher_forcing_shift low = -0.3" (32 characters) ran into its first cell
+    tf = next(line for line in lines if line.startswith("teacher_forcing_shift low"))
+    assert "-0.3  0.900" in tf, tf
