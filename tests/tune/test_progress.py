@@ -172,6 +172,17 @@ def test_a_long_header_wraps_and_keeps_every_word():
     assert " ".join(" ".join(header).split()) == expected  # every word, in order
 
 
+def test_the_fifo_scheduler_s_own_note_is_left_out():
+    """Every status of a baseline, compare or certify run carried Ray's "Using FIFO scheduling
+    algorithm." in its header (fresh-22b)."""
+    trials = [fake_trial("x_00000", member(0), "RUNNING", RESULT)]
+    block = render(
+        trials, 5.0, ["Using FIFO scheduling algorithm.", "Logical resource usage: 1.0/2 CPUs"]
+    )
+    header = block.splitlines()[0]
+    assert "FIFO" not in block and header.endswith("1 running | 1.0/2 CPUs"), header
+
+
 def _sharing(share: float | None, status: str = "RUNNING", cpus: float = 1.0, index: int = 1):  # type: ignore[no-untyped-def]
     result = {**RESULT, **({"cpu_share": share} if share is not None else {})}
     trial = fake_trial(f"x_{index:05d}", member(index), status, result)

@@ -174,6 +174,11 @@ def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
     return "  ".join(fixed + list(cells[len(widths) :])).rstrip()
 
 
+# What Ray's FIFO scheduler (a baseline, compare, certify) says of itself in every status:
+# nothing a user acts on, so the header leaves it out.
+FIFO_NOTE = "Using FIFO scheduling algorithm."
+
+
 def render(
     trials: Sequence[Any], elapsed: float, sys_info: Sequence[str] = (), note: str | None = None
 ) -> str:
@@ -196,7 +201,7 @@ def render(
     extra = [
         " ".join(line.split()).removeprefix("Logical resource usage: ")
         for line in sys_info
-        if line and line.strip()
+        if line and line.strip() and line.strip() != FIFO_NOTE
     ]
     minutes, seconds = divmod(int(elapsed), 60)
     header = " | ".join(
