@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -257,6 +258,43 @@ def test_ctrl_c_at_trains_last_line_says_where_the_result_is(tmp_path: Path, mon
     err = capsys.readouterr().err
     assert err.strip() == "tune-app: interrupted; every epoch had run; the result is in t", err
     assert (tmp_path / "t" / "metrics.parquet").is_file()
+
+
+@pytest.mark.parametrize("command", ["train", "continue"])
+def test_ctrl_c_just_after_the_done_line_keeps_exit_code_0(
+    command, tmp_path: Path, monkeypatch, capsys
+):
+    """fresh-s3: a Ctrl-C the moment `done:` appeared (after the line, before `main` returned)
+    exited 130 with "nothing was saved yet; run the command again", every file written."""
+    import builtins
+
+    import tune_app.cli.train as train
+
+    printed = []
+
+    def interrupt_after_done(*args, **kwargs):  # type: ignore[no-untyped-def]
+        builtins.print(*args, **kwargs)
+        printed.append(str(args[0]) if args else "")
+
+    class Stdout:  # main flushes stdout after the handler: the interrupt lands there
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(sys.__stdout__, name)
+
+        def flush(self) -> None:
+            if any(line.startswith("done:") for line in printed):
+                raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    if command == "continue":
+        assert main(["train", *TRAIN_FLAGS, "--out", "t"]) == 0
+        argv = ["continue", "--model_path", "t/best_model.pth", "--epochs", "1"]
+        argv += ["--start_lr", "0.001", "--min_lr", "0.0001", "--output_dir", "c"]
+    else:
+        argv = ["train", *TRAIN_FLAGS, "--out", "t"]
+    monkeypatch.setattr(train, "print", interrupt_after_done, raising=False)
+    monkeypatch.setattr(sys, "stdout", Stdout())
+    assert main(argv) == 0
+    assert "interrupted" not in capsys.readouterr().err
 
 
 def test_ctrl_c_as_train_exits_leaves_its_result_and_exit_code(tmp_path: Path):

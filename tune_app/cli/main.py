@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tune-app: {exc}{again}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
+        if getattr(args, "finished", False):  # after the command's last line: it had ended
+            return 0
         print(f"tune-app: interrupted; {resume_hint(argv, exc)}", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         allow_other_data=args.allow_other_data,
     )
     last = result.history[-1] if result.history else {}
-    with _done(out):
+    with _done(out, args):
         print(
             f"done: {out}  val_free_loss {last.get(VAL_FREE_LOSS, float('nan')):.5f}  "
             f"best {last.get(BEST_VAL_FREE_LOSS, float('nan')):.5f}"
@@ -76,11 +76,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _done(out: Path) -> Iterator[None]:
+def _done(out: Path, args: argparse.Namespace) -> Iterator[None]:
     """The last line of a run whose files are all written: Ctrl-C there says where the result
-    is (running the command again would train it all again)."""
+    is (running the command again would train it all again); once it is printed the command
+    has finished (`args.finished`: `main` turns a Ctrl-C after it into the command's own exit
+    code, not "nothing was saved yet")."""
     try:
         yield
+        args.finished = True
     except KeyboardInterrupt:
         raise Interrupted(note=f"every epoch had run; the result is in {out}") from None
 
@@ -211,7 +214,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
         allow_other_data=args.allow_other_data,
     )
     best = result.history[-1][BEST_VAL_FREE_LOSS]
-    with _done(Path(args.output_dir)):
+    with _done(Path(args.output_dir), args):
         print(
             f"done: {Path(args.output_dir) / 'best_model_combined.pth'} "
             f"(best val_free_loss {best:.5f})"
