@@ -109,6 +109,20 @@ def test_a_search_run_with_a_broken_state_is_named_too(trained: Path, tmp_path: 
     assert f"`tune-app best {run}` still exports the best checkpoint it kept" in err, err
 
 
+def test_a_broken_run_with_no_checkpoint_is_not_sent_to_best(trained: Path, tmp_path: Path, capsys):
+    """fresh-s3: with no checkpoint kept, `tune-app best RUN` exits 2 ("no trial has reported
+    yet"): the advice names only what works, a new run."""
+    run = _run(trained, tmp_path, "search", **{STATE: b""})
+    for checkpoint in run.glob("*/checkpoint_*"):
+        shutil.rmtree(checkpoint)
+    storage = str(tmp_path / "runs")
+    assert main(["search", "--resume", "--storage", storage, "--name", "b"]) == 2
+    err = capsys.readouterr().err
+    assert "tune-app best" not in err and err.strip().endswith(
+        "start the run again with another --name"
+    ), err
+
+
 def test_sound_state_files_pass_and_only_the_newest_counts(trained: Path, tmp_path: Path):
     """Ray reads the greatest name of each kind: an older state cut short is not read, and
     a state whose trials carry their settings is whole."""

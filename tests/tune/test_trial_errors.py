@@ -136,3 +136,26 @@ def test_a_task_error_nobody_read_is_one_line_too(tmp_path: Path, capsys):
     line = next(line for line in err.splitlines() if line.startswith("tune-app:"))
     assert "RuntimeError: Unable to set up cluster storage" in line and str(errors.file) in line
     assert errors.file == run / ERRORS_FILE and "Traceback" in errors.file.read_text()
+
+
+def test_a_run_resumed_after_its_folder_moved_is_not_taken_for_gone(tmp_path: Path):
+    # fresh-s3: Tuner.restore unpickles this callback with the folder the run started in; a
+    # run moved with `mv` and resumed where it is now failed "RunFolderGone" on every --resume
+    from types import SimpleNamespace
+
+    import pyarrow.fs as pafs
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / MANIFEST).write_text("{}")
+    stop = StopWhenRunGone(locate(str(tmp_path / "where-it-started")))
+    storage = SimpleNamespace(
+        storage_filesystem=pafs.LocalFileSystem(), experiment_fs_path=str(moved)
+    )
+    trials = [SimpleNamespace(storage=storage)]
+    stop.on_trial_error(0, trials, trials[0])  # type: ignore[arg-type]
+    stop.checked -= 10
+    stop.on_step_begin(0, trials)  # type: ignore[arg-type]
+    (moved / MANIFEST).unlink()
+    with pytest.raises(RunFolderGone):
+        stop.on_trial_error(0, trials, trials[0])  # type: ignore[arg-type]

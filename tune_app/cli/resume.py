@@ -359,7 +359,7 @@ def _unrestorable_message(kind: str, location: Location, file: Location, why: st
             f"{head}; its last good checkpoint (epoch {last[1]}) goes on in this process, "
             f"without Ray: `{train_resume_command(last[0], out)}`; or {again}"
         )
-    if kind in ("baseline", "search", "capacity"):
+    if kind in ("baseline", "search", "capacity") and (last or _last_checkpoint(location)):
         return (
             f"{head}; `tune-app best {location.uri}` still exports the best checkpoint it "
             f"kept; {again}"

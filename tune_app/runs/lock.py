@@ -25,7 +25,7 @@ from datetime import datetime
 from tune_app.errors import InputError, RunClaimed
 from tune_app.runs.storage import Location
 
-__all__ = ["LOCK_FILE", "LockOwner", "hold_name", "release_name", "running_owner"]
+__all__ = ["LOCK_FILE", "LockOwner", "hold_name", "release_name", "running_owner", "still_held"]
 
 LOCK_FILE = "tune_app_run.lock"
 _HELD: dict[str, tuple[Location, str]] = {}  # run uri -> (its folder, our claim's token)
@@ -191,6 +191,23 @@ def running_owner(location: Location) -> LockOwner | None:
     except OSError:
         return None
     return owner if owner is not None and owner.alive() is not False else None
+
+
+def still_held(location: Location) -> bool:
+    """Whether this process's claim on the run at `location` is still there: False when the
+    lock file went (the run's folder deleted while Ray started), or another claim replaced it.
+    A storage that does not answer counts as held (it is not a deleted run)."""
+    held = _HELD.get(location.uri)
+    if held is None:
+        return False
+    file = location.join(LOCK_FILE)
+    try:
+        if not file.exists():
+            return False
+        owner = LockOwner.parse(file.read_text())
+    except OSError:
+        return True
+    return owner is not None and owner.token == held[1]
 
 
 def release_name(location: Location) -> None:

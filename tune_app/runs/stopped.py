@@ -36,6 +36,7 @@ def gone(location: Location) -> str:
     """What to say when a run's folder was deleted while it ran (its manifest, written before
     Ray starts, is gone even where Ray made the folder again to save its own state)."""
     return (
-        f"its folder {location.uri} disappeared while it ran (deleted or unmounted), and with "
-        "it every checkpoint: nothing is left to resume; run the command again without --resume"
+        f"its folder {location.uri} disappeared while it ran (deleted, moved or unmounted), and "
+        "with it every checkpoint: nothing is left to resume there; run the command again "
+        "without --resume (a folder you moved resumes where it is now: --storage and --name)"
     )

@@ -21,13 +21,19 @@ import ray
 from ray import tune
 
 from tune_app.plan.plan import Plan
-from tune_app.runs.manifest import write_manifest
 from tune_app.runs.records import ARM_KEY, SPEC_KEY
 from tune_app.runs.spec import RunSpec
 from tune_app.runs.storage import Location
 from tune_app.training.data import SeriesTable
 from tune_app.tune.options import Launch, kept_settings
-from tune_app.tune.runner import claim, fit_or_restore, init_ray, run_config, tune_config
+from tune_app.tune.runner import (
+    claim,
+    fit_or_restore,
+    init_ray,
+    record_run,
+    run_config,
+    tune_config,
+)
 from tune_app.tune.trainable import run_trial
 
 __all__ = ["Arm", "arm_configs", "run_arm", "run_compare", "slots"]
@@ -132,7 +138,7 @@ def run_compare(
             "arms": tuple(arm.record() for arm in arms),
             **kept_settings(launch),
         }
-        write_manifest(location, "compare", base, table, extra)
+        record_run(location, "compare", base, table, extra)
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(

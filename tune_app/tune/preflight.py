@@ -30,6 +30,7 @@ __all__ = [
     "check_search",
     "check_space_trains",
     "check_trial_resources",
+    "ray_state_saved",
     "round_interval",
     "unrestorable",
 ]
@@ -274,3 +275,19 @@ def unrestorable(location: Location) -> tuple[Location, str] | None:
         if problem:
             return newest, problem
     return None
+
+
+def ray_state_saved(location: Location) -> bool:
+    """Whether Ray saved the run's experiment state (`experiment_state-*.json`, which it writes
+    at its loop's first step, before any trial reports): a run without it stopped while Ray
+    started, so there is nothing to resume and it may be started again under its name. A
+    storage that cannot be listed counts as saved (nothing is started over it).
+
+    Args:
+        location: the run's folder.
+    """
+    try:
+        names = [child.name for child in location.children() if not child.is_dir()]
+    except OSError:
+        return True
+    return any(fnmatch.fnmatchcase(name, RAY_STATE[1][0]) for name in names)

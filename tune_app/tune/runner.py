@@ -18,12 +18,12 @@ from ray import tune
 
 from tune_app.errors import InputError, NothingToResume, RunFailed
 from tune_app.plan.search_space import SearchSpace, to_optuna
-from tune_app.runs.lock import hold_name, release_name
+from tune_app.runs.lock import hold_name, release_name, still_held
 from tune_app.runs.manifest import space_record, write_manifest
 from tune_app.runs.records import CAPACITY_KEY, MANIFEST, MEMBER_KEY, ROUNDS_KEY, SPEC_KEY
 from tune_app.runs.results import export_capacity
 from tune_app.runs.spec import RunSpec
-from tune_app.runs.stopped import why_stopped
+from tune_app.runs.stopped import gone, why_stopped
 from tune_app.runs.storage import Location
 from tune_app.training.data import SeriesTable
 from tune_app.training.metrics import BEST_VAL_FREE_LOSS, EPOCH, RANK_METRIC, RANK_MODE
@@ -32,7 +32,7 @@ from tune_app.tune.interrupt import fit
 from tune_app.tune.logs import KeepTrialLogs
 from tune_app.tune.options import CapacityOptions, Launch, SearchOptions, kept_settings
 from tune_app.tune.pbt import Journal, MembersSearch, PhaseBoundaryPBT, population
-from tune_app.tune.preflight import check_capacity, check_search
+from tune_app.tune.preflight import check_capacity, check_search, ray_state_saved
 from tune_app.tune.progress import TrialTable, trial_dirname
 from tune_app.tune.selection import Selection
 from tune_app.tune.trainable import trainable_for
@@ -45,6 +45,7 @@ __all__ = [
     "claim",
     "fit_or_restore",
     "init_ray",
+    "record_run",
     "run_baseline",
     "run_capacity",
     "run_config",
@@ -102,13 +103,42 @@ def claim(location: Location, launch: Launch) -> None:
     """Refuse to start a new run over an existing one (its checkpoints would be mixed), then
     hold the run's name (runs/lock.py) until `fit_or_restore` ends: a second launch of the
     name, or a --resume of a run still going, is refused before Ray starts."""
+    restart = None
     if not launch.resume and location.join(MANIFEST).exists():
-        raise InputError(
-            f"--name {location.name}: a run already exists at {location.uri}; "
-            "pass --resume to continue it or choose another --name"
+        if ray_state_saved(location):
+            raise InputError(
+                f"--name {location.name}: a run already exists at {location.uri}; "
+                "pass --resume to continue it or choose another --name"
+            )
+        restart = (  # stopped (Ctrl-C) while Ray started: "nothing was saved yet; run again"
+            f"run {location.name} stopped before Ray saved any of it; starting it again"
         )
     if note := hold_name(location, resume=launch.resume):
         print(f"tune-app: note: {note}", file=sys.stderr)
+    if restart:
+        print(f"tune-app: note: {restart}", file=sys.stderr)
+
+
+def record_run(
+    location: Location, kind: str, spec: RunSpec, table: SeriesTable, settings: dict[str, Any]
+) -> None:
+    """Write the run's manifest, once its claim is known to be still there: a folder deleted
+    while Ray started (seconds) ends the launch, instead of the manifest making the folder
+    again without its lock (a --resume would then be let in beside the run).
+
+    Raises:
+        RunFailed: the run's folder (its lock) is gone.
+    """
+    if not still_held(location):
+        raise RunFailed(f"the run at {location.uri} stopped: {gone(location)}")
+    write_manifest(location, kind, spec, table, settings)
+
+
+_NEVER_STARTED = (
+    "--resume: run {name} stopped before Ray saved any of it (no experiment_state-*.json at "
+    "{uri}): nothing to resume; run the same command without --resume, which starts it again "
+    "under its name"
+)
 
 
 def fit_or_restore(
@@ -123,7 +153,11 @@ def fit_or_restore(
         if not tune.Tuner.can_restore(location.uri if not location.is_local else location.path):
             raise NothingToResume(
                 f"--resume: no run to resume at {location.uri}; check --name and --storage"
+                if not location.join(MANIFEST).exists()
+                else _NEVER_STARTED.format(name=location.name, uri=location.uri)
             )
+        if not ray_state_saved(location):  # tuner.pkl written, Ray's loop not started yet
+            raise NothingToResume(_NEVER_STARTED.format(name=location.name, uri=location.uri))
         tuner = tune.Tuner.restore(
             location.uri if not location.is_local else location.path,
             trainable=trainable,
@@ -155,7 +189,7 @@ def run_baseline(
     init_ray(launch.address)
     trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
     if not launch.resume:
-        write_manifest(location, "baseline", spec, table, kept_settings(launch))
+        record_run(location, "baseline", spec, table, kept_settings(launch))
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
@@ -210,7 +244,7 @@ def run_search(
     scheduler = _pbt(space, spec, options, location)
     if not launch.resume:
         settings = {**kept_settings(options, launch), **recorded, "members": tuple(members)}
-        write_manifest(location, "search", spec, table, settings)
+        record_run(location, "search", spec, table, settings)
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
@@ -281,7 +315,7 @@ def run_capacity(
     trainable = trainable_for(table, launch.cpus_per_trial, launch.gpus_per_trial)
     if not launch.resume:
         settings = {**kept_settings(options, launch), **space_record(space)}
-        write_manifest(location, "capacity", spec, table, settings)
+        record_run(location, "capacity", spec, table, settings)
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(

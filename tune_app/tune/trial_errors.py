@@ -115,7 +115,7 @@ class TrialErrorLog(logging.Filter):
             error: BaseException | str | None = record.exc_info[1] if record.exc_info else None
             what = f"{message[len(FAILED) :]} failed"
         elif message.startswith(UNHANDLED):
-            error, what = message, "a task that failed as the run stopped, its error not read,"
+            error, what = message, "a trial's task, stopped with the run, failed"
         else:
             return True
         written = self._write(logging.Formatter("%(asctime)s %(message)s").format(record))
@@ -182,8 +182,20 @@ class StopWhenRunGone(Callback):
         self.every = LOCAL_CHECK_S if location.is_local else REMOTE_CHECK_S
         self.checked = time.monotonic()
 
-    def _check(self) -> None:
-        if not _manifest_there(self.location):
+    def _where(self, trials: list[Trial]) -> Location:
+        """The run's folder as Ray has it now. `Tuner.restore` unpickles this callback from the
+        run's tuner.pkl with the folder the run started in; a run moved (`mv`) since then and
+        resumed where it is now would otherwise be taken for one whose folder disappeared."""
+        for trial in trials:
+            storage = getattr(trial, "storage", None)
+            if storage is not None:
+                return Location(
+                    storage.storage_filesystem, storage.experiment_fs_path, self.location.uri
+                )
+        return self.location
+
+    def _check(self, trials: list[Trial]) -> None:
+        if not _manifest_there(self._where(trials)):
             raise RunFolderGone(f"{self.location.uri} disappeared")
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
@@ -191,15 +203,15 @@ class StopWhenRunGone(Callback):
         if now - self.checked < self.every:
             return
         self.checked = now
-        if _manifest_gone(self.location):
+        if _manifest_gone(self._where(trials)):
             raise RunFolderGone(f"{self.location.uri} disappeared")
 
     def on_trial_recover(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._check()
+        self._check(trials)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._check()
+        self._check(trials)
