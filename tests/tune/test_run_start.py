@@ -4,7 +4,9 @@ its name, and --resume of it says so instead of a dead end or Ray's KeyError."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -78,4 +80,33 @@ def test_a_run_ray_saved_is_not_started_over(tmp_path: Path):
     _stopped_run(tmp_path, "tuner.pkl", "experiment_state-2026-12-07_07-00-00.json")
     launch = Launch(name="b", storage=str(tmp_path / "runs"))
     with pytest.raises(InputError, match="a run already exists"):
+        claim(launch.location("baseline"), launch)
+
+
+class _Tuner:
+    def fit(self) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["ray-starting", "state-saved"])
+def test_ctrl_c_offers_resume_only_once_ray_saved_the_run(saved: bool, tmp_path: Path):
+    # fresh-s3b: a Ctrl-C as Ray started printed a --resume command that was then refused
+    from tune_app.errors import Interrupted
+    from tune_app.tune.interrupt import fit
+
+    run = _stopped_run(tmp_path, *(["experiment_state-2026-12-07_08-00-00.json"] if saved else []))
+    with pytest.raises(Interrupted) as caught:
+        fit(_Tuner(), locate(str(run)), str(tmp_path / "runs"))
+    assert ("--resume" in caught.value.flags) is saved
+
+
+def test_a_second_launch_beside_a_running_run_names_its_process(tmp_path: Path):
+    # fresh-s3b: it said "pass --resume to continue it", and --resume was then refused
+    from tune_app.errors import RunClaimed
+
+    run = _stopped_run(tmp_path, "tuner.pkl", "experiment_state-2026-12-07_08-00-00.json")
+    live = LockOwner(os.getppid(), socket.gethostname(), 0.0, "theirs")
+    (run / LOCK_FILE).write_bytes(live.to_json())
+    launch = Launch(name="b", storage=str(tmp_path / "runs"))
+    with pytest.raises(RunClaimed, match="a run of that name is starting or going"):
         claim(launch.location("baseline"), launch)

@@ -39,7 +39,9 @@ class RayInterruptWatch(logging.Filter):
 
 
 def fit(tuner: Any, location: Location, storage: str) -> Any:
-    """`tuner.fit()`; raises Interrupted (with --resume --name --storage) on Ctrl-C."""
+    """`tuner.fit()`; raises Interrupted on Ctrl-C: with --resume --name --storage once Ray has
+    saved the run's state, else without flags ("nothing was saved yet; run the command
+    again", which starts the run again under its name: runner.claim)."""
     watch = RayInterruptWatch()
     logger = logging.getLogger(RAY_TUNE_LOGGER)
     logger.addFilter(watch)
@@ -47,9 +49,17 @@ def fit(tuner: Any, location: Location, storage: str) -> Any:
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
-        raise Interrupted(flags) from None
+        raise Interrupted(_resumable(location, flags)) from None
     finally:
         logger.removeFilter(watch)
     if watch.interrupted:
-        raise Interrupted(flags)
+        raise Interrupted(_resumable(location, flags))
     return grid
+
+
+def _resumable(location: Location, flags: dict[str, str | None]) -> dict[str, str | None] | None:
+    """The flags that resume the run, or None where Ray saved nothing of it (fresh-s3b: a
+    Ctrl-C as Ray started printed a --resume that was refused)."""
+    from tune_app.tune.preflight import ray_state_saved
+
+    return flags if ray_state_saved(location) else None

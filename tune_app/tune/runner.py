@@ -18,7 +18,7 @@ from ray import tune
 
 from tune_app.errors import InputError, NothingToResume, RunFailed
 from tune_app.plan.search_space import SearchSpace, to_optuna
-from tune_app.runs.lock import hold_name, release_name, still_held
+from tune_app.runs.lock import hold_name, release_name, running_owner, still_held
 from tune_app.runs.manifest import space_record, write_manifest
 from tune_app.runs.records import CAPACITY_KEY, MANIFEST, MEMBER_KEY, ROUNDS_KEY, SPEC_KEY
 from tune_app.runs.results import export_capacity
@@ -103,20 +103,29 @@ def claim(location: Location, launch: Launch) -> None:
     """Refuse to start a new run over an existing one (its checkpoints would be mixed), then
     hold the run's name (runs/lock.py) until `fit_or_restore` ends: a second launch of the
     name, or a --resume of a run still going, is refused before Ray starts."""
-    restart = None
-    if not launch.resume and location.join(MANIFEST).exists():
-        if ray_state_saved(location):
-            raise InputError(
-                f"--name {location.name}: a run already exists at {location.uri}; "
-                "pass --resume to continue it or choose another --name"
-            )
-        restart = (  # stopped (Ctrl-C) while Ray started: "nothing was saved yet; run again"
-            f"run {location.name} stopped before Ray saved any of it; starting it again"
-        )
+    exists = InputError(
+        f"--name {location.name}: a run already exists at {location.uri}; "
+        "pass --resume to continue it or choose another --name"
+    )
+
+    def saved_run() -> bool:
+        return location.join(MANIFEST).exists() and ray_state_saved(location)
+
+    # a run still going is named by hold_name (its process), not sent to --resume
+    if not launch.resume and running_owner(location) is None and saved_run():
+        raise exists
     if note := hold_name(location, resume=launch.resume):
         print(f"tune-app: note: {note}", file=sys.stderr)
-    if restart:
-        print(f"tune-app: note: {restart}", file=sys.stderr)
+    if not launch.resume and location.join(MANIFEST).exists():
+        if saved_run():  # its process ended in between
+            release_name(location)
+            raise exists
+        # stopped (Ctrl-C) while Ray started: "nothing was saved yet; run the command again"
+        print(
+            f"tune-app: note: run {location.name} stopped before Ray saved any of it; "
+            "starting it again",
+            file=sys.stderr,
+        )
 
 
 def record_run(
