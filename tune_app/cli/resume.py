@@ -352,14 +352,14 @@ def _unrestorable_message(kind: str, location: Location, file: Location, why: st
         f"{file.uri}, which {why}"
     )
     again = "start the run again with another --name"
-    last = _last_checkpoint(location) if kind == "baseline" and location.is_local else None
-    if last is not None:
+    last = _last_checkpoint(location) if kind in ("baseline", "search", "capacity") else None
+    if last is not None and kind == "baseline" and location.is_local:
         out = location.parent.join(f"{location.name}-train")
         return (
             f"{head}; its last good checkpoint (epoch {last[1]}) goes on in this process, "
             f"without Ray: `{train_resume_command(last[0], out)}`; or {again}"
         )
-    if kind in ("baseline", "search", "capacity") and (last or _last_checkpoint(location)):
+    if last is not None:
         return (
             f"{head}; `tune-app best {location.uri}` still exports the best checkpoint it "
             f"kept; {again}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from tune_app.errors import Interrupted
 from tune_app.runs.storage import Location
+from tune_app.tune.preflight import ray_state_saved
 
 __all__ = ["RayInterruptWatch", "fit"]
 
@@ -60,6 +61,4 @@ def fit(tuner: Any, location: Location, storage: str) -> Any:
 def _resumable(location: Location, flags: dict[str, str | None]) -> dict[str, str | None] | None:
     """The flags that resume the run, or None where Ray saved nothing of it (fresh-s3b: a
     Ctrl-C as Ray started printed a --resume that was refused)."""
-    from tune_app.tune.preflight import ray_state_saved
-
     return flags if ray_state_saved(location) else None
