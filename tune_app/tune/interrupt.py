@@ -15,6 +15,7 @@ from typing import Any
 
 from tune_app.errors import Interrupted
 from tune_app.runs.storage import Location
+from tune_app.tune.cluster import show_workers
 from tune_app.tune.preflight import ray_state_saved
 
 __all__ = ["RayInterruptWatch", "fit"]
@@ -42,17 +43,20 @@ class RayInterruptWatch(logging.Filter):
 def fit(tuner: Any, location: Location, storage: str) -> Any:
     """`tuner.fit()`; raises Interrupted on Ctrl-C: with --resume --name --storage once Ray has
     saved the run's state, else without flags ("nothing was saved yet; run the command
-    again", which starts the run again under its name: runner.claim)."""
+    again", which starts the run again under its name: runner.claim). Once `fit` returns or
+    raises, Ray's workers are no longer printed (`cluster.show_workers`)."""
     watch = RayInterruptWatch()
     logger = logging.getLogger(RAY_TUNE_LOGGER)
     logger.addFilter(watch)
     flags: dict[str, str | None] = {"--resume": None, "--name": location.name, "--storage": storage}
+    show_workers(True)
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
         raise Interrupted(_resumable(location, flags)) from None
     finally:
         logger.removeFilter(watch)
+        show_workers(False)  # what Ray's workers write as they are stopped is not the run's
     if watch.interrupted:
         raise Interrupted(_resumable(location, flags))
     return grid
