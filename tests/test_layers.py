@@ -89,3 +89,36 @@ def test_the_public_surface_loads_lazily_and_fully():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "10"
+
+
+RAY_PRIVATE_HOMES = {"tune_app.tune._ray_internals", "tune_app.tune._ray_gcs"}
+
+
+def _private_ray(name: str) -> bool:
+    parts = name.split(".")
+    return parts[0] == "ray" and any(p[:1] == "_" and p[:2] != "__" for p in parts[1:])
+
+
+def test_ray_private_api_is_used_in_its_two_modules_only():
+    """ARCHITECTURE.md: every use of Ray's private API is in `_ray_internals` (checked at import)
+    or, for joining a cluster, `_ray_gcs`; an import of a `ray...._private`/`_internal` module or
+    an attribute chain through one (`ray._private.worker.x`) anywhere else fails here."""
+    elsewhere = {}
+    for file in PACKAGE.rglob("*.py"):
+        module = _module(file)
+        if module in RAY_PRIVATE_HOMES:
+            continue
+        used = {name for name in _imports(file) if _private_ray(name)}
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Attribute):
+                chain, inner = [node.attr], node.value
+                while isinstance(inner, ast.Attribute):
+                    chain.append(inner.attr)
+                    inner = inner.value
+                if isinstance(inner, ast.Name):
+                    dotted = ".".join([inner.id, *reversed(chain)])
+                    if _private_ray(dotted):
+                        used.add(dotted)
+        if used:
+            elsewhere[module] = sorted(used)
+    assert not elsewhere, elsewhere

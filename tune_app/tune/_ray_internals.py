@@ -11,6 +11,9 @@
 - Tune's "operation took N s, which may be a performance bottleneck" warnings (`warn_if_slow`,
   logger `ray.tune.utils.util`): four for every round slower than Ray's 0.5 s, which a PB2
   selection alone can make it. `_PB2Slowness` drops those that PB2's selection explains.
+- Ray's switch for printing worker output on the driver (`ray._private.worker
+  ._worker_logs_enabled`, the flag Ray's debugger turns off while it holds the terminal):
+  `show_workers`, off once a run's `Tuner.fit` has returned (tune/interrupt.py).
 - Joining a cluster: in `_ray_gcs`, which imports Ray's core only (not Tune, ~1 s more), so
   that a run checks the cluster before Tune, torch and its data are loaded.
 
@@ -34,6 +37,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import ray._private.worker
 from ray import tune
 from ray.train._internal.storage import StorageContext
 
@@ -44,6 +48,7 @@ __all__ = [
     "check_pb2",
     "next_checkpoint_path",
     "pb2_select_config",
+    "show_workers",
     "skip_checkpoint_index",
     "trial_storage",
 ]
@@ -55,6 +60,8 @@ def _check() -> None:
         missing.append("StorageContext._make_checkpoint_dir_name")
     if "current_checkpoint_index" not in inspect.signature(StorageContext.__init__).parameters:
         missing.append("StorageContext.current_checkpoint_index")
+    if not hasattr(ray._private.worker, "_worker_logs_enabled"):
+        missing.append("ray._private.worker._worker_logs_enabled")
     if missing:
         raise _missing(missing)
 
@@ -83,6 +90,24 @@ def check_pb2() -> None:
             message says what to install.
     """
     _pb2_select()
+
+
+def show_workers(shown: bool) -> None:
+    """Print what Ray's worker processes write (while a run trains), or stop (once it ended).
+
+    With `log_to_driver` the driver prints every line a worker writes to stderr; under a
+    `LoggingConfig` (runner.init_ray) without Ray's "(pid=...)" prefix. When a run ends, Ray
+    stops its trial actors with SIGTERM, and a worker whose SIGTERM handler raises while its
+    interpreter exits writes "Exception ignored ... SystemExit: 1" and a traceback, which the
+    driver printed after tune-app's last line (CI stop 29). Nothing a worker writes after
+    `Tuner.fit` has returned belongs to the run. The flag is read by Ray's
+    `print_worker_logs` on every batch; a later run in the same process (a benchmark's)
+    switches it on again for its own trials.
+
+    Args:
+        shown: True while a run's trials train, False once `Tuner.fit` has returned.
+    """
+    ray._private.worker._worker_logs_enabled = shown
 
 
 def trial_storage() -> StorageContext:

@@ -64,7 +64,6 @@ __all__ = [
     "join",
     "leave_quietly",
     "local_system_config",
-    "show_workers",
     "start_local",
     "target",
     "token_source",
@@ -476,25 +475,6 @@ def join(address: str, **init_kwargs: Any) -> None:
     log.unlink(missing_ok=True)
 
 
-def show_workers(shown: bool) -> None:
-    """Print what Ray's worker processes write (while a run trains), or stop (once it ended).
-
-    With `log_to_driver` the driver prints every line a worker writes to stderr; under a
-    `LoggingConfig` (runner.init_ray) without Ray's "(pid=...)" prefix. When the run ends Ray
-    stops its trial actors with SIGTERM, and a worker whose SIGTERM handler raises while its
-    interpreter exits writes "Exception ignored ... SystemExit: 1" and a traceback, which the
-    driver then printed after tune-app's last line (CI stop 29). Nothing a worker writes after
-    `Tuner.fit` has returned belongs to the run, so the forwarding is switched off with the flag
-    Ray itself uses while a debugger holds the terminal (`ray._private.worker
-    ._worker_logs_enabled`, read on every batch by `print_worker_logs`); a later run in the
-    same process (a benchmark's) switches it on again for its own trials.
-
-    Args:
-        shown: True while a run's trials train, False once `Tuner.fit` has returned.
-    """
-    ray._private.worker._worker_logs_enabled = shown
-
-
 def leave_quietly() -> None:
     """At the end of the `tune-app` process: ignore SIGTERM, then shut Ray down.
 
@@ -505,7 +485,6 @@ def leave_quietly() -> None:
     the signal is ignored from here on.
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    show_workers(False)
     if ray.is_initialized():
         ray.shutdown()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tune_app.errors import Interrupted
 from tune_app.runs.storage import Location
-from tune_app.tune.cluster import show_workers
+from tune_app.tune._ray_internals import show_workers
 from tune_app.tune.preflight import ray_state_saved
 
 __all__ = ["RayInterruptWatch", "fit"]
@@ -44,7 +44,7 @@ def fit(tuner: Any, location: Location, storage: str) -> Any:
     """`tuner.fit()`; raises Interrupted on Ctrl-C: with --resume --name --storage once Ray has
     saved the run's state, else without flags ("nothing was saved yet; run the command
     again", which starts the run again under its name: runner.claim). Once `fit` returns or
-    raises, Ray's workers are no longer printed (`cluster.show_workers`)."""
+    raises, Ray's workers are no longer printed (`_ray_internals.show_workers`)."""
     watch = RayInterruptWatch()
     logger = logging.getLogger(RAY_TUNE_LOGGER)
     logger.addFilter(watch)
