@@ -350,6 +350,34 @@ def test_ray_interrupt_hint_is_replaced():
     assert not watch.filter(record(hint)) and watch.interrupted
 
 
+def test_ray_warning_about_trials_without_a_result_yet_is_dropped():
+    """Ray's ResultGrid warns about a trial with no result file yet (a Ctrl-C before its first
+    epoch, a resumed run): dropped; a warning with any other error is kept whole."""
+    from tune_app.tune.ray_messages import RAY_ANALYSIS_LOGGER, NoResultYet
+
+    logger = logging.getLogger(RAY_ANALYSIS_LOGGER)
+
+    def warning(*errors: Exception) -> logging.LogRecord:
+        # formatted as ray.tune.analysis.experiment_analysis._fetch_trial_dataframes does
+        lines = "\n".join(f"- train_{i:05d}: {error!r}" for i, error in enumerate(errors))
+        msg = f"Failed to fetch metrics for {len(errors)} trial(s):\n{lines}"
+        return logger.makeRecord(RAY_ANALYSIS_LOGGER, logging.WARNING, __file__, 1, msg, None, None)
+
+    def missing(trial: str) -> FileNotFoundError:
+        return FileNotFoundError(
+            f"Could not fetch metrics for {trial}: both result.json and progress.csv were not "
+            f"found at /r/{trial}"
+        )
+
+    no_result = NoResultYet()
+    assert not no_result.filter(warning(missing("train_00000")))
+    assert not no_result.filter(warning(missing("a"), missing("it's")))  # repr's other quotes
+    assert no_result.filter(warning(missing("a"), ValueError("bad json")))
+    assert no_result.filter(warning(PermissionError("denied")))
+    other = logger.makeRecord(RAY_ANALYSIS_LOGGER, logging.WARNING, __file__, 1, "x", None, None)
+    assert no_result.filter(other)
+
+
 def _result(metrics: dict | None, error: Exception | None = None) -> SimpleNamespace:
     return SimpleNamespace(metrics=metrics, error=error)
 

@@ -49,3 +49,24 @@ def test_ctrl_c_in_a_search_names_tune_apps_resume(tmp_path: Path):
         [*CLI, *hint.split()], capture_output=True, text=True, timeout=600, env={**os.environ}
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_ctrl_c_before_the_first_result_and_its_resume_show_no_ray_warning(tmp_path: Path):
+    """fresh-s3b: a Ctrl-C as soon as Ray saved the run's state (no trial result yet), and the
+    --resume of that run, printed Tune's "Failed to fetch metrics ... FileNotFoundError" for
+    a trial that had simply not reported yet (ray_messages.NoResultYet drops it)."""
+    argv = [*CLI, "baseline", *TINY, "--phase-epochs", "30"]
+    argv += ["--storage", str(tmp_path), "--name", "b"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((tmp_path / "b").glob("experiment_state*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    hint = err.split("resume with: tune-app ", 1)[1].splitlines()[0]
+    resumed = subprocess.run(
+        [*CLI, *hint.split()], capture_output=True, text=True, timeout=600, env={**os.environ}
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Failed to fetch metrics" not in err + resumed.stderr, err[-2000:] + resumed.stderr

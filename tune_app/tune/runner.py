@@ -34,6 +34,7 @@ from tune_app.tune.options import CapacityOptions, Launch, SearchOptions, kept_s
 from tune_app.tune.pbt import Journal, MembersSearch, PhaseBoundaryPBT, population
 from tune_app.tune.preflight import check_capacity, check_search, ray_state_saved
 from tune_app.tune.progress import TrialTable, trial_dirname
+from tune_app.tune.ray_messages import NoResultYet
 from tune_app.tune.selection import Selection
 from tune_app.tune.trainable import trainable_for
 from tune_app.tune.trial_errors import StopWhenRunGone, trial_errors
@@ -157,7 +158,9 @@ def fit_or_restore(
 
     A restored run keeps the scheduler and search algorithm pickled in its `tuner.pkl` when it
     first started (with the search space, interval and seed they hold): `make_tuner`'s are not
-    used, which is why cli/resume.py refuses a space file or a flag that differs from the run."""
+    used, which is why cli/resume.py refuses a space file or a flag that differs from the run.
+    Tune's warning about trials without a result yet is not shown (`ray_messages`)."""
+    NoResultYet.install()
     if launch.resume:
         if not tune.Tuner.can_restore(location.uri if not location.is_local else location.path):
             raise NothingToResume(
