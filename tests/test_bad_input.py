@@ -396,6 +396,19 @@ CASES = [
         "--cpus-per-trial",
     ),
     (["best", "broken_run"], "has no state.pt", "run `tune-app best` again"),
+    # a run's name is one folder under --storage (fresh-s4: `a/b` split the run in two folders,
+    # `../x` left the storage)
+    *[
+        ([*kind, "--name", name, "--phase-epochs", "1"], f"--name {name!r}", "--storage")
+        for kind, name in [
+            (["baseline"], "a/b"),
+            (["search"], "../escape"),
+            (["capacity"], ".."),
+            (["baseline"], "."),
+            (["baseline"], ""),
+            (["compare", "seed", "seed"], "a\\b"),
+        ]
+    ],
 ]
 
 

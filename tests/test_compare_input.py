@@ -418,6 +418,25 @@ def test_ctrl_c_before_a_compare_run_started_says_to_run_it_again(workdir, monke
     assert "nothing was saved yet; run the command again" in err and "--resume" not in err
 
 
+def test_ctrl_c_before_a_resumed_run_went_on_says_to_run_the_same_command(
+    workdir, monkeypatch, capsys
+):
+    """fresh-s4: a Ctrl-C in the first seconds of a --resume (before Ray) said "nothing was
+    saved yet", of a run with its checkpoints."""
+    from tune_app.cli import runs
+
+    def interrupted(args, kind, check=None):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # as the data load, before the run goes on
+
+    monkeypatch.setattr(runs, "prepare_run", interrupted)
+    assert main(["baseline", *TINY, "--resume", "--name", "b"]) == 130
+    err = capsys.readouterr().err
+    assert "nothing was saved yet" not in err
+    assert "the run was not resumed yet, nothing of it changed; run the same command again" in err
+    assert main(["baseline", *TINY, "--name", "b"]) == 130  # a new run: nothing saved yet
+    assert "nothing was saved yet; run the command again" in capsys.readouterr().err
+
+
 def _finished_run(location_name: str, grid: list[Any] | None = None):  # type: ignore[no-untyped-def]
     """A stand-in for tune.compare.run_compare that "runs" the existing compare run of that
     name: Ray's result grid (`grid`, empty by default) and the run's folder."""

@@ -88,12 +88,14 @@ def with_flags(argv: Sequence[str], flags: dict[str, str | None]) -> list[str]:
     return out
 
 
-def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
+def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt, resuming: bool = False) -> str:
     """What to run after Ctrl-C.
 
     Args:
         argv: the command line as typed (without `tune-app`).
         exc: the interrupt; an `Interrupted` carries the flags (or a note) that resume the run.
+        resuming: the command was a `--resume` (interrupted before the run went on, its
+            checkpoints stand: the same command again continues it).
 
     Returns:
         `resume with: tune-app ...`, the interrupt's note, or that nothing was saved yet.
@@ -103,6 +105,8 @@ def resume_hint(argv: Sequence[str], exc: KeyboardInterrupt) -> str:
         return f"{exc.note}; {command}" if exc.note else command
     if isinstance(exc, Interrupted) and exc.note:
         return exc.note
+    if resuming:  # stopped before the run went on (fresh-s4): its checkpoints stand
+        return "the run was not resumed yet, nothing of it changed; run the same command again"
     return "nothing was saved yet; run the command again"
 
 
@@ -141,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if getattr(args, "finished", False):  # after the command's last line: it had ended
             return 0
-        print(f"tune-app: interrupted; {resume_hint(argv, exc)}", file=sys.stderr)
+        hint = resume_hint(argv, exc, resuming=getattr(args, "resume", False))
+        print(f"tune-app: interrupted; {hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _closed_pipe()

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "check_capacity",
     "check_launch",
+    "check_run_name",
     "check_search",
     "check_space_trains",
     "check_trial_resources",
@@ -60,13 +61,34 @@ def check_trial_resources(launch: Launch) -> None:
         )
 
 
+def check_run_name(name: str | None) -> None:
+    """A `--name` is one folder under --storage: Ray names its experiment after the last part
+    of a path, so `a/b` put tune_app's manifest in STORAGE/a/b and Ray's trials in STORAGE/b
+    (the run then stopped as if its folder had been deleted), and `..` or `../x` left the storage
+    (fresh-s4).
+
+    Raises:
+        InputError: an empty name, `.` or `..`, or one holding a path separator.
+    """
+    if name is None:
+        return
+    if name in ("", ".", "..") or "/" in name or "\\" in name or name != name.strip():
+        raise InputError(
+            f"--name {name!r}: a run's name is one folder under --storage: not empty, not . or "
+            "..; no / or \\ and no leading or trailing space (put the folder above it in "
+            "--storage)"
+        )
+
+
 def check_launch(launch: Launch) -> None:
     """Where the run goes, checked before anything else.
 
     Raises:
-        InputError: --resume without --name, per-trial resources out of range, or a --storage
-            URI that cannot be opened (resolved here, once).
+        InputError: --resume without --name, a --name that is not one folder's name, per-trial
+            resources out of range, or a --storage URI that cannot be opened (resolved here,
+            once).
     """
+    check_run_name(launch.name)
     if launch.resume and not launch.name:
         raise InputError("--resume: also pass --name of the run to continue")
     check_trial_resources(launch)
