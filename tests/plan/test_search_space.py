@@ -242,7 +242,15 @@ def test_space_file_errors(tmp_path: Path):
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["modifications.yaml", "modifications_full.yaml", "capacity.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "modifications.yaml",
+        "modifications_full.yaml",
+        "modifications_wide_lr.yaml",
+        "capacity.yaml",
+    ],
+)
 def test_top_level_spaces_are_copies_of_the_package_data(name):
     """tune_app/search_spaces/ is the source; search_spaces/ is the users' copy of it."""
     shipped = (ROOT / "tune_app" / "search_spaces" / name).read_text()
