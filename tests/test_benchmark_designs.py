@@ -52,6 +52,29 @@ def test_each_bound_is_a_plan_of_its_own_from_epoch_1(space):
     assert lr_low.lr_at(20, 5, 10) == pytest.approx(low * plan.lr_at(20, 5, 10))
 
 
+def test_lr_scales_are_plans_from_epoch_1_alone_and_with_a_restart():
+    plan = load_plan(phase_epochs=4)
+    built = sensitivity.lr_arms(plan, COMPONENTS, [8.0, 16.0])
+    assert list(built) == [
+        "lr_scale-x8",
+        "lr_scale-x8+restart",
+        "lr_scale-x16",
+        "lr_scale-x16+restart",
+    ]
+    x16, params = built["lr_scale-x16"]
+    assert params == {"lr_scale": 16.0}
+    assert x16.lr_at(1, 0, 10) == pytest.approx(16 * plan.lr_at(1, 0, 10))
+    assert built["lr_scale-x8+restart"][1]["lr_restart"] is True
+    assert len({p.fingerprint for p, _ in built.values()}) == 4
+
+
+@pytest.mark.parametrize("text", ["0", "4,-1", "x", ""])
+def test_bad_lr_scales_exit_2(text, capsys):
+    with pytest.raises(SystemExit) as stop:
+        sensitivity.parse_args(["--lr-scales", text])
+    assert stop.value.code == 2 and "--lr-scales" in capsys.readouterr().err
+
+
 def test_a_parameter_that_needs_a_switch_gets_it_and_its_partner(space):
     params = sensitivity.bound_params(
         next(p for p in space.params if p.name == "lr_restart_period"), "high", space

@@ -49,11 +49,30 @@ def _checkpoints(run: Path) -> list[Path]:
     )
 
 
-def _worker_pids() -> list[int]:
+def _descendants(root: int) -> set[int]:
+    """Every process below `root` (its Ray's GCS, raylet and their workers), from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while read
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _worker_pids(driver: int) -> list[int]:
+    """The trial workers of the Ray that `driver` started: only its own (fresh-i22c: a pgrep
+    over the whole machine killed other Ray runs' trials too)."""
     found = subprocess.run(
         ["pgrep", "-f", "ray::ImplicitFunc|ray::run_trial"], capture_output=True, text=True
     )
-    return [int(pid) for pid in found.stdout.split()]
+    own = _descendants(driver)
+    return [int(pid) for pid in found.stdout.split() if int(pid) in own]
 
 
 @pytest.mark.parametrize("damage", ["none", "truncate", "pickle"])
@@ -78,7 +97,7 @@ def test_worker_killed_mid_phase_resumes_from_last_good_checkpoint(
         (latest / "state.pt").write_bytes(data[: len(data) // 3])
     elif damage == "pickle":
         torch.save({"format": 1, "model": Evil()}, latest / "state.pt")
-    pids = _worker_pids()
+    pids = _worker_pids(driver.pid)
     assert pids, "no trial process to kill"
     for pid in pids:
         subprocess.run(["kill", "-9", str(pid)])
