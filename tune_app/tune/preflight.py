@@ -68,7 +68,8 @@ def check_run_name(name: str | None) -> None:
     (fresh-s4).
 
     Raises:
-        InputError: an empty name, `.` or `..`, or one holding a path separator.
+        InputError: an empty name, `.` or `..`, one holding a path separator, or one with
+            leading or trailing space.
     """
     if name is None:
         return
