@@ -196,6 +196,13 @@ CASES = [
     (["train", "--data", "nan.parquet", "--phase-epochs", "1"], "NaN/inf", "--fill ffill"),
     (["train", "--data", "no_id.parquet"], "missing column", "series_id"),
     (["train", "--data", "notes.txt"], "not a parquet or CSV", ".parquet or .csv"),
+    # fresh-s4: a folder said "no such file"; a file as --storage exited 1 after Ray started
+    (["train", "--data", "not_a_run"], "a folder, not a file", "one .parquet or .csv file"),
+    (
+        ["baseline", "--storage", "notes.txt", "--phase-epochs", "1"],
+        "a file, not a folder",
+        "name a folder",
+    ),
     (["train", "--data", "empty.csv"], "no rows", "empty.csv"),
     (
         ["train", "--data", "good.parquet", "--components", "c0,speed"],

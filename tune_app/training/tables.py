@@ -83,9 +83,13 @@ def read_arrow(path: Path) -> pa.Table:
         Its Arrow table, as written (no column checked yet but duplicate names).
 
     Raises:
-        InputError: no such file, another format, a duplicated column name, or a CSV in
+        InputError: no such file (or a folder), another format, a duplicated column name, or a CSV in
             another dialect (named, with the conversion).
     """
+    if path.is_dir():
+        raise InputError(
+            f"--data {path}: a folder, not a file; name one .parquet or .csv file in it"
+        )
     if not path.is_file():
         raise InputError(
             f"--data {path}: no such file; make one with `tune-app data make-synthetic --out FILE`"

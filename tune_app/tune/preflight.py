@@ -11,6 +11,7 @@ import fnmatch
 import json
 import pickletools
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tune_app.errors import InputError
@@ -86,14 +87,18 @@ def check_launch(launch: Launch) -> None:
 
     Raises:
         InputError: --resume without --name, a --name that is not one folder's name, per-trial
-            resources out of range, or a --storage URI that cannot be opened (resolved here,
-            once).
+            resources out of range, a --storage URI that cannot be opened (resolved here,
+            once) or a local --storage that is a file.
     """
     check_run_name(launch.name)
     if launch.resume and not launch.name:
         raise InputError("--resume: also pass --name of the run to continue")
     check_trial_resources(launch)
-    launch.root  # noqa: B018  (resolves --storage once: an unsupported URI fails before Ray)
+    root = launch.root  # resolves --storage once: an unsupported URI fails before Ray
+    if root.is_local and Path(root.path).exists() and not Path(root.path).is_dir():
+        raise InputError(
+            f"--storage {launch.storage}: a file, not a folder; name a folder (made if missing)"
+        )
 
 
 def round_interval(plan: Plan, perturb_every: int | None) -> int:
