@@ -316,6 +316,8 @@ CASES = [
         "tune-app search --resume --name pbt-run",
     ),
     (["search", "--name", "gone", "--resume"], "no run to resume at", "check --name and --storage"),
+    # fresh-s4: after a Ctrl-C that left no folder, what to run instead
+    (["baseline", "--name", "gone", "--resume"], "no run to resume at", "without --resume)"),
     (
         ["baseline", "--address", "127.0.0.1:9", "--phase-epochs", "1"],
         "no Ray cluster answers",

@@ -404,7 +404,8 @@ def resume_run(
             )
         raise InputError(
             f"--resume: no run to resume at {location.uri} (no {MANIFEST}); check --name and "
-            "--storage"
+            "--storage (a run stopped before it wrote anything starts again with the same "
+            "command without --resume)"
         )
     manifest = RunManifest.read(location)
     if manifest.kind != kind:
