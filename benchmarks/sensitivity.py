@@ -184,8 +184,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]], labels: list[str]) -> l
         first = next(iter(results.values()))[label]
         name, bound = label.rsplit("-", 1)
         value = next(v for k, v in first["params"].items() if k.startswith(name))
-        said = f"{name} {bound}" if bound.startswith("x") else f"{name} {bound} = {value:g}"
-        rows.append((said, label))  # --lr-scales' labels hold their value already
+        rows.append((f"{name} {bound} = {value:g}", label))
     first_width = max([len("bound"), *(len(row) for row, _ in rows)]) + 2  # a label never runs on
     lines = [f"{'bound':{first_width}}" + "".join(f"{name:<{width}}" for name in sets)]
     for row, label in rows:

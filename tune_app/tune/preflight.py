@@ -11,7 +11,6 @@ import fnmatch
 import json
 import pickletools
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tune_app.errors import InputError
@@ -95,7 +94,7 @@ def check_launch(launch: Launch) -> None:
         raise InputError("--resume: also pass --name of the run to continue")
     check_trial_resources(launch)
     root = launch.root  # resolves --storage once: an unsupported URI fails before Ray
-    if root.is_local and Path(root.path).exists() and not Path(root.path).is_dir():
+    if root.is_local and root.exists() and not root.is_dir():
         raise InputError(
             f"--storage {launch.storage}: a file, not a folder; name a folder (made if missing)"
         )

@@ -118,7 +118,7 @@ def claim(location: Location, launch: Launch) -> None:
     if note := hold_name(location, resume=launch.resume):
         print(f"tune-app: note: {note}", file=sys.stderr)
     if not launch.resume and location.join(MANIFEST).exists():
-        if saved_run():  # its process ended in between
+        if ray_state_saved(location):  # its process ended in between
             release_name(location)
             raise exists
         # stopped (Ctrl-C) while Ray started: "nothing was saved yet; run the command again"
